@@ -1,0 +1,124 @@
+"""Draw the paper's Figures 1-4 from local run logs.
+
+    python -m src.figures --figure 1 --logs logs/ --out figures/ [--folder budget_curve_runs/mini-mnist5k]
+
+Writes <out>/<prefix>figure<N>.png, .pdf and .csv (one row per plotted point). Problems with
+the input (no matching runs, a corrupt metrics.jsonl line) print one message and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+from src.errors import UserError
+from src.figures import aggregate
+from src.figures.runs import FigureInputError, load_runs
+
+DESCRIPTIONS = {
+    1: "validation accuracy vs compute budget",
+    2: "convergence: noisy phase, fine-tuning, retrain",
+    3: "retrain vs DP-SGD vs Gradient Clipping",
+    4: "epsilon sweep of Gradient Clipping",
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m src.figures", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--figure", type=int, choices=(1, 2, 3, 4), required=True)
+    p.add_argument("--logs", default="logs", help="directory of run directories (default: logs)")
+    p.add_argument("--out", default="figures", help="output directory (default: figures)")
+    p.add_argument("--folder", help="only runs launched from configs under this folder "
+                                    "(summary.json's config_file)")
+    p.add_argument("--min-runs", type=int, default=4,
+                   help="smallest hyperparameter group plotted (default: 4, as the paper)")
+    view = p.add_mutually_exclusive_group()
+    view.add_argument("--best-so-far", dest="best_so_far", action="store_true", default=True,
+                      help="running max over epochs of each run (default; the published curves)")
+    view.add_argument("--raw", dest="best_so_far", action="store_false",
+                      help="the accuracy logged at each epoch (Figure 2 is always raw)")
+    p.add_argument("--epsilon-basis", choices=("certified", "published"), default="certified",
+                   help="group and filter curves by the certified epsilon (default) or by the "
+                        "epsilon the reference code prints, with the paper's filters")
+    p.add_argument("--every", type=int, default=1, metavar="K",
+                   help="plot budgets 1, 1+K, 1+2K, ... (the paper's CIFAR panels use 3)")
+    p.add_argument("--max-epoch", type=float, help="last budget (epoch) plotted")
+    p.add_argument("--prefix", default="", help="prefix of the output file names")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = p.parse_args(argv)
+    if args.min_runs < 1 or args.every < 1:
+        p.error("--min-runs and --every must be at least 1")
+    return args
+
+
+def _report_dropped(dropped, everything: bool = False) -> None:
+    """Why runs were left out; runs of other figures only when nothing could be plotted."""
+    for reason, count in sorted(dropped.items()):
+        if count and (everything or "not in Figure" not in reason):
+            print(f"  left out {count} run(s): {reason}", file=sys.stderr)
+
+
+def make_figure(args) -> list:
+    """Aggregate and draw one figure; returns the written paths."""
+    runs = load_runs(args.logs, args.folder)
+    where = f"{args.logs}" + (f" (folder {args.folder})" if args.folder else "")
+    if not runs:
+        raise FigureInputError(f"no finished runs in {where}: a finished run is a directory "
+                               "with config.yaml, metrics.jsonl and summary.json")
+    figure = args.figure
+    if figure == 2:
+        panels, dropped = aggregate.convergence(runs, args.epsilon_basis, args.max_epoch)
+        series = [s for c in panels for s in (c.noisy, c.finetune, c.retrain) if s]
+    else:
+        series, dropped = aggregate.budget_series(
+            runs, figure, args.epsilon_basis, args.min_runs, args.best_so_far, args.every,
+            args.max_epoch)
+    if not series:
+        spec = aggregate.FIGURES[figure]
+        methods = ", ".join(aggregate.METHOD_NAMES[m] for m in spec.methods)
+        datasets = ", ".join(spec.datasets) if spec.datasets else "any dataset"
+        _report_dropped(dropped, everything=True)
+        raise FigureInputError(
+            f"none of the {len(runs)} finished runs in {where} can be plotted in Figure {figure} "
+            f"(it needs {methods} on {datasets}); the reasons are listed above")
+    _report_dropped(dropped)
+
+    from src.figures import plots  # matplotlib only once there is something to draw
+
+    out_base = Path(args.out) / f"{args.prefix}figure{figure}"
+    view = "raw" if figure == 2 or not args.best_so_far else "best-so-far"
+    subtitle = (f"Figure {figure}: {DESCRIPTIONS[figure]} ({view}; epsilon basis: "
+                f"{args.epsilon_basis}; mean ± 1.96 s.e.)")
+    if figure == 2:
+        paths = plots.plot_convergence(panels, out_base, subtitle)
+    else:
+        paths = plots.plot_budget(series, figure, out_base, subtitle)
+    csv_path = out_base.with_suffix(".csv")
+    with open(csv_path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=aggregate.CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(aggregate.csv_rows(figure, series))
+    for s in series:
+        print(f"  {s.panel}: {s.label} ({len(s.points)} points)")
+    return paths + [csv_path]
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        paths = make_figure(args)
+    except UserError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
