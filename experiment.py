@@ -1,0 +1,92 @@
+"""Run one experiment: python experiment.py --config FILE [--override key=value ...].
+
+Validates the whole config before anything is written, then: split the data, pretrain
+(or load a checkpoint), unlearn the forget set until the privacy target is certified,
+fine-tune for the rest of the budget, test. Results go to logs/<run_id>/.
+Without --config it runs the offline quick-start on the bundled MNIST digits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+QUICKSTART = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "quickstart_mnist5k.yaml")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=QUICKSTART, help="experiment YAML (default: the mnist_5k quick-start)")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a dotted key, e.g. --override unlearning.epochs=5 (repeatable)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate, print the run plan as JSON on the last line, write nothing")
+    parser.add_argument("--pretrain-only", action="store_true",
+                        help="only make sure the pretrained model of a `pretrained: auto` config is cached")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides the config's device")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    parser.add_argument("--debug", nargs="?", const=1, default=0, type=int,
+                        help="show tracebacks of user errors too")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from src.errors import UserError
+
+    try:
+        return _main(args)
+    except UserError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing of this run was kept", file=sys.stderr)
+        return 130
+
+
+def _main(args) -> int:
+    from src.config import load_config
+
+    overrides = list(args.override)
+    if args.device:
+        overrides.append(f"device={args.device}")
+    config = load_config(args.config, overrides)
+
+    from src import runner
+    from src.training.trainer import Console
+
+    if args.dry_run:
+        start = time.perf_counter()
+        plan = runner.make_plan(config)
+        out = plan.as_dict()
+        out["config_file"] = args.config
+        out["plan_seconds"] = round(time.perf_counter() - start, 3)
+        print(json.dumps(out))
+        return 0
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = runner.resolve_device(config.device)
+    console = Console(quiet=args.quiet)
+    if args.pretrain_only:
+        runner.make_plan(config)
+        if config.training.pretrained != "auto":
+            console.line("nothing to pretrain: training.pretrained is not 'auto'")
+            return 0
+        path = runner.ensure_pretrained(config, device, console)
+        console.line(f"pretrained model: {path}")
+        return 0
+    summary = runner.run(config, args.config, device, console)
+    return 0 if summary.get("finished") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""ModelFactory: the registry of model names used in configs (`model.name`)."""
+
+import torch
+from torch import nn
+
+from src.models.simplenet import simplenet
+from src.models.tiny_net import tinier_net, tiny_net, tiny_net_cifar
+from src.models.two_layer_net import three_layer_net, two_layer_net
+
+
+class ModelFactory:
+    registry = {
+        "two_layer_net": two_layer_net,
+        "three_layer_net": three_layer_net,
+        "tiny_net": tiny_net,
+        "tinier_net": tinier_net,
+        "tiny_net_cifar": tiny_net_cifar,
+        "simplenet": simplenet,
+    }
+
+    @classmethod
+    def create_model(cls, model_name: str, num_classes: int, input_shape, seed: int | None = None) -> nn.Module:
+        """Build `model_name` for inputs of `input_shape` (channels-last, as in configs).
+
+        The initial weights are drawn from a CPU generator seeded with `seed`, so the same
+        seed gives the same model on every device.
+        """
+        if model_name not in cls.registry:
+            raise ValueError(f"unknown model '{model_name}'; known: {', '.join(cls.registry)}")
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        return cls.registry[model_name](tuple(input_shape), num_classes, generator)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

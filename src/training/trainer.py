@@ -1,0 +1,305 @@
+"""The phases of one experiment: fit (pretrain or load) -> unlearn -> test.
+
+Unlearning follows the reference (upstream.md 1.4 and 3.8): the algorithm prepares the
+model, takes noisy steps on retain batches until its accountant reaches the target, and
+the rest of the budget (`unlearning.epochs` passes over the retain set, noisy steps
+included) is noise-free fine-tuning with a fresh optimizer. The trainer knows algorithms
+only through src/unlearning/base.py.
+
+Speed: data stay on the device, batches are index tensors, and per-step metrics stay on
+the device until a row has to be written, so a plain step does not wait for the host.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from src.data.base_datamodule import DataModule, Split
+from src.data.batches import make_generator, num_batches, shuffled_batches
+from src.models.model import ModelFactory
+from src.seeds import derive_seed
+from src.tracking import fmt
+from src.training.checkpoints import checkpoint_name, save_checkpoint
+from src.training.flat_model import FlatModel
+from src.training.optim import ScheduledOptimizer, make_optimizer, make_schedule
+from src.unlearning.base import UnlearningAlgorithm, project_l2_
+
+EVAL_CHUNK = 2048
+
+
+def build_model(config, input_shape, device) -> FlatModel:
+    module = ModelFactory.create_model(config.model.name, config.model.n_classes, input_shape,
+                                       seed=derive_seed(config.global_seed, "init"))
+    return FlatModel(module, device)
+
+
+class Console:
+    """Epoch lines on stdout; a tqdm bar only when stderr is a terminal (quiet in log files)."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.bars = sys.stderr.isatty() and not quiet
+
+    def line(self, text: str) -> None:
+        if not self.quiet:
+            tqdm.write(text, file=sys.stdout)
+
+    def epochs(self, total: int, desc: str):
+        return tqdm(range(1, total + 1), desc=desc, unit="epoch", disable=not self.bars, leave=False,
+                    file=sys.stderr)
+
+
+class Evaluator:
+    """Sample-weighted loss and accuracy over a whole split (D17), in large chunks."""
+
+    def __init__(self, model: FlatModel, augmentation=None, generator=None):
+        self.model = model
+        self.augmentation = augmentation
+        self.generator = generator
+
+    @torch.no_grad()
+    def __call__(self, split: Split) -> tuple[float, float]:
+        loss_sum = torch.zeros((), device=self.model.device)
+        correct = torch.zeros((), device=self.model.device, dtype=torch.long)
+        for start in range(0, len(split), EVAL_CHUNK):
+            x, y = split.x[start:start + EVAL_CHUNK], split.y[start:start + EVAL_CHUNK]
+            if self.augmentation is not None:
+                x = self.augmentation(x, self.generator)
+            logits = self.model(x, self.model.theta.detach())
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+        n = max(len(split), 1)
+        return float(loss_sum) / n, float(correct) / n
+
+
+class StepRows:
+    """Per-step rows whose loss/accuracy are still device tensors; written in one sync."""
+
+    def __init__(self):
+        self.rows: list[dict] = []
+        self.losses: list[torch.Tensor] = []
+        self.correct: list[torch.Tensor] = []
+        self.counts: list[int] = []
+
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, count: int, row: dict) -> None:
+        self.losses.append(loss)
+        self.correct.append(correct)
+        self.counts.append(count)
+        self.rows.append(row)
+
+    def drain(self) -> list[dict]:
+        if not self.rows:
+            return []
+        losses = torch.stack(self.losses).tolist()
+        correct = torch.stack(self.correct).tolist()
+        out = []
+        for row, loss, c, n in zip(self.rows, losses, correct, self.counts):
+            out.append({"loss": loss, "accuracy": c / n if n else 0.0, **row})
+        self.__init__()
+        return out
+
+
+class Trainer:
+    def __init__(self, config, data: DataModule, model: FlatModel, algorithm: UnlearningAlgorithm, logger,
+                 console: Console, run_dir=None):
+        self.config = config
+        self.data = data
+        self.model = model
+        self.algorithm = algorithm
+        self.logger = logger
+        self.console = console
+        self.run_dir = run_dir
+        self.device = model.device
+        self.pending = StepRows()
+        self.data_generator = make_generator(derive_seed(config.global_seed, "unlearning-data"), self.device)
+        eval_aug = data.augmentation if config.compat.augment_eval else None
+        self.evaluate = Evaluator(model)
+        # compat.augment_eval: the reference evaluated val/forget/retain through the
+        # training transforms (D5); the test set never.
+        self.evaluate_train_side = Evaluator(
+            model, eval_aug, make_generator(derive_seed(config.global_seed, "eval-augmentation"), self.device))
+
+    # -- logging -----------------------------------------------------------------------
+    def log(self, row: dict) -> None:
+        for pending in self.pending.drain():
+            self.logger.log(pending)
+        self.logger.log(row)
+
+    def validate(self, split: Split, prefix: str, **keys) -> float:
+        evaluate = self.evaluate if split is self.data.test else self.evaluate_train_side
+        loss, acc = evaluate(split)
+        self.log({f"{prefix}_loss": loss, f"{prefix}_accuracy": acc, **keys})
+        return acc
+
+    # -- phases ------------------------------------------------------------------------
+    def unlearn(self) -> None:
+        config, data, algorithm = self.config, self.data, self.algorithm
+        u = config.unlearning
+        self.steps_per_epoch = num_batches(len(data.retain), config.dataset.batch_size)
+        self.noisy_steps = 0
+        self.post = None
+        with torch.no_grad():
+            algorithm.prepare(self.model, self.log)
+        self.validate(data.val, "Val (Post Unlearning Setup)")
+        if algorithm.finished:
+            self._end_noisy_phase(epoch=0)
+
+        for epoch in self.console.epochs(u.epochs, "unlearning"):
+            sum_loss = torch.zeros((), device=self.device)
+            sum_correct = torch.zeros((), device=self.device, dtype=torch.long)
+            seen = 0
+            batches = shuffled_batches(len(data.retain), config.dataset.batch_size, self.data_generator, self.device)
+            for i, idx in enumerate(batches):
+                x, y = self._batch(data.retain, idx)
+                if not algorithm.finished:
+                    self.noisy_steps += 1
+                    result = algorithm.noisy_step(self.model, x, y, self.noisy_steps - 1)
+                    stopped = algorithm.after_step(self.noisy_steps, result.sigma, result.eta, self.log)
+                    self.pending.add(result.loss, result.correct, result.count,
+                                     {"sigma_t": result.sigma, "eta_t": result.eta, "state_step": self.noisy_steps})
+                    if stopped:
+                        self._end_noisy_phase(epoch)
+                else:
+                    result = self._post_step(x, y)
+                    self.pending.add(result.loss, result.correct, result.count,
+                                     {"sigma_t": 0.0, "eta_t": result.eta,
+                                      "state_step": self.noisy_steps + self.post.step_count})
+                sum_loss += result.loss * result.count
+                sum_correct += result.correct
+                seen += result.count
+                if u.fine_grained_validation:
+                    self._fine_grained(epoch, i)
+            retain_loss, retain_acc = float(sum_loss) / seen, float(sum_correct) / seen
+            self.log({"retain_loss": retain_loss, "retain_accuracy": retain_acc, "unlearn_epoch": epoch})
+            val_acc = self.validate(data.val, "Val (Unlearn)", unlearn_epoch=epoch)
+            forget_acc = self.validate(data.forget, "Forget (Unlearn)", unlearn_epoch=epoch)
+            self.logger.flush()
+            self.console.line(f"unlearn epoch {epoch}/{u.epochs}  retain loss {fmt(retain_loss)} acc {fmt(retain_acc)}"
+                              f"  val acc {fmt(val_acc)}  forget acc {fmt(forget_acc)}")
+
+    def test(self) -> float:
+        acc = self.validate(self.data.test, "Test")
+        self.console.line(f"test accuracy {fmt(acc)}")
+        return acc
+
+    # -- the end of the noisy phase and the fine-tuning that follows ----------------------
+    def _end_noisy_phase(self, epoch: int) -> None:
+        row = self.algorithm.certificate_row()
+        if self.noisy_steps == 0:
+            row["state_step"] = 0
+        self.log(row)
+        self.certificate = row
+        self._announce_certificate(row)
+        for split, prefix in ((self.data.val, "Val"), (self.data.forget, "Forget"), (self.data.retain, "Retain")):
+            self.validate(split, f"{prefix} (Post Noise Addition)", unlearn_epoch=epoch)
+        self._start_post_phase()
+
+    def _announce_certificate(self, row: dict) -> None:
+        text = (f"certificate after {self.noisy_steps} noisy steps: epsilon {fmt(row['certified_epsilon'])}, "
+                f"delta {fmt(row['certified_delta'])} (the reference would print epsilon {fmt(row['epsilon_published'])})")
+        self.console.line(text)
+        if not row["certificate_valid"]:
+            reasons = "; ".join(self.algorithm.plan().invalid_reasons) or "see the plan"
+            self.console.line(f"WARNING: the certificate does not hold for this run: {reasons}")
+
+    def _start_post_phase(self) -> None:
+        post = self.config.post_unlearning
+        if post.post_unlearn_clip is not False:
+            with torch.no_grad():
+                project_l2_(self.model.theta, post.post_unlearn_clip)
+        total = self.config.unlearning.epochs * self.steps_per_epoch
+        # A fresh optimizer (no noisy momentum history) over the whole budget (D20 kept);
+        # the L2 term is in the loss, not in the optimizer (upstream.md 3.8).
+        self.post = ScheduledOptimizer(make_optimizer([self.model.theta], post, weight_decay=0.0),
+                                       make_schedule(post, total))
+        self.post_weight_decay = post.weight_decay
+
+    def _post_step(self, x, y):
+        from src.unlearning.base import StepResult
+
+        theta = self.model.theta
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y)
+        if self.post_weight_decay:
+            loss = loss + 0.5 * self.post_weight_decay * theta.pow(2).sum()
+        self.post.zero_grad()
+        loss.backward()
+        self.post.step()
+        # The reference logs the schedule at the new step count (upstream.md 1.4).
+        eta = self.post.schedule(self.post.step_count)
+        return StepResult(loss.detach(), (logits.detach().argmax(1) == y).sum(), y.shape[0], 0.0, eta)
+
+    def _fine_grained(self, epoch: int, i: int) -> None:
+        """Per-step validation during the noisy phase, then mid-epoch (Figure 2, D15)."""
+        if not self.algorithm.finished:
+            at = epoch - 1 + i / self.steps_per_epoch
+        elif i == self.steps_per_epoch // 2:
+            at = epoch - 0.5
+        else:
+            return
+        self.validate(self.data.val, "Val (Unlearn)", unlearn_epoch=at)
+        self.validate(self.data.retain, "Retain (Unlearn)", unlearn_epoch=at)
+
+    def _batch(self, split: Split, idx: torch.Tensor):
+        x, y = split.x[idx], split.y[idx]
+        if self.data.augmentation is not None:
+            x = self.data.augmentation(x, self.data_generator)
+        return x, y
+
+
+# ---------------------------------------------------------------------------------------
+# Pretraining
+
+
+def pretrain(config, data: DataModule, model: FlatModel, log, console: Console, ckpt_dir=None) -> dict:
+    """Train on the train split (retain + forget) as the reference's fit(); returns the
+    record stored with the checkpoint."""
+    from src.training.dp_sgd import DPSGD
+
+    t = config.training
+    device = model.device
+    batch_size = config.dataset.batch_size
+    steps_per_epoch = num_batches(len(data.train), batch_size)
+    generator = make_generator(derive_seed(config.global_seed, "pretrain-data"), device)
+    dp = DPSGD.from_config(config, len(data.train), len(data.forget), model, log) if t.dp_sgd else None
+    optimizer = ScheduledOptimizer(make_optimizer([model.theta], t, t.weight_decay),
+                                   make_schedule(t, max(t.epochs, 1) * steps_per_epoch))
+    evaluate = Evaluator(model)
+    meta = {"epochs": t.epochs, "dp_sgd": dp.record() if dp else None}
+    if ckpt_dir is not None:
+        save_checkpoint(ckpt_dir / checkpoint_name(0), model.state_dict(), {**meta, "epoch": 0})
+
+    for epoch in console.epochs(t.epochs, "pretraining"):
+        sum_loss = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        batches = dp.batches(generator) if dp else shuffled_batches(len(data.train), batch_size, generator, device)
+        for idx in batches:
+            x, y = data.train.x[idx], data.train.y[idx]
+            if data.augmentation is not None and len(idx):
+                x = data.augmentation(x, generator)
+            if dp:
+                loss, c = dp.step(x, y, optimizer)
+            else:
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                loss, c = loss.detach(), (logits.detach().argmax(1) == y).sum()
+            sum_loss += loss * len(idx)
+            correct += c
+            seen += len(idx)
+        train_loss, train_acc = float(sum_loss) / max(seen, 1), float(correct) / max(seen, 1)
+        log({"train_loss": train_loss, "train_accuracy": train_acc, "epoch": epoch})
+        val_loss, val_acc = evaluate(data.val)
+        log({"Val (Train)_loss": val_loss, "Val (Train)_accuracy": val_acc, "epoch": epoch})
+        console.line(f"pretrain epoch {epoch}/{t.epochs}  loss {fmt(train_loss)} acc {fmt(train_acc)}  val acc {fmt(val_acc)}")
+        # Saved when epoch % save_every == 0 and always at the last epoch (D7).
+        if ckpt_dir is not None and (epoch % config.save_every == 0 or epoch == t.epochs):
+            save_checkpoint(ckpt_dir / checkpoint_name(epoch), model.state_dict(), {**meta, "epoch": epoch})
+    return meta

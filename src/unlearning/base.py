@@ -1,0 +1,225 @@
+"""The interface every unlearning algorithm implements, and the registry of config names.
+
+The trainer knows only this interface. An algorithm:
+  * checks its part of the config (`check_config`), before anything is written;
+  * states its certificate before any data is touched (`plan`): noisy steps, sigmas,
+    (epsilon, delta); this is what `--dry-run` prints;
+  * prepares the model for the noisy phase (`prepare`: initial projection, noise, re-init);
+  * takes noisy steps (`noisy_step`) and says after each whether its accountant has
+    reached the target (`after_step`).
+Once it is finished, the trainer fine-tunes without noise for the rest of the budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar
+
+import torch
+from torch.nn import functional as F
+
+from src.config import ExperimentConfig
+from src.data.base_datamodule import SplitSizes
+from src.errors import ConfigError
+
+LogFn = Callable[[dict], None]
+
+
+@dataclass
+class AlgorithmContext:
+    config: ExperimentConfig
+    num_parameters: int
+    input_shape: tuple[int, ...]
+    sizes: SplitSizes
+    steps_per_epoch: int  # retain-set batches per unlearning epoch
+    device: torch.device | None = None
+    noise_generator: torch.Generator | None = None
+    noise: "NoiseSource | None" = None
+    # The pretrained checkpoint's record of how it was trained (DP-SGD needs it).
+    pretrained_meta: dict = field(default_factory=dict)
+
+    @property
+    def budget_steps(self) -> int:
+        return self.config.unlearning.epochs * self.steps_per_epoch
+
+
+@dataclass
+class PrivacyPlan:
+    """The certificate an algorithm will deliver, known before any data is touched."""
+
+    noisy_steps: int
+    sigma_t: list[float]
+    init_sigma: float
+    certified_epsilon: float | None
+    certified_delta: float | None
+    epsilon_published: float | None
+    certificate_valid: bool
+    # Why the certificate does not hold, when it does not (compat switches...).
+    invalid_reasons: list[str] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        out = {
+            "noisy_steps": self.noisy_steps,
+            "sigma_t": self.sigma_t,
+            "init_sigma": self.init_sigma,
+            "certified_epsilon": self.certified_epsilon,
+            "certified_delta": self.certified_delta,
+            "epsilon_published": self.epsilon_published,
+            "certificate_valid": self.certificate_valid,
+        }
+        if self.invalid_reasons:
+            out["certificate_invalid_because"] = self.invalid_reasons
+        out.update(self.details)
+        return out
+
+
+@dataclass
+class StepResult:
+    loss: torch.Tensor  # 0-d, on the device (no host sync per step)
+    correct: torch.Tensor
+    count: int
+    sigma: float
+    eta: float
+
+
+class UnlearningAlgorithm:
+    name: ClassVar[str]
+
+    def __init__(self, context: AlgorithmContext):
+        self.context = context
+        self.config = context.config
+        self.finished = False
+
+    # -- before anything runs ------------------------------------------------------
+    @classmethod
+    def check_config(cls, config: ExperimentConfig) -> None:
+        """Refuse what this algorithm cannot run or certify (ConfigError naming the key)."""
+
+    def check_plan(self, plan: PrivacyPlan) -> None:
+        """Refuse a plan that cannot run within the budget (needs data sizes)."""
+
+    def plan(self) -> PrivacyPlan:
+        raise NotImplementedError
+
+    # -- the run -------------------------------------------------------------------
+    def prepare(self, model, log: LogFn) -> None:
+        """Initialise the model for the noisy phase; set `finished` if there is none."""
+        raise NotImplementedError
+
+    def noisy_step(self, model, x: torch.Tensor, y: torch.Tensor, step: int) -> StepResult:
+        raise NotImplementedError(f"{self.name} has no noisy phase")
+
+    def after_step(self, step: int, sigma: float, eta: float, log: LogFn) -> bool:
+        """The accountant, after noisy step `step` (1-based). True when the target is reached."""
+        raise NotImplementedError
+
+    def certificate_row(self) -> dict:
+        """The final certificate under the reference's keys plus ours."""
+        plan = self.plan()
+        return certificate_row(plan)
+
+
+def certificate_row(plan: PrivacyPlan, epsilon=None, delta=None) -> dict:
+    """`epsilon`/`delta` are what the run claims (the reference's keys); `certified_*` is
+    what the theory gives for the noise drawn; `epsilon_published` what the reference
+    code would have printed."""
+    return {
+        "epsilon": plan.certified_epsilon if epsilon is None else epsilon,
+        "delta": plan.certified_delta if delta is None else delta,
+        "certified_epsilon": plan.certified_epsilon,
+        "certified_delta": plan.certified_delta,
+        "epsilon_published": plan.epsilon_published,
+        "certificate_valid": plan.certificate_valid,
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Operations on the parameter vector shared by the algorithms (global norms, D33).
+
+
+def project_l2_(theta: torch.Tensor, radius: float) -> torch.Tensor:
+    """theta <- theta * min(1, radius / ||theta||) in place (the reference's clip_params)."""
+    norm = torch.linalg.vector_norm(theta)
+    theta.mul_(torch.clamp(radius / norm, max=1.0).nan_to_num(1.0))
+    return theta
+
+
+def clip_l2(v: torch.Tensor, bound: float) -> torch.Tensor:
+    norm = torch.linalg.vector_norm(v)
+    return v * torch.clamp(bound / norm, max=1.0).nan_to_num(1.0)
+
+
+class NoiseSource:
+    """Gaussian vectors for the noisy steps: fresh every draw from a seeded generator.
+
+    `reuse=True` (compat.reuse_noise) draws one vector and returns it every time, as the
+    reference's jitted step did (D1); that voids the certificate.
+    """
+
+    def __init__(self, generator: torch.Generator, dimension: int, device, reuse: bool = False):
+        self.generator = generator
+        self.dimension = dimension
+        self.device = device
+        self.reuse = reuse
+        self._fixed = None
+
+    def draw(self) -> torch.Tensor:
+        if self.reuse:
+            if self._fixed is None:
+                self._fixed = self._sample()
+            return self._fixed
+        return self._sample()
+
+    def _sample(self) -> torch.Tensor:
+        return torch.randn(self.dimension, generator=self.generator, device=self.device)
+
+
+def batch_loss_and_grad(model, x, y):
+    """Mean cross-entropy of the batch and its gradient with respect to theta."""
+    theta = model.theta
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    (grad,) = torch.autograd.grad(loss, theta)
+    correct = (logits.detach().argmax(1) == y).sum()
+    return loss.detach(), correct, grad
+
+
+def require_plain_sgd(config: ExperimentConfig, algorithm: str) -> None:
+    """The noisy phase's analysis assumes plain SGD (D21)."""
+    u = config.unlearning
+    if u.optim != "SGD":
+        raise ConfigError(f"unlearning.optim: '{u.optim}' is not allowed for {algorithm}: the noisy phase must be "
+                          "plain SGD (the certificate assumes it); use SGD")
+    if u.momentum != 0:
+        raise ConfigError(f"unlearning.momentum: {u.momentum} is not allowed for {algorithm}: the noisy phase must "
+                          "be plain SGD without momentum; set 0")
+    if u.nesterov:
+        raise ConfigError(f"unlearning.nesterov: true is not allowed for {algorithm}: the noisy phase must be plain "
+                          "SGD; set false")
+
+
+def require_section(config: ExperimentConfig, key: str, algorithm: str):
+    section = getattr(config.unlearning, key.replace("-", "_"))
+    if section is None:
+        raise ConfigError(f"unlearning.{key}: required when unlearning.algorithm is '{algorithm}'")
+    return section
+
+
+# ---------------------------------------------------------------------------------------
+# Registry
+
+REGISTRY: dict[str, type[UnlearningAlgorithm]] = {}
+
+
+def register(cls: type[UnlearningAlgorithm]) -> type[UnlearningAlgorithm]:
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def algorithm_class(name: str) -> type[UnlearningAlgorithm]:
+    import src.unlearning  # noqa: F401  (imports every algorithm module, which registers it)
+
+    if name not in REGISTRY:
+        raise ConfigError(f"unlearning.algorithm: '{name}' is unknown; known: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
