@@ -1,0 +1,149 @@
+"""Gradient Clipping (config name "iteration"): noisy clipped SGD certified by privacy
+amplification by iteration (paper eq. 3; upstream.md 3.2-3.3).
+
+    theta_0     = clip(theta_hat, C0)                        (+ optional N(0, sigma0^2))
+    theta_{t+1} = theta_t - eta (clip(g_t, C1) + lambda theta_t) + sigma_t xi_t,  t < T
+
+T and sigma_t come from src/privacy/pabi.py; xi_t is fresh every step. The certificate is
+computed from the sigmas actually drawn with the correct Renyi -> DP conversion
+(decisions.md D3); `epsilon_published` is what the reference would have printed.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import torch
+
+from src.errors import ConfigError
+from src.privacy.pabi import (init_ball_radius, pabi_certificate, pabi_sigmas, pabi_steps, published_pabi_epsilon,
+                              running_renyi_epsilons)
+from src.privacy.rdp import calibrate_renyi_epsilon
+from src.unlearning.base import (PrivacyPlan, StepResult, UnlearningAlgorithm, batch_loss_and_grad, certificate_row,
+                                 clip_l2, register, require_plain_sgd, require_section)
+from src.unlearning.initial_projection import initial_projection_
+
+
+@register
+class GradientClipping(UnlearningAlgorithm):
+    name = "iteration"
+
+    @classmethod
+    def check_config(cls, config) -> None:
+        require_section(config, "iteration", cls.name)
+        require_plain_sgd(config, cls.name)
+        u = config.unlearning
+        if u.lr_schedule != "constant":
+            raise ConfigError(f"unlearning.lr_schedule: '{u.lr_schedule}' is not allowed for Gradient Clipping: the "
+                              "PABI noise formulas assume a constant learning rate; use constant")
+        if u.init_model_clip <= 0:
+            raise ConfigError("unlearning.init_model_clip: 0 is not allowed for Gradient Clipping: the initial "
+                              "projection radius C0 must be > 0 (C0 = 0 gives T = 0 noisy steps)")
+        if u.max_lr * u.weight_decay >= 1:
+            raise ConfigError(f"unlearning.weight_decay: eta * lambda = {u.max_lr} * {u.weight_decay} = "
+                              f"{u.max_lr * u.weight_decay:g} must be < 1 for the weight-decayed step to contract "
+                              "(rho = 1 - eta*lambda in (0, 1])")
+
+    def check_plan(self, plan: PrivacyPlan) -> None:
+        budget = self.context.budget_steps
+        if plan.noisy_steps > budget:
+            raise ConfigError(
+                f"unlearning.epochs: Gradient Clipping needs T = {plan.noisy_steps} noisy steps, but the budget is "
+                f"{self.config.unlearning.epochs} epochs x {self.context.steps_per_epoch} steps = {budget}; raise "
+                "unlearning.epochs, or T = ceil(C0 / (C1 eta)) falls with a larger grad_clip or max_lr")
+
+    # -- the certificate, before any data ------------------------------------------------
+    @cached_property
+    def _radius(self) -> float:
+        u = self.config.unlearning
+        return init_ball_radius(u.init_model_clip, u.init_model_clip_type, self.context.num_parameters)
+
+    @cached_property
+    def _steps(self):
+        u = self.config.unlearning
+        return pabi_steps(self._radius, u.iteration.grad_clip, u.max_lr, u.weight_decay)
+
+    @cached_property
+    def _epsilon_renyi(self) -> float:
+        u = self.config.unlearning
+        if u.iteration.epsilon_target is not None:
+            return calibrate_renyi_epsilon(u.iteration.epsilon_target, u.delta)
+        return u.iteration.epsilon_renyi_target
+
+    @cached_property
+    def sigmas(self):
+        u = self.config.unlearning
+        # A calibrated epsilon_target is only exact with the unified lambda = 0 formula.
+        lambda0 = "unified" if u.iteration.epsilon_target is not None else self.config.compat.pabi_lambda0
+        return pabi_sigmas(self._steps.T, 2 * self._radius, u.iteration.grad_clip, u.max_lr, u.weight_decay,
+                           self._epsilon_renyi, schedule=u.noise_schedule, lambda0=lambda0)
+
+    @cached_property
+    def _plan(self) -> PrivacyPlan:
+        u, compat = self.config.unlearning, self.config.compat
+        certificate = pabi_certificate(self.sigmas, 2 * self._radius, u.iteration.grad_clip, u.max_lr,
+                                       u.weight_decay, u.delta, conversion="correct")
+        published = published_pabi_epsilon(self._epsilon_renyi, u.delta)
+        reasons = []
+        certified_epsilon, certified_delta = certificate.epsilon, certificate.delta
+        if compat.reuse_noise:
+            reasons.append("compat.reuse_noise: one noise vector is added at every noisy step (D1); PABI needs "
+                           "independent noise, so no certificate follows")
+            certified_epsilon = certified_delta = None
+        if compat.renyi_conversion == "upstream":
+            reasons.append(f"compat.renyi_conversion: upstream: the logged epsilon {published:.4g} drops the Renyi "
+                           f"order (D3); the noise drawn certifies epsilon {certificate.epsilon:.4g}")
+        return PrivacyPlan(
+            noisy_steps=self._steps.T, sigma_t=[float(s) for s in self.sigmas], init_sigma=u.init_sigma,
+            certified_epsilon=certified_epsilon, certified_delta=certified_delta, epsilon_published=published,
+            certificate_valid=not reasons, invalid_reasons=reasons,
+            details={"pabi_steps": self._steps.T, "pabi_steps_base": self._steps.T_base,
+                     "reg_saved_pabi_steps": self._steps.regularised, "epsilon_renyi": self._epsilon_renyi,
+                     "epsilon_renyi_of_sigmas": certificate.epsilon_renyi, "renyi_order": certificate.alpha,
+                     "init_radius": self._radius})
+
+    def plan(self) -> PrivacyPlan:
+        return self._plan
+
+    def certificate_row(self) -> dict:
+        plan = self._plan
+        epsilon = plan.epsilon_published if self.config.compat.renyi_conversion == "upstream" \
+            else plan.certified_epsilon
+        if epsilon is None:  # no certificate: log what the reference would have printed
+            epsilon = plan.epsilon_published
+        return {"stop_unlearn": plan.noisy_steps,
+                **certificate_row(plan, epsilon=epsilon, delta=self.config.unlearning.delta)}
+
+    # -- the run --------------------------------------------------------------------------
+    def prepare(self, model, log) -> None:
+        initial_projection_(model.theta, self.config, self.context, log)
+        if self._steps.regularised:
+            log({"reg_saved_pabi_steps": True})
+        log({"pabi_steps": self._steps.T})
+        self.finished = False
+
+    def noisy_step(self, model, x, y, step: int) -> StepResult:
+        u = self.config.unlearning
+        loss, correct, grad = batch_loss_and_grad(model, x, y)
+        eta, sigma = u.max_lr, float(self.sigmas[step])
+        with torch.no_grad():
+            theta = model.theta
+            update = clip_l2(grad, u.iteration.grad_clip)
+            if u.weight_decay:
+                update.add_(theta, alpha=u.weight_decay)  # the decay term is not clipped (D33)
+            theta.sub_(eta * update)
+            theta.add_(sigma * self.context.noise.draw())
+        return StepResult(loss, correct, y.shape[0], sigma, eta)
+
+    def after_step(self, step: int, sigma: float, eta: float, log) -> bool:
+        if self.config.unlearning.iteration.calc_intermediate_eps_renyi:
+            log({"epsilon_renyi": float(self._running_renyi[step - 1]), "state_step": step})
+        if step >= self._steps.T:
+            self.finished = True
+        return self.finished
+
+    @cached_property
+    def _running_renyi(self):
+        u = self.config.unlearning
+        return running_renyi_epsilons(self.sigmas, u.max_lr, 2 * self._radius, u.iteration.grad_clip, u.weight_decay)
+

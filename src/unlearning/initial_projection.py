@@ -1,0 +1,25 @@
+"""The first move of every certified algorithm: put the trained model into a known set.
+
+`clip` projects onto the L2 ball of radius C0; `clamp` clips every coordinate to
+[-C0, C0] (a box of L2 radius C0 sqrt(d), the data-independent bound we account with,
+D9). Then optional Gaussian noise of std `init_sigma` (sigma0).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from src.unlearning.base import project_l2_
+
+
+def initial_projection_(theta: torch.Tensor, config, context, log, sigma0: float | None = None) -> None:
+    u = config.unlearning
+    with torch.no_grad():
+        if u.init_model_clip_type == "clip":
+            project_l2_(theta, u.init_model_clip)
+        else:
+            theta.clamp_(-u.init_model_clip, u.init_model_clip)
+        sigma0 = u.init_sigma if sigma0 is None else sigma0
+        if sigma0:
+            theta.add_(sigma0 * torch.randn(theta.shape, generator=context.noise_generator, device=theta.device))
+            log({"init_sigma": sigma0})

@@ -1,0 +1,141 @@
+"""Model Clipping (config name "contractive_coefficients"): noisy SGD projected onto a
+small ball, certified by contraction coefficients (paper eq. 4; upstream.md 3.4).
+
+    theta_{t+1} = clip(theta_t - eta (g_t + lambda theta_t), R) + sigma xi_t
+    (or, with `grad_clip`: the whole update clipped to C1 and the noise added before the
+    projection)
+
+Each step contracts the hockey-stick divergence by gamma_t = theta_{eps~}(r); the noisy
+phase ends at the first step where delta_t <= unlearning.delta. That step depends on no
+data, so the dry-run knows it (src/privacy/contraction.py).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import torch
+
+from src.errors import ConfigError
+from src.privacy.contraction import delta_trajectory, initial_delta, step_radius
+from src.privacy.pabi import init_ball_radius
+from src.training.optim import make_schedule
+from src.unlearning.base import (PrivacyPlan, StepResult, UnlearningAlgorithm, batch_loss_and_grad, certificate_row,
+                                 clip_l2, project_l2_, register, require_plain_sgd, require_section)
+from src.unlearning.initial_projection import initial_projection_
+
+
+@register
+class ModelClipping(UnlearningAlgorithm):
+    name = "contractive_coefficients"
+
+    @classmethod
+    def check_config(cls, config) -> None:
+        cc = require_section(config, "contractive_coefficients", cls.name)
+        require_plain_sgd(config, cls.name)
+        key = "unlearning.contractive_coefficients"
+        after, before = cc.noise_addition_after_projection, cc.noise_addition_before_projection
+        if after and before:
+            raise ConfigError(f"{key}.noise_addition_before_projection and noise_addition_after_projection are both "
+                              "true: noise would be added twice but accounted once (D23); choose one")
+        if not (after or before):
+            raise ConfigError(f"{key}.noise_addition_after_projection / noise_addition_before_projection: one must "
+                              "be true (where the noise of each step is added)")
+        if cc.grad_clip is not False and after:
+            raise ConfigError(f"{key}.grad_clip: {cc.grad_clip} is only analysed with noise_addition_before_projection:"
+                              " true; set grad_clip: false or move the noise before the projection")
+        if cc.grad_clip is False and before:
+            raise ConfigError(f"{key}.noise_addition_before_projection: true needs {key}.grad_clip (the step's "
+                              "movement must be bounded); set grad_clip or add the noise after the projection")
+
+    def check_plan(self, plan: PrivacyPlan) -> None:
+        if self._trajectory.stop_step is None:
+            cc = self.config.unlearning.contractive_coefficients
+            raise ConfigError(
+                f"unlearning.contractive_coefficients.sigma: with sigma {cc.sigma} and model_clip {cc.model_clip} the "
+                f"contraction accountant does not reach delta {self.config.unlearning.delta:g} within the budget of "
+                f"{self.context.budget_steps} steps (delta is still {self._trajectory.deltas[-1]:.3g}); raise sigma "
+                "or unlearning.epochs, or lower model_clip")
+
+    # -- the certificate ------------------------------------------------------------------
+    @cached_property
+    def _schedule(self):
+        return make_schedule(self.config.unlearning, self.context.budget_steps)
+
+    def _radius(self, step: int) -> float:
+        cc = self.config.unlearning.contractive_coefficients
+        return step_radius(cc.model_clip, cc.sigma, eta=self._schedule(step),
+                           grad_clip=cc.grad_clip or None, noise_before_projection=cc.noise_addition_before_projection)
+
+    @cached_property
+    def _delta0(self) -> float:
+        u = self.config.unlearning
+        if not u.init_sigma:
+            return 1.0  # no initial noise: no initial guarantee
+        radius = init_ball_radius(u.init_model_clip, u.init_model_clip_type, self.context.num_parameters)
+        return initial_delta(u.contractive_coefficients.epsilon_target, radius, u.init_sigma)
+
+    @cached_property
+    def _trajectory(self):
+        u = self.config.unlearning
+        radii = (self._radius(t) for t in range(self.context.budget_steps))
+        return delta_trajectory(u.contractive_coefficients.epsilon_target, self._delta0, radii, u.delta)
+
+    @cached_property
+    def _plan(self) -> PrivacyPlan:
+        u = self.config.unlearning
+        cc = u.contractive_coefficients
+        trajectory = self._trajectory
+        steps = trajectory.stop_step or len(trajectory.deltas)
+        reasons = []
+        certified_epsilon, certified_delta = cc.epsilon_target, trajectory.deltas[steps - 1] if steps else self._delta0
+        if self.config.compat.reuse_noise:
+            reasons.append("compat.reuse_noise: one noise vector is added at every noisy step (D1); the contraction "
+                           "argument needs independent noise, so no certificate follows")
+            certified_epsilon = certified_delta = None
+        return PrivacyPlan(
+            noisy_steps=steps, sigma_t=[cc.sigma] * steps, init_sigma=u.init_sigma,
+            certified_epsilon=certified_epsilon, certified_delta=certified_delta, epsilon_published=cc.epsilon_target,
+            certificate_valid=not reasons, invalid_reasons=reasons,
+            details={"stop_unlearn": trajectory.stop_step, "delta_0": self._delta0,
+                     "gamma": trajectory.gammas[:steps]})
+
+    def plan(self) -> PrivacyPlan:
+        return self._plan
+
+    def certificate_row(self) -> dict:
+        plan = self._plan
+        delta = plan.certified_delta if plan.certified_delta is not None else self._trajectory.deltas[-1]
+        return {"stop_unlearn": plan.noisy_steps, **certificate_row(plan, epsilon=plan.epsilon_published, delta=delta)}
+
+    # -- the run --------------------------------------------------------------------------
+    def prepare(self, model, log) -> None:
+        initial_projection_(model.theta, self.config, self.context, log)
+        log({"delta": self._delta0, "state_step": 0})
+        self.finished = False
+
+    def noisy_step(self, model, x, y, step: int) -> StepResult:
+        u = self.config.unlearning
+        cc = u.contractive_coefficients
+        loss, correct, grad = batch_loss_and_grad(model, x, y)
+        eta = self._schedule(step)
+        with torch.no_grad():
+            theta = model.theta
+            update = grad.add(theta, alpha=u.weight_decay) if u.weight_decay else grad
+            if cc.grad_clip is not False:
+                update = clip_l2(update, cc.grad_clip)  # gradient and decay clipped together (D33)
+            theta.sub_(eta * update)
+            if cc.noise_addition_before_projection:
+                theta.add_(cc.sigma * self.context.noise.draw())
+            project_l2_(theta, cc.model_clip)
+            if cc.noise_addition_after_projection:
+                theta.add_(cc.sigma * self.context.noise.draw())
+        return StepResult(loss, correct, y.shape[0], cc.sigma, eta)
+
+    def after_step(self, step: int, sigma: float, eta: float, log) -> bool:
+        trajectory = self._trajectory
+        log({"gamma": trajectory.gammas[step - 1], "state_step": step, "delta": trajectory.deltas[step - 1],
+             "epsilon": self.config.unlearning.contractive_coefficients.epsilon_target})
+        if step >= self._plan.noisy_steps:
+            self.finished = True
+        return self.finished

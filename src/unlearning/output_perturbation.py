@@ -1,0 +1,58 @@
+"""Output Perturbation (config name "dp-baseline"): project the trained model onto the
+ball of radius C0 and add Gaussian noise once (upstream.md 3.5); the whole budget is then
+noise-free fine-tuning.
+
+Two models in the ball are at most 2 C0 apart: the Gaussian mechanism with sensitivity
+2 C0. `calibration: classical` is the reference's Dwork-Roth sigma; `analytic` the
+smallest sigma with theta_eps(2 C0 / sigma) <= delta (D14). Either way the certified delta
+is the exact hockey-stick divergence of the noise drawn, theta_eps(2 C0 / sigma).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from src.errors import ConfigError
+from src.privacy.gaussian import analytic_gaussian_sigma, classical_gaussian_sigma, theta_eps
+from src.privacy.pabi import init_ball_radius
+from src.unlearning.base import PrivacyPlan, UnlearningAlgorithm, certificate_row, register, require_section
+from src.unlearning.initial_projection import initial_projection_
+
+
+@register
+class OutputPerturbation(UnlearningAlgorithm):
+    name = "dp-baseline"
+
+    @classmethod
+    def check_config(cls, config) -> None:
+        require_section(config, "dp-baseline", cls.name)
+        if config.unlearning.init_model_clip <= 0:
+            raise ConfigError("unlearning.init_model_clip: 0 is not allowed for Output Perturbation: the projection "
+                              "radius C0 sets the sensitivity 2 C0 and must be > 0")
+
+    @cached_property
+    def sigma(self) -> float:
+        u = self.config.unlearning
+        radius = init_ball_radius(u.init_model_clip, u.init_model_clip_type, self.context.num_parameters)
+        calibrate = analytic_gaussian_sigma if u.dp_baseline.calibration == "analytic" else classical_gaussian_sigma
+        return calibrate(u.dp_baseline.epsilon_target, u.delta, 2 * radius)
+
+    def plan(self) -> PrivacyPlan:
+        u = self.config.unlearning
+        epsilon = u.dp_baseline.epsilon_target
+        radius = init_ball_radius(u.init_model_clip, u.init_model_clip_type, self.context.num_parameters)
+        delta = float(theta_eps(epsilon, 2 * radius / self.sigma))
+        reasons = [] if delta <= u.delta else [
+            f"the {u.dp_baseline.calibration} sigma {self.sigma:.4g} gives delta {delta:.3g} at epsilon {epsilon:g}, "
+            f"above the target {u.delta:g}"]
+        return PrivacyPlan(noisy_steps=0, sigma_t=[], init_sigma=self.sigma, certified_epsilon=epsilon,
+                           certified_delta=delta, epsilon_published=epsilon, certificate_valid=not reasons,
+                           invalid_reasons=reasons, details={"calibration": u.dp_baseline.calibration})
+
+    def prepare(self, model, log) -> None:
+        initial_projection_(model.theta, self.config, self.context, log, sigma0=self.sigma)
+        self.finished = True
+
+    def certificate_row(self) -> dict:
+        u = self.config.unlearning
+        return certificate_row(self.plan(), epsilon=u.dp_baseline.epsilon_target, delta=u.delta)
