@@ -93,12 +93,12 @@ class TrainingConfig(OptimizerConfig):
     # Unused by the code, kept because the reference's figure notebook filters on it.
     group_dp: bool = False
 
-    @field_validator("pretrained")
+    @field_validator("pretrained", mode="before")
     @classmethod
-    def _non_empty(cls, value):
-        if isinstance(value, str) and not value.strip():
-            raise ValueError("must be false, 'auto' or a checkpoint path, not an empty string")
-        return value
+    def _false_auto_or_path(cls, value):
+        if value is False or (isinstance(value, str) and value.strip()):
+            return value
+        raise ValueError("expected false (train now), 'auto' (the cache) or a checkpoint path")
 
 
 class IterationConfig(Section):

@@ -142,6 +142,17 @@ def load_pretrained(config: ExperimentConfig, model, device, console: Console, d
 # A run
 
 
+def attach_run(plan: Plan, device, pretrained_meta: dict | None = None):
+    """Give the planned algorithm what only a run has: the device, its noise, the model's record."""
+    config = plan.config
+    context = plan.algorithm.context
+    context.device = device
+    context.pretrained_meta = pretrained_meta or {}
+    context.noise_generator = make_generator(derive_seed(config.global_seed, "unlearning-noise"), device)
+    context.noise = NoiseSource(context.noise_generator, plan.num_parameters, device, reuse=config.compat.reuse_noise)
+    return plan.algorithm
+
+
 def run(config: ExperimentConfig, config_file: str | None, device, console: Console) -> dict:
     plan = make_plan(config)
     directory = RunDirectory(config.logs_dir, plan.run_id)
@@ -164,13 +175,7 @@ def run(config: ExperimentConfig, config_file: str | None, device, console: Cons
             console.line(f"loaded pretrained model {meta['path']}: val accuracy {val_acc:.4f}")
         timings["fit_seconds"] = watch.seconds()
 
-        context = plan.algorithm.context
-        context.device = device
-        context.pretrained_meta = meta
-        context.noise_generator = make_generator(derive_seed(config.global_seed, "unlearning-noise"), device)
-        context.noise = NoiseSource(context.noise_generator, model.num_parameters, device,
-                                    reuse=config.compat.reuse_noise)
-        algorithm = plan.algorithm
+        algorithm = attach_run(plan, device, meta)
         trainer = Trainer(config, data, model, algorithm, logger, console, run_dir)
         start = time.perf_counter()
         trainer.unlearn()
