@@ -1,0 +1,169 @@
+"""DP-SGD training with group privacy (Figure 3's baseline)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from src.config import load_config
+from src.data.batches import make_generator
+from src.errors import CheckpointError
+from src.models.model import ModelFactory
+from src.runner import make_plan, resolve_device, run
+from src.training.dp_sgd import DPSGD, calibrate, clip_and_sum, per_example_gradients
+from src.training.flat_model import FlatModel
+from src.training.optim import ScheduledOptimizer, constant_schedule, make_optimizer
+from src.training.trainer import Console
+from tests.conftest import QUICKSTART, UPSTREAM_CONFIGS
+from tests.datafiles import write_feature_files
+
+UPSTREAM = ["compat.group_privacy=upstream", "compat.dp_sgd_sampling=shuffle"]
+
+
+def feature_model(seed=0):
+    return FlatModel(ModelFactory.create_model("three_layer_net", 10, (512,), seed=seed))
+
+
+def test_per_example_gradients_equal_a_loop_over_single_examples():
+    model = feature_model()
+    x, y = torch.randn(7, 512), torch.randint(0, 10, (7,))
+    grads, (losses, logits) = per_example_gradients(model, x, y)
+    assert grads.shape == (7, model.num_parameters)
+    for i in range(7):
+        theta = model.theta.detach().clone().requires_grad_(True)
+        loss = F.cross_entropy(model(x[i:i + 1], theta), y[i:i + 1])
+        (expected,) = torch.autograd.grad(loss, theta)
+        assert torch.allclose(grads[i], expected, atol=1e-6)
+        assert losses[i].item() == pytest.approx(loss.item(), rel=1e-5)
+
+
+def test_the_clipped_sum_has_norm_at_most_n_times_c():
+    grads = torch.randn(50, 100) * torch.logspace(-3, 2, 50)[:, None]
+    clipped = clip_and_sum(grads, 0.5)
+    assert clipped.norm() <= 50 * 0.5 + 1e-5
+    small = grads[:10] * 1e-6  # unclipped gradients pass through unchanged
+    assert torch.allclose(clip_and_sum(small, 0.5), small.sum(0))
+    assert torch.all(torch.isfinite(clip_and_sum(torch.zeros(3, 4), 1.0)))  # zero norm: factor 1, no NaN
+
+
+def _dp(sampling="poisson", noise_multiplier=3.0, train_size=1000):
+    from src.training.dp_sgd import DPSGDCalibration
+
+    calibration = DPSGDCalibration(
+        l2_norm_clip=0.5, noise_multiplier=noise_multiplier, sampling_rate=128 / train_size, steps=80,
+        sampling=sampling, group_size=10, group_rule="tight", target_epsilon=50, target_delta=1e-5, train_epsilon=5.0,
+        train_delta=1e-6, achieved_train_epsilon=4.9, certified_epsilon=49.0, certified_delta=1e-5, seconds=0.0)
+    model = feature_model()
+    return DPSGD(calibration, model, train_size, 128, seed=3), model
+
+
+@pytest.mark.parametrize("sampling", ["poisson", "shuffle"])
+def test_the_noise_has_std_clip_times_multiplier_over_the_batch_size(sampling):
+    dp, model = _dp(sampling)
+    optimizer = ScheduledOptimizer(make_optimizer([model.theta], load_config(QUICKSTART).training, 0.0),
+                                   constant_schedule(1.0))
+    x, y = torch.randn(100, 512), torch.randint(0, 10, (100,))
+    grads, _ = per_example_gradients(model, x, y)
+    clipped = clip_and_sum(grads, 0.5)
+    before = model.theta.detach().clone()
+    dp.step(x, y, optimizer)
+    denominator = 128 if sampling == "poisson" else 100  # expected vs actual batch size
+    noise = -(model.theta.detach() - before) * denominator - clipped
+    standardised = noise / (0.5 * 3.0)
+    assert abs(standardised.mean().item()) < 0.05 and standardised.var().item() == pytest.approx(1.0, abs=0.05)
+
+
+def test_poisson_batches_for_the_steps_the_accountant_assumes():
+    dp, _ = _dp("poisson", train_size=6400)
+    batches = dp.batches(make_generator(0, "cpu"))
+    assert len(batches) == math.ceil(6400 / 128)
+    sizes = torch.tensor([len(b) for b in batches], dtype=torch.float)
+    assert sizes.mean().item() == pytest.approx(128, abs=3 * math.sqrt(128 / len(batches)) + 1)
+    shuffled = _dp("shuffle", train_size=6400)[0].batches(make_generator(0, "cpu"))
+    assert [len(b) for b in shuffled] == [128] * 50
+
+
+def _reference_plan(folder, compat=()):
+    path = sorted((UPSTREAM_CONFIGS / "dp_sgd_runs" / folder).glob("*.yaml"))[0]
+    return make_plan(load_config(path, list(compat))).privacy
+
+
+@pytest.mark.parametrize("folder, expected", [("dp-sgd-cifar10-fc", 17.748), ("dp-sgd-cifar100-fc", 25.068)])
+def test_the_reference_noise_multiplier_under_the_reference_switches(folder, expected):
+    privacy = _reference_plan(folder, UPSTREAM)
+    assert round(privacy.details["dp_sgd_noise_multiplier"], 3) == expected
+    assert privacy.details["group_size"] == 225
+    assert privacy.details["train_epsilon"] == pytest.approx(50 / 225)
+    assert privacy.details["train_delta"] == pytest.approx(2.4087170662168987e-27, rel=1e-9)
+    # the run logs the reference's claim, and says it does not hold
+    assert privacy.certificate_valid is False and privacy.certified_epsilon is None
+    assert any("dp_sgd_sampling: shuffle" in r for r in privacy.invalid_reasons)
+
+
+@pytest.mark.parametrize("folder, expected", [("dp-sgd-cifar10-fc", 18.0344), ("dp-sgd-cifar100-fc", 25.4254)])
+def test_the_sound_default_needs_slightly_more_noise_and_certifies_the_target(folder, expected):
+    privacy = _reference_plan(folder)
+    assert privacy.details["dp_sgd_noise_multiplier"] == pytest.approx(expected, abs=1e-4)
+    assert privacy.certificate_valid is True
+    assert privacy.certified_epsilon <= 50 and privacy.certified_delta <= 1e-5
+
+
+def test_the_upstream_group_rule_alone_understates_delta():
+    privacy = _reference_plan("dp-sgd-cifar10-fc", ["compat.group_privacy=upstream"])
+    assert privacy.certificate_valid is False
+    assert privacy.certified_delta == pytest.approx(5.02e-5, rel=0.01)  # upstream.md 3.6: 5.02x the target
+
+
+@pytest.fixture
+def features_config(tmp_path, session_checkpoints):
+    write_feature_files(tmp_path / "features", "cifar10", n_train=1000, n_test=200, n_classes=10, seed=1)
+
+    def make(*overrides):
+        return load_config(QUICKSTART, [
+            "dataset.name=cifar10_feature", f"dataset.features_root={tmp_path / 'features'}",
+            "dataset.input_shape=[512]", "dataset.forget_split=0.01", "model.name=three_layer_net",
+            "training.epochs=2", "training.pretrained=false", "training.dp_sgd.l2_norm_clip=0.5",
+            "training.dp_sgd.target_epsilon=50", "training.dp_sgd.target_delta=1e-5", "training.dp_sgd.seed=1234",
+            "unlearning.algorithm=dp-sgd", "unlearning.epochs=2", f"logs_dir={tmp_path / 'logs'}",
+            f"checkpoints_dir={session_checkpoints}", *overrides])
+
+    return make
+
+
+def test_dp_sgd_end_to_end_on_feature_files(features_config, tmp_path):
+    config = features_config()
+    plan = make_plan(config)
+    assert plan.privacy.details["group_size"] == 9 and plan.privacy.noisy_steps == 0
+    summary = run(config, None, resolve_device("cpu"), Console(quiet=True))
+    rows = [json.loads(line) for line in (tmp_path / "logs" / plan.run_id / "metrics.jsonl").read_text().splitlines()]
+    keys = set().union(*rows)
+    assert {"train_epsilon", "train_delta", "dp_sigma", "epsilon", "delta", "certified_epsilon",
+            "certified_delta", "Val (Unlearn)_accuracy", "Test_accuracy"} <= keys
+    assert summary["epsilon"] == 50 and summary["delta"] == 1e-5 and summary["certificate_valid"] is True
+    assert summary["dp_sigma"] == pytest.approx(plan.privacy.details["dp_sgd_noise_multiplier"])
+    # the checkpoint records how the model was trained
+    ckpt = torch.load(tmp_path / "logs" / plan.run_id / "ckpt" / "checkpoint_2.pt", weights_only=True)
+    assert ckpt["meta"]["dp_sgd"]["noise_multiplier"] == summary["dp_sigma"]
+    assert ckpt["meta"]["dp_sgd"]["group_size"] == 9
+
+
+def test_dp_sgd_refuses_a_model_not_trained_for_its_certificate(features_config, tmp_path):
+    trained = features_config("name=trained")
+    run(trained, None, resolve_device("cpu"), Console(quiet=True))
+    ckpt = tmp_path / "logs" / make_plan(trained).run_id / "ckpt"
+    # another forget-set size needs another noise multiplier
+    with pytest.raises(CheckpointError, match="group_size|noise_multiplier"):
+        run(features_config(f"training.pretrained={ckpt}", "dataset.forget_split=0.02", "name=other"), None,
+            resolve_device("cpu"), Console(quiet=True))
+    # a model trained without DP-SGD has no certificate at all
+    plain = features_config("training.dp_sgd=null", "unlearning.algorithm=retrain", "name=plain")
+    run(plain, None, resolve_device("cpu"), Console(quiet=True))
+    plain_ckpt = tmp_path / "logs" / make_plan(plain).run_id / "ckpt"
+    with pytest.raises(CheckpointError, match="was not trained with DP-SGD"):
+        run(features_config(f"training.pretrained={plain_ckpt}", "name=plainload"), None, resolve_device("cpu"),
+            Console(quiet=True))
+    assert not list((tmp_path / "logs").glob("*.partial-*"))
