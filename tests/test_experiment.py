@@ -119,3 +119,14 @@ def test_wandb_offline_is_a_real_sink(make_config, tmp_path):
     assert result.returncode == 0, result.stderr
     runs = list((tmp_path / "wandb_logs" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1 and runs[0].stat().st_size > 0
+
+
+def test_ci_runs_the_readme_test_command_and_the_readme_run_command_names_a_real_config():
+    readme = (REPO / "README.md").read_text()
+    commands = [line for line in readme.splitlines() if line.startswith("python3 -m venv")]
+    assert len(commands) == 2  # exactly two set-up commands
+    run_command, test_command = commands
+    assert test_command.endswith("&& python -m pytest")
+    assert "grep -m1 -- '&& python -m pytest' README.md" in (REPO / ".ci" / "run").read_text()
+    config = run_command.split("--config ")[1].strip()
+    assert (REPO / config).is_file() and (REPO / config) == QUICKSTART
