@@ -6,7 +6,8 @@ Format (what the reference's ``feature_extractor.py`` writes, and ours too)::
 
 at ``<dir>/cifar10_features/cifar10_{train,test}_features.pt`` and
 ``<dir>/cifar100_features/cifar100_{train,test}_features.pt``. The reference hard-codes
-``<dir>`` to the working directory; here it is ``dataset.root`` (default ".").
+``<dir>`` to the working directory (its ``dataset.root`` is ignored for these datasets);
+here it is the config key ``dataset.features_root`` (default ".").
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def _how_to_make(path: Path) -> str:
     root = path.parent.parent
     return (
         f"run `python feature_extractor.py --dataset {name} --root DATA --out {root}` "
-        f"(DATA: the torchvision CIFAR folder) and set dataset.root to {root}"
+        f"(DATA: the torchvision CIFAR folder) and set dataset.features_root to {root}"
     )
 
 
