@@ -64,7 +64,7 @@ def _dp(sampling="poisson", noise_multiplier=3.0, train_size=1000):
 @pytest.mark.parametrize("sampling", ["poisson", "shuffle"])
 def test_the_noise_has_std_clip_times_multiplier_over_the_batch_size(sampling):
     dp, model = _dp(sampling)
-    optimizer = ScheduledOptimizer(make_optimizer([model.theta], load_config(QUICKSTART).training, 0.0),
+    optimizer = ScheduledOptimizer(make_optimizer(model.theta, load_config(QUICKSTART).training, 0.0),
                                    constant_schedule(1.0))
     x, y = torch.randn(100, 512), torch.randint(0, 10, (100,))
     grads, _ = per_example_gradients(model, x, y)

@@ -40,7 +40,7 @@ def _one_step(config: OptimizerConfig, weight_decay: float, steps: int = 2):
     torch.manual_seed(0)
     theta = torch.nn.Parameter(torch.randn(10))
     start = theta.detach().clone()
-    opt = ScheduledOptimizer(make_optimizer([theta], config, weight_decay), constant_schedule(config.max_lr))
+    opt = ScheduledOptimizer(make_optimizer(theta, config, weight_decay), constant_schedule(config.max_lr))
     grads = [torch.randn(10) for _ in range(steps)]
     for g in grads:
         theta.grad = g.clone()
@@ -56,6 +56,16 @@ def test_sgd_with_coupled_weight_decay_and_momentum_as_optax():
         u = g + 0.01 * theta
         trace = u + 0.9 * trace
         theta = theta - 0.1 * trace
+    assert torch.allclose(end, theta, atol=1e-6)
+
+
+def test_nesterov_as_optax():
+    config = OptimizerConfig(optim="SGD", max_lr=0.1, momentum=0.5, nesterov=True)
+    start, grads, end = _one_step(config, 0.0, steps=3)
+    theta, trace = start.clone(), torch.zeros(10)
+    for g in grads:
+        trace = g + 0.5 * trace
+        theta = theta - 0.1 * (g + 0.5 * trace)
     assert torch.allclose(end, theta, atol=1e-6)
 
 
@@ -83,7 +93,7 @@ def test_adam_is_adamw_with_decoupled_decay():
 
 def test_the_schedule_is_read_at_the_update_count():
     theta = torch.nn.Parameter(torch.zeros(1))
-    opt = ScheduledOptimizer(make_optimizer([theta], OptimizerConfig(max_lr=1.0), 0.0), lambda step: float(step + 1))
+    opt = ScheduledOptimizer(make_optimizer(theta, OptimizerConfig(max_lr=1.0), 0.0), lambda step: float(step + 1))
     for expected_lr in (1.0, 2.0, 3.0):
         theta.grad = torch.ones(1)
         assert opt.step() == expected_lr

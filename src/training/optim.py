@@ -66,66 +66,109 @@ def make_schedule(config: OptimizerConfig, total_steps: int) -> Schedule:
     raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}")
 
 
-class OptaxRMSprop(torch.optim.Optimizer):
-    """optax.rmsprop(lr): decay 0.9, eps 1e-8 inside the square root, zero initial scale.
+class FlatOptimizer:
+    """An optimizer of the one parameter vector theta (src/training/flat_model.py).
 
-    torch.optim.RMSprop puts eps outside the root and uses alpha 0.99 by default.
-    Weight decay is added to the gradient first (optax add_decayed_weights).
+    Written out rather than torch.optim: the formulas are optax's (tests/test_optim.py
+    checks them), one vector needs no parameter groups, and constructing a torch.optim
+    optimizer imports torch._dynamo, seconds per process.
     """
 
-    def __init__(self, params, lr: float, weight_decay: float = 0.0, decay: float = 0.9, eps: float = 1e-8):
-        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, decay=decay, eps=eps))
+    def __init__(self, theta: torch.Tensor, weight_decay: float = 0.0):
+        self.theta = theta
+        self.weight_decay = weight_decay
+
+    def _decayed_gradient(self) -> torch.Tensor:
+        grad = self.theta.grad
+        return grad.add(self.theta, alpha=self.weight_decay) if self.weight_decay else grad
 
     @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                if group["weight_decay"]:
-                    g = g.add(p, alpha=group["weight_decay"])
-                state = self.state[p]
-                if "nu" not in state:
-                    state["nu"] = torch.zeros_like(p)
-                nu = state["nu"]
-                nu.mul_(group["decay"]).addcmul_(g, g, value=1 - group["decay"])
-                p.addcdiv_(g, nu.add(group["eps"]).sqrt_(), value=-group["lr"])
+    def step(self, lr: float) -> None:
+        raise NotImplementedError
 
 
-def make_optimizer(params, config: OptimizerConfig, weight_decay: float) -> torch.optim.Optimizer:
+class SGD(FlatOptimizer):
+    """optax.sgd after add_decayed_weights: trace t = g + mu t_prev (first step t = g);
+    nesterov uses g + mu t; theta -= lr * update."""
+
+    def __init__(self, theta, weight_decay=0.0, momentum=0.0, nesterov=False):
+        super().__init__(theta, weight_decay)
+        self.momentum, self.nesterov, self.trace = momentum, nesterov, None
+
+    @torch.no_grad()
+    def step(self, lr: float) -> None:
+        update = self._decayed_gradient()
+        if self.momentum:
+            self.trace = update.clone() if self.trace is None else self.trace.mul_(self.momentum).add_(update)
+            update = update.add(self.trace, alpha=self.momentum) if self.nesterov else self.trace
+        self.theta.sub_(lr * update)
+
+
+class RMSprop(FlatOptimizer):
+    """optax.rmsprop: decay 0.9, eps 1e-8 inside the square root, zero initial scale
+    (torch.optim.RMSprop puts eps outside the root and uses alpha 0.99)."""
+
+    def __init__(self, theta, weight_decay=0.0, decay=0.9, eps=1e-8):
+        super().__init__(theta, weight_decay)
+        self.decay, self.eps, self.nu = decay, eps, torch.zeros_like(theta)
+
+    @torch.no_grad()
+    def step(self, lr: float) -> None:
+        g = self._decayed_gradient()
+        self.nu.mul_(self.decay).addcmul_(g, g, value=1 - self.decay)
+        self.theta.addcdiv_(g, self.nu.add(self.eps).sqrt_(), value=-lr)
+
+
+class AdamW(FlatOptimizer):
+    """optax.adamw (b1 0.9, b2 0.999, eps 1e-8 outside the root): decoupled decay lr * wd * theta."""
+
+    def __init__(self, theta, weight_decay=0.0, b1=0.9, b2=0.999, eps=1e-8):
+        super().__init__(theta, 0.0)
+        self.decoupled, self.b1, self.b2, self.eps = weight_decay, b1, b2, eps
+        self.m, self.v, self.count = torch.zeros_like(theta), torch.zeros_like(theta), 0
+
+    @torch.no_grad()
+    def step(self, lr: float) -> None:
+        g = self.theta.grad
+        self.count += 1
+        self.m.mul_(self.b1).add_(g, alpha=1 - self.b1)
+        self.v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
+        m_hat = self.m / (1 - self.b1 ** self.count)
+        v_hat = self.v / (1 - self.b2 ** self.count)
+        update = m_hat / (v_hat.sqrt() + self.eps)
+        if self.decoupled:
+            update.add_(self.theta, alpha=self.decoupled)  # the pre-step theta, as optax and torch
+        self.theta.sub_(lr * update)
+
+
+def make_optimizer(theta: torch.Tensor, config: OptimizerConfig, weight_decay: float) -> FlatOptimizer:
     """The optimizer of a phase; `weight_decay` is the phase's optimizer-level decay.
 
     SGD and RMSprop couple it to the gradient (optax add_decayed_weights), Adam is AdamW
     (decoupled, scaled by the learning rate), as in the reference's training phase.
     """
     if config.optim == "SGD":
-        # optax's trace with momentum 0 makes nesterov a no-op; torch refuses the combination.
-        nesterov = config.nesterov and config.momentum > 0
-        return torch.optim.SGD(params, lr=config.max_lr, momentum=config.momentum, nesterov=nesterov,
-                               weight_decay=weight_decay)
+        return SGD(theta, weight_decay, momentum=config.momentum, nesterov=config.nesterov)
     if config.optim == "RMSprop":
-        return OptaxRMSprop(params, lr=config.max_lr, weight_decay=weight_decay)
+        return RMSprop(theta, weight_decay)
     if config.optim == "Adam":
-        return torch.optim.AdamW(params, lr=config.max_lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
+        return AdamW(theta, weight_decay)
     raise ValueError(f"unknown optimizer {config.optim!r}")
 
 
 class ScheduledOptimizer:
     """An optimizer whose learning rate follows an optax-style schedule of the update count."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, schedule: Schedule):
+    def __init__(self, optimizer: FlatOptimizer, schedule: Schedule):
         self.optimizer = optimizer
         self.schedule = schedule
         self.step_count = 0
 
     def step(self) -> float:
         lr = self.schedule(self.step_count)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.step()
+        self.optimizer.step(lr)
         self.step_count += 1
         return lr
 
     def zero_grad(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.theta.grad = None

@@ -214,7 +214,7 @@ class Trainer:
         total = self.config.unlearning.epochs * self.steps_per_epoch
         # A fresh optimizer (no noisy momentum history) over the whole budget (D20 kept);
         # the L2 term is in the loss, not in the optimizer (upstream.md 3.8).
-        self.post = ScheduledOptimizer(make_optimizer([self.model.theta], post, weight_decay=0.0),
+        self.post = ScheduledOptimizer(make_optimizer(self.model.theta, post, weight_decay=0.0),
                                        make_schedule(post, total))
         self.post_weight_decay = post.weight_decay
 
@@ -266,7 +266,7 @@ def pretrain(config, data: DataModule, model: FlatModel, log, console: Console, 
     steps_per_epoch = num_batches(len(data.train), batch_size)
     generator = make_generator(derive_seed(config.global_seed, "pretrain-data"), device)
     dp = DPSGD.from_config(config, len(data.train), len(data.forget), model, log) if t.dp_sgd else None
-    optimizer = ScheduledOptimizer(make_optimizer([model.theta], t, t.weight_decay),
+    optimizer = ScheduledOptimizer(make_optimizer(model.theta, t, t.weight_decay),
                                    make_schedule(t, max(t.epochs, 1) * steps_per_epoch))
     evaluate = Evaluator(model)
     meta = {"epochs": t.epochs, "dp_sgd": dp.record() if dp else None}
