@@ -192,3 +192,26 @@ def test_cuda_requested_without_cuda(tmp_path, capsys, inputs):
     args[args.index("--device") + 1] = "cuda"
     assert fe.main(args) == 1
     assert "no CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, classes", [("cifar10", 10), ("cifar100", 100)])
+def test_a_three_layer_net_experiment_runs_on_the_extracted_features(inputs, cli_run, name, classes, tmp_path):
+    """The extractor's output is what the feature datasets read (issue #7)."""
+    from src.config import load_config
+    from src.runner import make_plan, resolve_device, run
+    from src.training.trainer import Console
+
+    root, _, weights = inputs
+    out = root / f"out_experiment_{name}"
+    assert fe.main(_args(root, out, weights, name)) == 0
+    config = load_config(REPO / "configs" / "quickstart_mnist5k.yaml", [
+        f"dataset.name={name}_feature", f"dataset.features_root={out}", "dataset.input_shape=[512]",
+        "model.name=three_layer_net", f"model.n_classes={classes}", "training.epochs=2", "training.pretrained=false",
+        "unlearning.epochs=1", "unlearning.iteration.grad_clip=100", f"logs_dir={tmp_path}",
+        f"checkpoints_dir={tmp_path / 'ckpt'}"])
+    plan = make_plan(config)
+    assert plan.num_parameters == {10: 17802, 100: 20772}[classes]
+    assert plan.sizes.pool == N_TRAIN and plan.sizes.test == N_TEST
+    summary = run(config, None, resolve_device("cpu"), Console(quiet=True))
+    assert summary["finished"] and 0.0 <= summary["Test_accuracy"] <= 1.0
+    assert summary["certificate"]["certified_epsilon"] == pytest.approx(1.0)
