@@ -254,14 +254,24 @@ def test_every_reference_config_plans_with_the_documented_noisy_steps():
     expected = {"cc-cifar": {6, 9, 36}, "cc-mnist": {1, 6}, "pabi-mnist": {1, 6}, "dp-baseline-cifar": {0},
                 "retrain-mnist": {0}, "pabi-cifar": {1, 5, 10, 11, 93}}
     seen: dict[str, set] = {}
-    for path in sorted(UPSTREAM_CONFIGS.rglob("*.yaml")):
-        config = load_config(path)
-        if config.unlearning.algorithm == "dp-sgd":
-            continue  # calibrated in tests/test_dp_sgd.py
-        seen.setdefault(path.parent.name, set()).add(make_plan(config).privacy.noisy_steps)
+    paths = sorted(UPSTREAM_CONFIGS.rglob("*.yaml"))
+    for path in paths:  # all 442, the DP-SGD ones calibrating their noise (cached per inputs)
+        seen.setdefault(path.parent.name, set()).add(make_plan(load_config(path)).privacy.noisy_steps)
+    assert len(paths) == 442
     for folder, steps in expected.items():
         assert seen[folder] == steps, folder
     assert seen["pabi"] == {11}  # convergence runs (Figure 2)
+    assert seen["dp-sgd-cifar10-fc"] == seen["dp-sgd-cifar100-fc"] == {0}
+
+
+def test_the_cli_dry_run_of_reference_configs():
+    from tests.conftest import run_cli
+
+    for relative in ("budget_curve_runs/cc-cifar/365ah7bj_config.yaml", "dp_sgd_runs/dp-sgd-cifar10-fc/1tmh6p2f_config.yaml"):
+        result = run_cli("experiment.py", "--config", UPSTREAM_CONFIGS / relative, "--dry-run")
+        assert result.returncode == 0, result.stderr
+        plan = json.loads(result.stdout.strip().splitlines()[-1])
+        assert plan["pretrained"] in ("logs/iep18hnq/ckpt", False) and plan["data_present"] in (True, False)
 
 
 # -- refusals -------------------------------------------------------------------------------
