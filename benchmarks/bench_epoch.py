@@ -19,7 +19,6 @@ The last line is `speedup_mnist_train=<ratio>`.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 import time

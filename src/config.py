@@ -12,7 +12,6 @@ allowed. Cross-field rules that belong to one algorithm live in that algorithm's
 
 from __future__ import annotations
 
-import copy
 import difflib
 import hashlib
 import json
@@ -425,11 +424,3 @@ def pretrained_key(config: ExperimentConfig) -> str:
             "dp_sgd_sampling": config.compat.dp_sgd_sampling,
         }
     return f"{dataset.name}-{config.model.name}-{stable_hash(identity, 12)}"
-
-
-def with_overrides(config: ExperimentConfig, **sections) -> ExperimentConfig:
-    """A copy with some dotted keys replaced, validated again (used by tests and tools)."""
-    data = copy.deepcopy(config.to_dict())
-    for dotted, value in sections.items():
-        apply_override(data, f"{dotted.replace('__', '.')}={json.dumps(value)}")
-    return validate_config(data)

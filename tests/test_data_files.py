@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import datafiles
-from src.data import cifar_files, feature_files, mnist5k_files, mnist_files
+from src.data import cifar_files, mnist5k_files, mnist_files
 from src.data.cifar_files import CIFAR_MEAN_STD, load_cifar
 from src.data.feature_files import feature_file_path, load_feature_file, save_feature_file
 from src.data.mnist5k_files import load_mnist_5k

@@ -62,7 +62,7 @@ def test_mnist_5k_datamodule_on_the_device():
 
 def test_mnist_idx_files_through_the_mnist_dataset(tmp_path):
     write_mnist_idx(tmp_path, n_train=300, n_test=50, seed=0)
-    config = load_config(QUICKSTART, [f"dataset.name=mnist", f"dataset.root={tmp_path}"])
+    config = load_config(QUICKSTART, ["dataset.name=mnist", f"dataset.root={tmp_path}"])
     with pytest.warns(UserWarning, match="not the official"):
         data = get_datamodule(config, "cpu")
     assert data.sizes == SplitSizes.from_pool(300, 50, 0.1, 0.1)

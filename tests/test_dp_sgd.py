@@ -14,7 +14,7 @@ from src.data.batches import make_generator
 from src.errors import CheckpointError
 from src.models.model import ModelFactory
 from src.runner import make_plan, resolve_device, run
-from src.training.dp_sgd import DPSGD, calibrate, clip_and_sum, per_example_gradients
+from src.training.dp_sgd import DPSGD, clip_and_sum, per_example_gradients
 from src.training.flat_model import FlatModel
 from src.training.optim import ScheduledOptimizer, constant_schedule, make_optimizer
 from src.training.trainer import Console

@@ -3,7 +3,6 @@ reference configs, refusals, and every algorithm end to end on the bundled MNIST
 
 from __future__ import annotations
 
-import copy
 import json
 
 import numpy as np

@@ -26,7 +26,7 @@ from src.tracking import fmt
 from src.training.checkpoints import checkpoint_name, save_checkpoint
 from src.training.flat_model import FlatModel
 from src.training.optim import ScheduledOptimizer, make_optimizer, make_schedule
-from src.unlearning.base import UnlearningAlgorithm, project_l2_
+from src.unlearning.base import StepResult, UnlearningAlgorithm, project_l2_
 
 EVAL_CHUNK = 2048
 
@@ -219,8 +219,6 @@ class Trainer:
         self.post_weight_decay = post.weight_decay
 
     def _post_step(self, x, y):
-        from src.unlearning.base import StepResult
-
         theta = self.model.theta
         logits = self.model(x)
         loss = F.cross_entropy(logits, y)
