@@ -15,8 +15,6 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
-
 from src.errors import CheckpointError
 
 
@@ -25,6 +23,8 @@ def checkpoint_name(epoch: int) -> str:
 
 
 def save_checkpoint(path: str | Path, state_dict: dict, meta: dict) -> None:
+    import torch  # imported here: the launcher reads the cache layout without torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -33,6 +33,8 @@ def save_checkpoint(path: str | Path, state_dict: dict, meta: dict) -> None:
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict, dict]:
+    import torch
+
     path = Path(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)

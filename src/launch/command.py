@@ -1,0 +1,145 @@
+"""The command line of one job and its log file.
+
+Stdlib only, on purpose: the submitit backend pickles `run_logged` by value, so a Slurm
+job needs neither this repository on its PYTHONPATH nor torch to start it.
+
+A log file is framed by two launcher lines, so that a log says what ran and how it
+ended even when the process printed nothing:
+
+    [run_exp] /path/python experiment.py --config 'exps/a b.yaml' --threads 2
+    ... everything the run printed (stdout and stderr) ...
+    [run_exp] exit code 0 after 4.2 s
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MARK = "[run_exp]"
+_FOOTER = re.compile(r"^\[run_exp\] exit code (-?\d+) after ([0-9.]+) s$")
+
+
+def experiment_command(experiment_py: str | Path, config: str | Path, *, pretrain_only: bool = False,
+                       threads: int | None = None, python: str | None = None) -> list[str]:
+    """An argv list, never a string: paths with spaces stay one argument."""
+    argv = [python or sys.executable, str(experiment_py), "--config", str(config)]
+    if pretrain_only:
+        argv.append("--pretrain-only")
+    if threads:
+        argv += ["--threads", str(threads)]
+    return argv
+
+
+def thread_env(threads: int | None) -> dict:
+    """Also cap OpenMP/MKL, which torch.set_num_threads alone does not reach at import."""
+    if not threads:
+        return {}
+    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
+def child_env(updates: dict) -> dict:
+    env = dict(os.environ)
+    env.update(updates)
+    env["PYTHONUNBUFFERED"] = "1"  # the log fills as the run goes, and is complete if it is killed
+    return env
+
+
+def open_log(path: str | Path, argv: list[str], env_updates: dict):
+    """A fresh log (an earlier attempt's is replaced), headed by the command."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "w")
+    shown = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env_updates.items()) if k == "CUDA_VISIBLE_DEVICES")
+    handle.write(f"{MARK} {(shown + ' ') if shown else ''}{shlex.join(argv)}\n")
+    handle.flush()
+    return handle
+
+
+def reset_log(path: str | Path, note: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{MARK} {note}\n")
+
+
+def close_log(path: str | Path, exit_code: int, seconds: float) -> None:
+    with open(path, "a") as handle:
+        handle.write(f"\n{MARK} exit code {exit_code} after {seconds:.1f} s\n")
+
+
+def read_outcome(path: str | Path) -> tuple[int | None, float | None]:
+    """(exit code, seconds) from a log's footer; (None, None) while running or if killed."""
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return None, None
+    for line in reversed(lines[-3:]):
+        match = _FOOTER.match(line.strip())
+        if match:
+            return int(match.group(1)), float(match.group(2))
+    return None, None
+
+
+def error_excerpt(text: str, max_lines: int = 5) -> list[str]:
+    """The lines that say why a run failed: from its last `error:` line if that is near the
+    end (a config error lists one key per line), otherwise the last line (the exception of
+    a traceback, or the last thing printed)."""
+    lines = [line.rstrip() for line in text.splitlines() if line.strip() and not line.startswith(MARK)]
+    if not lines:
+        return []
+    tail = lines[-max_lines:]
+    for i in range(len(tail) - 1, -1, -1):
+        if tail[i].lstrip().startswith("error:"):
+            return tail[i:]
+    return [lines[-1]]
+
+
+def log_excerpt(path: str | Path, max_lines: int = 5) -> list[str]:
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return []
+    return error_excerpt(text[-20000:], max_lines)
+
+
+def run_logged(argv: list[str], log: str, cwd: str, env_updates: dict) -> float:
+    """Run one job to completion with its output in `log` (the submitit job body).
+
+    Raises on a non-zero exit so that the scheduler marks the job failed and Slurm's
+    afterok dependencies do not release its dependents. If the job itself is interrupted
+    (cancelled), the run gets SIGINT and time to drop its staging directory."""
+    start = time.monotonic()
+    handle = open_log(log, argv, env_updates)
+    try:
+        process = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, cwd=cwd,
+                                   env=child_env(env_updates))
+    finally:
+        handle.close()
+    try:
+        code = process.wait()
+    except BaseException:
+        stop_gently(process)
+        raise
+    seconds = time.monotonic() - start
+    close_log(log, code, seconds)
+    if code != 0:
+        excerpt = log_excerpt(log)
+        raise RuntimeError(f"exit code {code}: {excerpt[-1] if excerpt else 'no output'} (log: {log})")
+    return seconds
+
+
+def stop_gently(process, grace_seconds: float = 20.0) -> None:
+    """SIGINT (experiment.py then abandons its staging directory), SIGKILL if it lingers."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -1,0 +1,199 @@
+"""The local backend: a queue of jobs over GPU or CPU slots, one child process per job.
+
+Each child runs in its own session (process group), so that the launcher decides what a
+Ctrl-C means: on SIGINT or SIGTERM it forwards SIGINT to every running run, whose
+experiment.py then drops its staging directory and exits; a run that does not stop within
+the grace period is killed (its `.partial-<pid>` directory is removed by the next run of
+the same config). Finished results are whole or absent, so running the launcher again
+completes exactly what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from src.launch import command
+from src.launch.plan import BLOCKED, FAILED, INTERRUPTED, OK, PENDING, RUNNING, Job, block_dependents
+from src.launch.report import ProgressDisplay, estimate_remaining, job_event, progress_line
+
+
+@dataclass(frozen=True)
+class Slot:
+    label: str          # "gpu 3" or "cpu 1"
+    cuda_devices: str   # the job's CUDA_VISIBLE_DEVICES: one GPU id, or "" to hide all GPUs
+    threads: int        # the job's torch threads
+
+
+def make_slots(n_gpus: int, offset: int, jobs_per_slot: int, cores: int) -> list[Slot]:
+    """GPU ids offset..offset+n-1, each `jobs_per_slot` times (the reference's pool), listed
+    round-robin so that the first jobs land on different GPUs; with no GPU, `jobs_per_slot`
+    CPU workers. The cores are shared out so that workers do not oversubscribe the CPU."""
+    jobs_per_slot = max(1, jobs_per_slot)
+    count = n_gpus * jobs_per_slot if n_gpus > 0 else jobs_per_slot
+    threads = max(1, cores // count)
+    if n_gpus > 0:
+        gpus = [offset + i for i in range(n_gpus)]
+        return [Slot(f"gpu {g}", str(g), threads) for _ in range(jobs_per_slot) for g in gpus]
+    return [Slot(f"cpu {i}", "", threads) for i in range(jobs_per_slot)]
+
+
+@dataclass
+class _Running:
+    process: object
+    slot: Slot
+    start: float
+
+
+class LocalScheduler:
+    def __init__(self, jobs: list[Job], slots: list[Slot], experiment_py: Path, cwd: Path,
+                 display: ProgressDisplay, poll_seconds: float = 0.2, grace_seconds: float = 20.0):
+        self.jobs = jobs
+        self.free = list(slots)
+        self.workers = len(slots)
+        self.experiment_py = experiment_py
+        self.cwd = cwd
+        self.display = display
+        self.poll_seconds = poll_seconds
+        self.grace_seconds = grace_seconds
+        self.running: dict[Job, _Running] = {}
+        self.signal_number: int | None = None
+        self.signals_received = 0
+        self.start = time.monotonic()
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def run(self) -> int | None:
+        """Run every pending job; returns the signal number if interrupted."""
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while True:
+                self._reap()
+                if self.signal_number is not None:
+                    self._terminate_all()
+                    break
+                self._block_orphans()
+                self._start_ready()
+                if not self.running:
+                    if not any(job.status == PENDING for job in self.jobs):
+                        break
+                    self._block_cycle()  # pending, yet nothing runs and nothing can start
+                    continue
+                self.display.update(self.progress())
+                time.sleep(self.poll_seconds)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        self.display.close()
+        return self.signal_number
+
+    def _on_signal(self, signum, frame) -> None:
+        # Only note it: the loop stops the children. A second Ctrl-C skips the grace period.
+        self.signals_received += 1
+        if self.signal_number is None:
+            self.signal_number = signum
+
+    def progress(self) -> str:
+        counts = Counter(job.status for job in self.jobs)
+        durations = [job.seconds for job in self.jobs if job.status in (OK, FAILED) and job.seconds is not None]
+        now = time.monotonic()
+        elapsed = [now - r.start for r in self.running.values()]
+        eta = estimate_remaining(durations, elapsed, counts[PENDING], self.workers)
+        return progress_line(counts, now - self.start, eta)
+
+    # -- starting ----------------------------------------------------------------------
+
+    def _start_ready(self) -> None:
+        for job in self.jobs:
+            if not self.free:
+                return
+            if job.status == PENDING and all(dep.status == OK for dep in job.deps):
+                self._start(job, self.free.pop(0))
+
+    def _start(self, job: Job, slot: Slot) -> None:
+        argv = command.experiment_command(self.experiment_py, job.config, pretrain_only=job.kind == "pretrain",
+                                          threads=slot.threads)
+        env_updates = {"CUDA_VISIBLE_DEVICES": slot.cuda_devices, **command.thread_env(slot.threads)}
+        log = command.open_log(job.log, argv, env_updates)
+        try:
+            process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd,
+                                       env=command.child_env(env_updates), start_new_session=True)
+        except OSError as e:
+            log.write(f"error: could not start: {e}\n")
+            log.close()
+            self._finish(job, FAILED, 0.0, [f"error: could not start: {e}"])
+            self.free.append(slot)
+            return
+        log.close()  # the child holds its own descriptor
+        job.status = RUNNING
+        self.running[job] = _Running(process, slot, time.monotonic())
+
+    # -- finishing ---------------------------------------------------------------------
+
+    def _reap(self) -> None:
+        for job, run in list(self.running.items()):
+            code = run.process.poll()
+            if code is None:
+                continue
+            seconds = time.monotonic() - run.start
+            command.close_log(job.log, code, seconds)
+            del self.running[job]
+            self.free.append(run.slot)
+            if code == 0:
+                self._finish(job, OK, seconds, self._result_detail(job))
+            else:
+                status = INTERRUPTED if self.signal_number is not None else FAILED
+                excerpt = command.log_excerpt(job.log) or [f"exit code {code}, no output"]
+                self._finish(job, status, seconds, excerpt)
+
+    def _result_detail(self, job: Job) -> list[str]:
+        if job.kind == "pretrain":
+            return [str(job.info.pretrain_model)]
+        return [str(job.info.run_dir)]
+
+    def _finish(self, job: Job, status: str, seconds: float, detail: list[str]) -> None:
+        job.status, job.seconds, job.detail = status, seconds, detail
+        self.display.event(job_event(job))
+
+    def _block_orphans(self) -> None:
+        for job in block_dependents(self.jobs):
+            self.display.event(job_event(job))
+
+    def _block_cycle(self) -> None:
+        for job in self.jobs:
+            if job.status == PENDING:
+                job.status = BLOCKED
+                job.detail = ["blocked: waits for a checkpoint that depends on itself (a cycle)"]
+
+    # -- stopping ----------------------------------------------------------------------
+
+    def _terminate_all(self) -> None:
+        """SIGINT to each running job's process group, then SIGKILL after the grace period
+        (or at once on a second signal)."""
+        if not self.running:
+            return
+        self.display.event(f"stopping {len(self.running)} running job(s) (signal {self.signal_number}); "
+                           f"their partial results are dropped")
+        for run in self.running.values():
+            _signal_group(run.process, signal.SIGINT)
+        deadline = time.monotonic() + self.grace_seconds
+        while self.running and time.monotonic() < deadline and self.signals_received < 2:
+            time.sleep(0.1)
+            self._reap()
+        for run in self.running.values():
+            _signal_group(run.process, signal.SIGKILL)
+        for run in self.running.values():
+            run.process.wait()
+        self._reap()
+
+
+def _signal_group(process, sig) -> None:
+    try:
+        os.killpg(process.pid, sig)  # the child leads its own session: this reaches its children too
+    except (ProcessLookupError, PermissionError):
+        pass
