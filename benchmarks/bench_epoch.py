@@ -36,8 +36,9 @@ from src.data.base_datamodule import DataModule, Split, split_indices  # noqa: E
 from src.data.batches import make_generator, shuffled_batches  # noqa: E402
 from src.data.image_transforms import cifar_augmentation, mnist_augmentation, normalise_images  # noqa: E402
 from src.runner import attach_run, make_plan  # noqa: E402
-from src.training.dp_sgd import DPSGD, DPSGDCalibration  # noqa: E402
+from src.training.dp_sgd import DPSGD, DPSGDCalibration, clipped_gradient_sum  # noqa: E402
 from src.training.optim import ScheduledOptimizer, constant_schedule, make_optimizer  # noqa: E402
+from src.training.steps import make_step  # noqa: E402
 from src.training.trainer import Console, Trainer, build_model  # noqa: E402
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart_mnist5k.yaml"
@@ -146,10 +147,11 @@ def case_train(images, labels, kind, model_name, device, epochs, workers):
     y_all = torch.as_tensor(labels, device=device)
     augment = mnist_augmentation(mean, std, device) if kind == "mnist" else cifar_augmentation(mean, std, device)
     generator = make_generator(0, device)
+    step = make_step(model, Split(x_all, y_all), augment, optimizer, 128)  # the trainer's step
 
     def ours():
         for idx in shuffled_batches(len(y_all), 128, generator, device):
-            sgd_step(model, optimizer, augment(x_all[idx], generator), y_all[idx])
+            step(idx, generator)
 
     results = {"ours": median_epoch_seconds(ours, epochs, device)}
     dataset = PerImageDataset(images, labels, reference_transform(kind))
@@ -237,14 +239,14 @@ def case_dp_sgd(device, epochs, workers):
         l2_norm_clip=0.5, noise_multiplier=17.7, sampling_rate=128 / 45000, steps=352, sampling="poisson",
         group_size=225, group_rule="tight", target_epsilon=50, target_delta=1e-5, train_epsilon=0.22,
         train_delta=1e-27, achieved_train_epsilon=0.22, certified_epsilon=50, certified_delta=1e-5, seconds=0)
-    dp = DPSGD(calibration, model, 45000, 128, seed=0)
-    optimizer = ScheduledOptimizer(make_optimizer(model.theta, config.training, 5e-4), constant_schedule(0.06))
     x_all, y_all = features.to(device), labels.to(device)
+    dp = DPSGD(calibration, model, Split(x_all, y_all), 128, seed=0)
+    optimizer = ScheduledOptimizer(make_optimizer(model.theta, config.training, 5e-4), constant_schedule(0.06))
     data_generator = make_generator(0, device)
 
     def ours():
         for idx in dp.batches(data_generator):
-            dp.step(x_all[idx], y_all[idx], optimizer)
+            dp.step(idx, optimizer)
 
     results = {"ours": median_epoch_seconds(ours, epochs, device)}
     from torch.utils.data import TensorDataset
@@ -253,9 +255,13 @@ def case_dp_sgd(device, epochs, workers):
     for w in workers:
         loader = DataLoader(dataset, batch_size=128, shuffle=True, num_workers=w, persistent_workers=w > 0)
 
-        def reference():
+        def reference():  # the same clipping and noise, on batches from the DataLoader
             for x, y in loader:
-                dp.step(x.to(device), y.to(device), optimizer)
+                x, y = x.to(device), y.to(device)
+                clipped, _, _ = clipped_gradient_sum(model, x, y, 0.5, torch.ones(len(y), device=device))
+                noise = torch.randn(model.theta.shape, device=device)
+                model.theta.grad = (clipped + 0.5 * 17.7 * noise) / len(y)
+                optimizer.step()
 
         results[f"reference w={w}"] = median_epoch_seconds(reference, epochs, device)
     return results

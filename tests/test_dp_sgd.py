@@ -14,7 +14,7 @@ from src.data.batches import make_generator
 from src.errors import CheckpointError
 from src.models.model import ModelFactory
 from src.runner import make_plan, resolve_device, run
-from src.training.dp_sgd import DPSGD, clip_and_sum, per_example_gradients
+from src.training.dp_sgd import DPSGD, clipped_gradient_sum, per_example_gradients
 from src.training.flat_model import FlatModel
 from src.training.optim import ScheduledOptimizer, constant_schedule, make_optimizer
 from src.training.trainer import Console
@@ -32,25 +32,37 @@ def test_per_example_gradients_equal_a_loop_over_single_examples():
     model = feature_model()
     x, y = torch.randn(7, 512), torch.randint(0, 10, (7,))
     grads, (losses, logits) = per_example_gradients(model, x, y)
-    assert grads.shape == (7, model.num_parameters)
+    flat = torch.cat([grads[name].flatten(1) for name in model.names], 1)
+    assert flat.shape == (7, model.num_parameters)
     for i in range(7):
         theta = model.theta.detach().clone().requires_grad_(True)
         loss = F.cross_entropy(model(x[i:i + 1], theta), y[i:i + 1])
         (expected,) = torch.autograd.grad(loss, theta)
-        assert torch.allclose(grads[i], expected, atol=1e-6)
+        assert torch.allclose(flat[i], expected, atol=1e-6)
         assert losses[i].item() == pytest.approx(loss.item(), rel=1e-5)
+    # the clipped sum: each example's gradient scaled to norm <= C, weighted, summed
+    weight = torch.tensor([1, 1, 0, 1, 1, 1, 0.0])
+    clipped, _, _ = clipped_gradient_sum(model, x, y, 0.01, weight)
+    norms = flat.norm(dim=1)
+    expected = ((torch.clamp(0.01 / norms, max=1) * weight)[:, None] * flat).sum(0)
+    assert torch.allclose(clipped, expected, atol=1e-7)
 
 
 def test_the_clipped_sum_has_norm_at_most_n_times_c():
-    grads = torch.randn(50, 100) * torch.logspace(-3, 2, 50)[:, None]
-    clipped = clip_and_sum(grads, 0.5)
+    model = feature_model()
+    x = torch.randn(50, 512) * torch.logspace(-3, 2, 50)[:, None]
+    y = torch.randint(0, 10, (50,))
+    clipped, _, _ = clipped_gradient_sum(model, x, y, 0.5, torch.ones(50))
     assert clipped.norm() <= 50 * 0.5 + 1e-5
-    small = grads[:10] * 1e-6  # unclipped gradients pass through unchanged
-    assert torch.allclose(clip_and_sum(small, 0.5), small.sum(0))
-    assert torch.all(torch.isfinite(clip_and_sum(torch.zeros(3, 4), 1.0)))  # zero norm: factor 1, no NaN
+    # unclipped gradients pass through unchanged: a huge clip is the plain summed gradient
+    theta = model.theta.detach().clone().requires_grad_(True)
+    (plain,) = torch.autograd.grad(F.cross_entropy(model(x, theta), y, reduction="sum"), theta)
+    huge, _, _ = clipped_gradient_sum(model, x, y, 1e9, torch.ones(50))
+    assert torch.allclose(huge, plain, rtol=1e-4, atol=1e-5)
 
 
 def _dp(sampling="poisson", noise_multiplier=3.0, train_size=1000):
+    from src.data.base_datamodule import Split
     from src.training.dp_sgd import DPSGDCalibration
 
     calibration = DPSGDCalibration(
@@ -58,7 +70,8 @@ def _dp(sampling="poisson", noise_multiplier=3.0, train_size=1000):
         sampling=sampling, group_size=10, group_rule="tight", target_epsilon=50, target_delta=1e-5, train_epsilon=5.0,
         train_delta=1e-6, achieved_train_epsilon=4.9, certified_epsilon=49.0, certified_delta=1e-5, seconds=0.0)
     model = feature_model()
-    return DPSGD(calibration, model, train_size, 128, seed=3), model
+    split = Split(torch.randn(train_size, 512), torch.randint(0, 10, (train_size,)))
+    return DPSGD(calibration, model, split, 128, seed=3), model
 
 
 @pytest.mark.parametrize("sampling", ["poisson", "shuffle"])
@@ -66,15 +79,20 @@ def test_the_noise_has_std_clip_times_multiplier_over_the_batch_size(sampling):
     dp, model = _dp(sampling)
     optimizer = ScheduledOptimizer(make_optimizer(model.theta, load_config(QUICKSTART).training, 0.0),
                                    constant_schedule(1.0))
-    x, y = torch.randn(100, 512), torch.randint(0, 10, (100,))
-    grads, _ = per_example_gradients(model, x, y)
-    clipped = clip_and_sum(grads, 0.5)
+    idx = torch.arange(100)
+    clipped, _, _ = clipped_gradient_sum(model, dp.split.x[idx], dp.split.y[idx], 0.5, torch.ones(100))
     before = model.theta.detach().clone()
-    dp.step(x, y, optimizer)
+    dp.step(idx, optimizer)
     denominator = 128 if sampling == "poisson" else 100  # expected vs actual batch size
     noise = -(model.theta.detach() - before) * denominator - clipped
     standardised = noise / (0.5 * 3.0)
     assert abs(standardised.mean().item()) < 0.05 and standardised.var().item() == pytest.approx(1.0, abs=0.05)
+    # fresh noise at the next step
+    before = model.theta.detach().clone()
+    clipped, _, _ = clipped_gradient_sum(model, dp.split.x[idx], dp.split.y[idx], 0.5, torch.ones(100))
+    dp.step(idx, optimizer)
+    second = (-(model.theta.detach() - before) * denominator - clipped) / 1.5
+    assert torch.corrcoef(torch.stack([standardised, second]))[0, 1].abs() < 0.05
 
 
 def test_poisson_batches_for_the_steps_the_accountant_assumes():

@@ -53,16 +53,19 @@ def test_same_seed_same_model_different_seed_different_model():
 
 def test_flat_model_forward_equals_the_module_and_round_trips_state_dicts():
     module = ModelFactory.create_model("tiny_net_cifar", 10, CIFAR, seed=1)
+    reference = ModelFactory.create_model("tiny_net_cifar", 10, CIFAR, seed=1)
     flat = FlatModel(module)
     x = torch.randn(4, 3, 32, 32)
-    assert torch.allclose(flat(x), module(x), atol=1e-6)
+    assert torch.allclose(flat(x), reference(x), atol=1e-6)
+    assert torch.allclose(flat(x, flat.theta.detach() * 1.0), reference(x), atol=1e-6)  # the functional path
     state = flat.state_dict()
-    assert set(state) == {n for n, _ in module.named_parameters()}
+    assert set(state) == {n for n, _ in reference.named_parameters()}
+    assert all(torch.equal(state[n], p) for n, p in reference.named_parameters())
     other = FlatModel(ModelFactory.create_model("tiny_net_cifar", 10, CIFAR, seed=2))
     other.load_state_dict(state)
     assert torch.equal(other.theta, flat.theta)
     # theta is one vector: its norm is the global L2 norm over all parameters (D33).
-    assert flat.norm() == pytest.approx(torch.sqrt(sum((p ** 2).sum() for p in module.parameters())).item(), rel=1e-6)
+    assert flat.norm() == pytest.approx(torch.sqrt(sum((p ** 2).sum() for p in reference.parameters())).item(), rel=1e-6)
 
 
 def test_a_checkpoint_of_another_model_is_refused_with_the_parameter_named():

@@ -56,13 +56,19 @@ class GatherAugmentation:
     def to(self, device) -> "GatherAugmentation":
         return GatherAugmentation(self.maps.to(device), self.fill.to(device).view(-1), self.shape)
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """Which map each of n images gets (the only random part)."""
+        return torch.randint(0, self.maps.shape[0], (n,), generator=generator, device=self.maps.device)
+
+    def apply(self, x: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
         n, c = x.shape[:2]
         pixels = self.shape[0] * self.shape[1]
-        choice = torch.randint(0, self.maps.shape[0], (n,), generator=generator, device=x.device)
         index = self.maps[choice].unsqueeze(1).expand(n, c, pixels)
         padded = torch.cat([x.reshape(n, c, pixels), self.fill.expand(n, c, 1)], dim=2)
         return padded.gather(2, index).view(n, c, *self.shape)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.apply(x, self.draw(x.shape[0], generator))
 
 
 def _with_flips(maps: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -17,7 +17,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
-from torch.func import grad_and_value, vmap
+from torch.func import functional_call, grad_and_value, vmap
 from torch.nn import functional as F
 
 from src.data.batches import make_generator, num_batches, poisson_batches, shuffled_batches
@@ -84,67 +84,130 @@ def calibrate(config, train_size: int, forget_size: int) -> DPSGDCalibration:
 
 
 class DPSGD:
-    def __init__(self, calibration: DPSGDCalibration, model, train_size: int, batch_size: int, seed: int):
+    """DP-SGD steps on the train split. On a GPU each step is replayed from a CUDA graph
+    over a fixed-size batch: the Poisson batch's indices padded to `capacity` with weight 0
+    (vmap and graphs need static shapes, and padded examples add nothing to the sum)."""
+
+    def __init__(self, calibration: DPSGDCalibration, model, split, batch_size: int, seed: int):
         self.calibration = calibration
         self.model = model
-        self.train_size = train_size
+        self.split = split
+        self.train_size = len(split)
         self.batch_size = batch_size
         self.noise_generator = make_generator(seed, model.device)
-        self.steps_per_epoch = num_batches(train_size, batch_size)
+        self.steps_per_epoch = num_batches(self.train_size, batch_size)
+        self.noise_std = calibration.l2_norm_clip * calibration.noise_multiplier
+        # Poisson: divide by the expected batch size (what the accountant assumes);
+        # shuffle: by the actual one, as the reference.
+        self.poisson = calibration.sampling == "poisson"
+        self.capacity = 2 * batch_size if self.poisson else batch_size
+        self.graph = None
+        self.use_graph = model.device.type == "cuda"
+        if self.use_graph:
+            self._static = {
+                "idx": torch.zeros(self.capacity, dtype=torch.long, device=model.device),
+                "weight": torch.zeros(self.capacity, device=model.device),
+                "noise": torch.zeros_like(model.theta),
+                "lr": torch.zeros((), device=model.device),
+                "denominator": torch.ones((), device=model.device),
+            }
 
     @classmethod
-    def from_config(cls, config, train_size: int, forget_size: int, model, log) -> "DPSGD":
-        calibration = calibrate(config, train_size, forget_size)
+    def from_config(cls, config, split, forget_size: int, model, log) -> "DPSGD":
+        calibration = calibrate(config, len(split), forget_size)
         log({"train_epsilon": calibration.train_epsilon, "train_delta": calibration.train_delta})
         log({"dp_sigma": calibration.noise_multiplier})
-        return cls(calibration, model, train_size, config.dataset.batch_size, config.training.dp_sgd.seed)
+        return cls(calibration, model, split, config.dataset.batch_size, config.training.dp_sgd.seed)
 
     def record(self) -> dict:
         return asdict(self.calibration)
 
     def batches(self, generator: torch.Generator) -> list[torch.Tensor]:
         device = self.model.device
-        if self.calibration.sampling == "poisson":
+        if self.poisson:
             return poisson_batches(self.train_size, self.calibration.sampling_rate, self.steps_per_epoch, generator,
                                    device)
         return shuffled_batches(self.train_size, self.batch_size, generator, device)
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, optimizer) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, idx: torch.Tensor, optimizer) -> tuple[torch.Tensor, torch.Tensor]:
+        """One DP-SGD update on the examples `idx`; returns (mean loss, number correct)."""
+        n = idx.shape[0]
+        static_size = n <= self.capacity if self.poisson else n == self.batch_size
+        if not self.use_graph or not static_size:
+            return self._eager_step(idx, optimizer)
+        s = self._static
+        s["idx"].zero_()
+        s["idx"][:n].copy_(idx)
+        s["weight"].zero_()
+        s["weight"][:n] = 1.0
+        torch.randn(s["noise"].shape, generator=self.noise_generator, device=s["noise"].device, out=s["noise"])
+        s["denominator"].fill_(self._denominator(n))
+        s["lr"].fill_(optimizer.schedule(optimizer.step_count))
+        optimizer.step_count += 1
+        if self.graph is None:
+            self._capture(optimizer)
+        self.graph.replay()
+        return self.loss_sum / max(n, 1), self.correct.clone()
+
+    def _denominator(self, n: int) -> float:
+        return self.calibration.sampling_rate * self.train_size if self.poisson else max(n, 1)
+
+    def _update(self, x, y, weight, noise, denominator, optimizer_step):
         theta = self.model.theta
-        clip = self.calibration.l2_norm_clip
-        if y.shape[0]:
-            grads, (losses, logits) = per_example_gradients(self.model, x, y)
-            clipped_sum = clip_and_sum(grads, clip)
-            loss, correct = losses.mean(), (logits.argmax(1) == y).sum()
-        else:  # an empty Poisson batch still takes its (pure-noise) step
-            clipped_sum = torch.zeros_like(theta)
-            loss, correct = torch.zeros((), device=theta.device), torch.zeros((), dtype=torch.long, device=theta.device)
+        clipped_sum, losses, logits = clipped_gradient_sum(self.model, x, y, self.calibration.l2_norm_clip, weight)
+        theta.grad = (clipped_sum + self.noise_std * noise) / denominator
+        optimizer_step()
+        theta.grad = None
+        return (losses * weight).sum(), ((logits.argmax(1) == y) * (weight > 0)).sum()
+
+    def _eager_step(self, idx, optimizer):
+        theta = self.model.theta
         noise = torch.randn(theta.shape, generator=self.noise_generator, device=theta.device)
-        noisy = clipped_sum + (clip * self.calibration.noise_multiplier) * noise
-        denominator = self.calibration.sampling_rate * self.train_size if self.calibration.sampling == "poisson" \
-            else max(y.shape[0], 1)
-        optimizer.zero_grad()
-        theta.grad = noisy / denominator
-        optimizer.step()
-        return loss.detach(), correct
+        x, y = self.split.x[idx], self.split.y[idx]
+        weight = torch.ones(idx.shape[0], device=theta.device)
+        loss_sum, correct = self._update(x, y, weight, noise, self._denominator(idx.shape[0]), optimizer.step)
+        return loss_sum / max(idx.shape[0], 1), correct
+
+    def _capture(self, optimizer):
+        s = self._static
+        # warm up the kernels (and vmap's tracing) on a side stream before capturing
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        theta_before = self.model.theta.detach().clone()
+        self.model.release_graph()
+        with torch.cuda.stream(stream):
+            x, y = self.split.x.index_select(0, s["idx"]), self.split.y.index_select(0, s["idx"])
+            self._update(x, y, s["weight"], s["noise"], s["denominator"], lambda: None)
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            x, y = self.split.x.index_select(0, s["idx"]), self.split.y.index_select(0, s["idx"])
+            self.loss_sum, self.correct = self._update(x, y, s["weight"], s["noise"], s["denominator"],
+                                                       lambda: optimizer.optimizer.step(s["lr"]))
+        assert torch.equal(theta_before, self.model.theta.detach())  # capture itself ran nothing
 
 
 def per_example_gradients(model, x: torch.Tensor, y: torch.Tensor):
-    """[B, d] gradients of each example's loss with respect to theta, and (losses, logits)."""
+    """Each example's gradient with respect to every parameter tensor ({name: [B, *shape]}),
+    and (losses, logits). vmap over the parameters as separate tensors: slicing one flat
+    vector inside vmap costs more than the gradients themselves."""
 
-    def loss_of_one(theta, xi, yi):
-        logits = model.forward(xi.unsqueeze(0), theta)
+    def loss_of_one(params, xi, yi):
+        logits = functional_call(model.module, (params, model.buffers), (xi.unsqueeze(0),))
         return F.cross_entropy(logits, yi.unsqueeze(0)), logits.squeeze(0)
 
+    params = model.unflatten(model.theta.detach())
     per_example = vmap(grad_and_value(loss_of_one, has_aux=True), in_dims=(None, 0, 0))
-    grads, (losses, logits) = per_example(model.theta.detach(), x, y)
+    grads, (losses, logits) = per_example(params, x, y)
     return grads, (losses, logits)
 
 
-def clip_and_sum(grads: torch.Tensor, clip: float) -> torch.Tensor:
-    """Sum of the examples' gradients, each scaled to global L2 norm at most `clip`.
-
-    A zero gradient keeps factor 1 (optax's NaN -> 1)."""
-    norms = torch.linalg.vector_norm(grads, dim=1)
-    factors = torch.clamp(clip / norms, max=1.0)
-    return factors @ grads
+def clipped_gradient_sum(model, x, y, clip: float, weight: torch.Tensor):
+    """sum_i weight_i * g_i * min(1, clip / ||g_i||), with ||.|| the global L2 norm over all
+    parameters of example i's gradient g_i; a zero gradient keeps factor 1 (optax's
+    NaN -> 1). Returns the sum as one vector in theta's layout, and (losses, logits)."""
+    grads, (losses, logits) = per_example_gradients(model, x, y)
+    flat = [grads[name].flatten(1) for name in model.names]
+    norms = torch.sqrt(sum(g.pow(2).sum(1) for g in flat))
+    factors = torch.clamp(clip / norms, max=1.0) * weight
+    return torch.cat([factors @ g for g in flat]), losses, logits

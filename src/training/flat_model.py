@@ -24,6 +24,14 @@ class FlatModel:
         self.sizes = [p.numel() for _, p in named]
         self.theta = nn.Parameter(torch.cat([p.detach().reshape(-1) for _, p in named]).clone())
         self.buffers = dict(self.module.named_buffers())
+        # The module's parameters become plain attributes, rebound to views of theta at
+        # every forward: a plain module call, cheaper than functional_call's swapping.
+        self._slots = []
+        for name in self.names:
+            owner, _, attr = name.rpartition(".")
+            submodule = self.module.get_submodule(owner)
+            del submodule._parameters[attr]
+            self._slots.append((submodule.__dict__, attr))
 
     @property
     def num_parameters(self) -> int:
@@ -37,10 +45,22 @@ class FlatModel:
         return {name: chunk.view(shape) for name, chunk, shape in zip(self.names, theta.split(self.sizes), self.shapes)}
 
     def forward(self, x: torch.Tensor, theta: torch.Tensor | None = None) -> torch.Tensor:
-        params = self.unflatten(self.theta if theta is None else theta)
-        return functional_call(self.module, (params, self.buffers), (x,))
+        if theta is not None:  # another parameter vector (per-example gradients under vmap)
+            return functional_call(self.module, (self.unflatten(theta), self.buffers), (x,))
+        for (attributes, attr), chunk, shape in zip(self._slots, self.theta.split(self.sizes), self.shapes):
+            attributes[attr] = chunk.view(shape)
+        return self.module(x)
 
     __call__ = forward
+
+    def release_graph(self) -> None:
+        """Rebind the module to views that carry no autograd history.
+
+        The views bound by the last forward keep its graph, and theta's gradient
+        accumulator, alive; a CUDA-graph capture must not inherit them (their stream)."""
+        detached = self.theta.detach()
+        for (attributes, attr), chunk, shape in zip(self._slots, detached.split(self.sizes), self.shapes):
+            attributes[attr] = chunk.view(shape)
 
     def norm(self) -> float:
         return float(torch.linalg.vector_norm(self.theta.detach()))

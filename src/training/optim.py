@@ -83,7 +83,8 @@ class FlatOptimizer:
         return grad.add(self.theta, alpha=self.weight_decay) if self.weight_decay else grad
 
     @torch.no_grad()
-    def step(self, lr: float) -> None:
+    def step(self, lr) -> None:
+        """One update with learning rate `lr` (a number, or a 0-d tensor inside a CUDA graph)."""
         raise NotImplementedError
 
 
@@ -93,13 +94,14 @@ class SGD(FlatOptimizer):
 
     def __init__(self, theta, weight_decay=0.0, momentum=0.0, nesterov=False):
         super().__init__(theta, weight_decay)
-        self.momentum, self.nesterov, self.trace = momentum, nesterov, None
+        self.momentum, self.nesterov = momentum, nesterov
+        self.trace = torch.zeros_like(theta) if momentum else None
 
     @torch.no_grad()
-    def step(self, lr: float) -> None:
+    def step(self, lr) -> None:
         update = self._decayed_gradient()
         if self.momentum:
-            self.trace = update.clone() if self.trace is None else self.trace.mul_(self.momentum).add_(update)
+            self.trace.mul_(self.momentum).add_(update)
             update = update.add(self.trace, alpha=self.momentum) if self.nesterov else self.trace
         self.theta.sub_(lr * update)
 
@@ -113,10 +115,10 @@ class RMSprop(FlatOptimizer):
         self.decay, self.eps, self.nu = decay, eps, torch.zeros_like(theta)
 
     @torch.no_grad()
-    def step(self, lr: float) -> None:
+    def step(self, lr) -> None:
         g = self._decayed_gradient()
         self.nu.mul_(self.decay).addcmul_(g, g, value=1 - self.decay)
-        self.theta.addcdiv_(g, self.nu.add(self.eps).sqrt_(), value=-lr)
+        self.theta.sub_(lr * g / self.nu.add(self.eps).sqrt_())
 
 
 class AdamW(FlatOptimizer):

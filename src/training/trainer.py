@@ -26,6 +26,7 @@ from src.tracking import fmt
 from src.training.checkpoints import checkpoint_name, save_checkpoint
 from src.training.flat_model import FlatModel
 from src.training.optim import ScheduledOptimizer, make_optimizer, make_schedule
+from src.training.steps import make_step
 from src.unlearning.base import StepResult, UnlearningAlgorithm, project_l2_
 
 EVAL_CHUNK = 2048
@@ -69,7 +70,7 @@ class Evaluator:
             x, y = split.x[start:start + EVAL_CHUNK], split.y[start:start + EVAL_CHUNK]
             if self.augmentation is not None:
                 x = self.augmentation(x, self.generator)
-            logits = self.model(x, self.model.theta.detach())
+            logits = self.model(x)
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
             correct += (logits.argmax(1) == y).sum()
         n = max(len(split), 1)
@@ -154,8 +155,8 @@ class Trainer:
             seen = 0
             batches = shuffled_batches(len(data.retain), config.dataset.batch_size, self.data_generator, self.device)
             for i, idx in enumerate(batches):
-                x, y = self._batch(data.retain, idx)
                 if not algorithm.finished:
+                    x, y = self._batch(data.retain, idx)
                     self.noisy_steps += 1
                     result = algorithm.noisy_step(self.model, x, y, self.noisy_steps - 1)
                     stopped = algorithm.after_step(self.noisy_steps, result.sigma, result.eta, self.log)
@@ -164,7 +165,7 @@ class Trainer:
                     if stopped:
                         self._end_noisy_phase(epoch)
                 else:
-                    result = self._post_step(x, y)
+                    result = self._post_step(idx)
                     self.pending.add(result.loss, result.correct, result.count,
                                      {"sigma_t": 0.0, "eta_t": result.eta,
                                       "state_step": self.noisy_steps + self.post.step_count})
@@ -216,20 +217,14 @@ class Trainer:
         # the L2 term is in the loss, not in the optimizer (upstream.md 3.8).
         self.post = ScheduledOptimizer(make_optimizer(self.model.theta, post, weight_decay=0.0),
                                        make_schedule(post, total))
-        self.post_weight_decay = post.weight_decay
+        self.post_step = make_step(self.model, self.data.retain, self.data.augmentation, self.post,
+                                   self.config.dataset.batch_size, l2=post.weight_decay)
 
-    def _post_step(self, x, y):
-        theta = self.model.theta
-        logits = self.model(x)
-        loss = F.cross_entropy(logits, y)
-        if self.post_weight_decay:
-            loss = loss + 0.5 * self.post_weight_decay * theta.pow(2).sum()
-        self.post.zero_grad()
-        loss.backward()
-        self.post.step()
+    def _post_step(self, idx):
+        loss, correct = self.post_step(idx, self.data_generator)
         # The reference logs the schedule at the new step count (upstream.md 1.4).
         eta = self.post.schedule(self.post.step_count)
-        return StepResult(loss.detach(), (logits.detach().argmax(1) == y).sum(), y.shape[0], 0.0, eta)
+        return StepResult(loss, correct, idx.shape[0], 0.0, eta)
 
     def _fine_grained(self, epoch: int, i: int) -> None:
         """Per-step validation during the noisy phase, then mid-epoch (Figure 2, D15)."""
@@ -263,9 +258,10 @@ def pretrain(config, data: DataModule, model: FlatModel, log, console: Console, 
     batch_size = config.dataset.batch_size
     steps_per_epoch = num_batches(len(data.train), batch_size)
     generator = make_generator(derive_seed(config.global_seed, "pretrain-data"), device)
-    dp = DPSGD.from_config(config, len(data.train), len(data.forget), model, log) if t.dp_sgd else None
+    dp = DPSGD.from_config(config, data.train, len(data.forget), model, log) if t.dp_sgd else None
     optimizer = ScheduledOptimizer(make_optimizer(model.theta, t, t.weight_decay),
                                    make_schedule(t, max(t.epochs, 1) * steps_per_epoch))
+    step = None if dp else make_step(model, data.train, data.augmentation, optimizer, batch_size)
     evaluate = Evaluator(model)
     meta = {"epochs": t.epochs, "dp_sgd": dp.record() if dp else None}
     if ckpt_dir is not None:
@@ -277,18 +273,10 @@ def pretrain(config, data: DataModule, model: FlatModel, log, console: Console, 
         seen = 0
         batches = dp.batches(generator) if dp else shuffled_batches(len(data.train), batch_size, generator, device)
         for idx in batches:
-            x, y = data.train.x[idx], data.train.y[idx]
-            if data.augmentation is not None and len(idx):
-                x = data.augmentation(x, generator)
-            if dp:
-                loss, c = dp.step(x, y, optimizer)
+            if dp:  # feature datasets: no augmentation
+                loss, c = dp.step(idx, optimizer)
             else:
-                logits = model(x)
-                loss = F.cross_entropy(logits, y)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                loss, c = loss.detach(), (logits.detach().argmax(1) == y).sum()
+                loss, c = step(idx, generator)
             sum_loss += loss * len(idx)
             correct += c
             seen += len(idx)
