@@ -16,10 +16,10 @@ import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from src.errors import ConfigError
 
@@ -30,6 +30,16 @@ OPTIMIZER_NAMES = ("SGD", "RMSprop", "Adam")
 SCHEDULE_NAMES = ("constant", "cos", "onecycle")
 
 Probability = Field(gt=0, lt=1)
+
+
+def _false_or_positive(value):
+    if value is not False and not value > 0:
+        raise ValueError("must be false or a positive number")
+    return value
+
+
+# A clip that is off (`false`) or a positive radius.
+OptionalClip = Annotated[Union[Literal[False], float], AfterValidator(_false_or_positive)]
 
 
 class Section(BaseModel):
@@ -127,16 +137,10 @@ class ContractiveConfig(Section):
     epsilon_target: float = Field(gt=0)
     sigma: float = Field(gt=0)
     model_clip: float = Field(gt=0)
-    grad_clip: Union[Literal[False], float] = False
+    grad_clip: OptionalClip = False
     noise_addition_after_projection: bool = False
     noise_addition_before_projection: bool = False
 
-    @field_validator("grad_clip")
-    @classmethod
-    def _positive_clip(cls, value):
-        if value is not False and not value > 0:
-            raise ValueError("must be false or a positive number")
-        return value
 
 
 class DPBaselineConfig(Section):
@@ -174,14 +178,8 @@ class PostUnlearningConfig(OptimizerConfig):
     max_lr: float = Field(0.1, gt=0)
     weight_decay: float = Field(5e-4, ge=0)
     lr_schedule: Literal[SCHEDULE_NAMES] = "onecycle"
-    post_unlearn_clip: Union[Literal[False], float] = False
+    post_unlearn_clip: OptionalClip = False
 
-    @field_validator("post_unlearn_clip")
-    @classmethod
-    def _positive_clip(cls, value):
-        if value is not False and not value > 0:
-            raise ValueError("must be false or a positive radius")
-        return value
 
 
 class WandbConfig(Section):

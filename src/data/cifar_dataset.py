@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from src.data.image_transforms import cifar_augmentation, normalise_images
+from src.data.image_transforms import cifar_augmentation, image_dataset
 from src.data.raw import RawDataset
 
 
@@ -25,14 +23,6 @@ class CIFAR10:
         from src.data.cifar_files import CIFAR_MEAN_STD, load_cifar
 
         mean, std = CIFAR_MEAN_STD["cifar10"]
-        train_images, train_labels = load_cifar(config.dataset.root, "cifar10", train=True)
-        test_images, test_labels = load_cifar(config.dataset.root, "cifar10", train=False)
-        return RawDataset(
-            train_x=normalise_images(train_images, mean, std, device),
-            train_y=torch.as_tensor(train_labels, dtype=torch.long, device=device),
-            test_x=normalise_images(test_images, mean, std, device),
-            test_y=torch.as_tensor(test_labels, dtype=torch.long, device=device),
-            num_classes=10,
-            input_shape=(32, 32, 3),
-            augmentation=cifar_augmentation(mean, std, device),
-        )
+        root = config.dataset.root
+        return image_dataset(load_cifar(root, "cifar10", train=True), load_cifar(root, "cifar10", train=False),
+                             mean, std, cifar_augmentation, (32, 32, 3), device)

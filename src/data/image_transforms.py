@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from src.data.batches import CifarAugmentation, MnistAugmentation
+from src.data.raw import RawDataset
 
 
 def normalise_images(images: np.ndarray, mean, std, device) -> torch.Tensor:
@@ -31,3 +32,17 @@ def mnist_augmentation(mean, std, device) -> MnistAugmentation:
 
 def cifar_augmentation(mean, std, device) -> CifarAugmentation:
     return CifarAugmentation(black_pixel(mean, std, device))
+
+
+def image_dataset(train, test, mean, std, augmentation, input_shape, device) -> RawDataset:
+    """Official train and test (images uint8, labels) -> normalised tensors on the device."""
+    (train_images, train_labels), (test_images, test_labels) = train, test
+    return RawDataset(
+        train_x=normalise_images(train_images, mean, std, device),
+        train_y=torch.as_tensor(train_labels, dtype=torch.long, device=device),
+        test_x=normalise_images(test_images, mean, std, device),
+        test_y=torch.as_tensor(test_labels, dtype=torch.long, device=device),
+        num_classes=10,
+        input_shape=input_shape,
+        augmentation=augmentation(mean, std, device),
+    )

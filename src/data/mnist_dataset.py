@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from src.data.image_transforms import mnist_augmentation, normalise_images
+from src.data.image_transforms import image_dataset, mnist_augmentation
 from src.data.raw import RawDataset
 
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
@@ -12,17 +12,8 @@ MNIST_SHAPE = (28, 28, 1)
 
 
 def _as_raw(train_images, train_labels, test_images, test_labels, device) -> RawDataset:
-    import torch
-
-    return RawDataset(
-        train_x=normalise_images(train_images, MNIST_MEAN, MNIST_STD, device),
-        train_y=torch.as_tensor(train_labels, dtype=torch.long, device=device),
-        test_x=normalise_images(test_images, MNIST_MEAN, MNIST_STD, device),
-        test_y=torch.as_tensor(test_labels, dtype=torch.long, device=device),
-        num_classes=10,
-        input_shape=MNIST_SHAPE,
-        augmentation=mnist_augmentation(MNIST_MEAN, MNIST_STD, device),
-    )
+    return image_dataset((train_images, train_labels), (test_images, test_labels), MNIST_MEAN, MNIST_STD,
+                         mnist_augmentation, MNIST_SHAPE, device)
 
 
 class MNIST:
