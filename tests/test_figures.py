@@ -158,11 +158,11 @@ def test_certified_basis_shows_each_certified_level(tmp_path):
     # Calibrated with iteration.epsilon_target: certified 1, the reference would print 0.14.
     write_group(tmp_path, "new", pabi_config(), [[0.6]] * 4, cert=(1.0000004, 0.1402))
     cert = gc_series(tmp_path)
-    assert [s.label for s in cert] == ["Gradient Clipping ε=1 (published ε=0)",
+    assert [s.label for s in cert] == ["Gradient Clipping ε=1 (published ε=0.14)",
                                        "Gradient Clipping ε=7.08 (published ε=1)"]
-    assert [(s.points[0].eps_certified, s.points[0].eps_published) for s in cert] == [(1.0, 0.0), (7.08, 1.0)]
+    assert [(s.points[0].eps_certified, s.points[0].eps_published) for s in cert] == [(1.0, 0.1402), (7.08, 1.0036)]
     pub = gc_series(tmp_path, basis="published")
-    assert [s.label for s in pub] == ["Gradient Clipping ε=0 (certified ε=1)",
+    assert [s.label for s in pub] == ["Gradient Clipping ε=0.14 (certified ε=1)",
                                       "Gradient Clipping ε=1 (certified ε=7.08)"]
 
 
@@ -184,7 +184,7 @@ def test_figure4_levels_map_and_skip_above_50(tmp_path):
     assert [s.level for s in pub] == [0.1, 1.0, 10.0]
     cert = gc_series(tmp_path, figure=4)
     assert [s.level for s in cert] == [1.91, 7.08, 30.1]
-    assert cert[0].label == "Gradient Clipping ε=1.91 (published ε=0.1)"
+    assert cert[0].label == "Gradient Clipping ε=1.91 (published ε=0.104)"
 
 
 def test_void_certificate_is_never_labelled_certified(tmp_path):
@@ -316,7 +316,7 @@ def test_cli_renders_figure1_png_pdf_and_csv(tmp_path, capsys):
     assert tuple(rows[0]) == aggregate.CSV_COLUMNS
     assert len(rows) == 4 * 6  # four series, six budgets
     gc = [r for r in rows if r["method"] == "Gradient Clipping" and r["epsilon_certified"] == "7.08"]
-    assert len(gc) == 6 and {r["epsilon_published"] for r in gc} == {"1.0"}
+    assert len(gc) == 6 and {r["epsilon_published"] for r in gc} == {"1.0036"}
     assert {r["n_runs"] for r in rows} == {"4"} and {r["panel"] for r in rows} == {"mnist_5k"}
     assert "Gradient Clipping ε=7.08 (published ε=1) (6 points)" in capsys.readouterr().out
 
