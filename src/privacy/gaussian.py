@@ -105,13 +105,9 @@ def _log_theta_accurate(epsilon: np.ndarray, r: np.ndarray) -> np.ndarray:
         return log_first + np.log(-np.expm1(log_ratio))
 
 
-def log_theta_eps(epsilon, r):
-    """log theta_eps(r), accurate where theta itself underflows (see ``theta_eps``).
-
-    theta_eps(r) = Q(eps/r - r/2) - e^eps Q(eps/r + r/2) is the hockey-stick divergence
-    E_{e^eps}(N(0,1) || N(r,1)) (Balle & Wang 2018, analytic Gaussian mechanism, Thm 8).
-    Returns -inf where theta = 0 (r = 0 or epsilon = inf) and 0 where theta = 1 (r = inf).
-    """
+def _with_edges(epsilon, r, at_zero: float, at_one: float, interior):
+    """Evaluate `interior(eps, r)` where 0 < r < inf and eps is finite; at r = 0 or
+    eps = inf (theta = 0) return `at_zero`, at r = inf (theta = 1) `at_one`."""
     scalar = _is_scalar(epsilon, r)
     _check_epsilon(epsilon)
     _check_radius(r)
@@ -119,12 +115,22 @@ def log_theta_eps(epsilon, r):
     out = np.empty(eps.shape, dtype=float)
     zero = (rad == 0) | np.isinf(eps)
     one = np.isinf(rad) & ~zero
-    interior = ~(zero | one)
-    out[zero] = -np.inf
-    out[one] = 0.0
-    if np.any(interior):
-        out[interior] = _log_theta_accurate(eps[interior], rad[interior])
+    inside = ~(zero | one)
+    out[zero] = at_zero
+    out[one] = at_one
+    if np.any(inside):
+        out[inside] = interior(eps[inside], rad[inside])
     return _as_output(out, scalar)
+
+
+def log_theta_eps(epsilon, r):
+    """log theta_eps(r), accurate where theta itself underflows (see ``theta_eps``).
+
+    theta_eps(r) = Q(eps/r - r/2) - e^eps Q(eps/r + r/2) is the hockey-stick divergence
+    E_{e^eps}(N(0,1) || N(r,1)) (Balle & Wang 2018, analytic Gaussian mechanism, Thm 8).
+    Returns -inf where theta = 0 (r = 0 or epsilon = inf) and 0 where theta = 1 (r = inf).
+    """
+    return _with_edges(epsilon, r, -np.inf, 0.0, _log_theta_accurate)
 
 
 def theta_eps(epsilon, r, *, upstream: bool = False):
@@ -147,22 +153,8 @@ def theta_eps(epsilon, r, *, upstream: bool = False):
 
     Accepts floats or numpy arrays (broadcast together); returns the same kind.
     """
-    scalar = _is_scalar(epsilon, r)
-    _check_epsilon(epsilon)
-    _check_radius(r)
-    eps, rad = np.broadcast_arrays(np.asarray(epsilon, dtype=float), np.asarray(r, dtype=float))
-    out = np.empty(eps.shape, dtype=float)
-    zero = (rad == 0) | np.isinf(eps)
-    one = np.isinf(rad) & ~zero
-    interior = ~(zero | one)
-    out[zero] = 0.0
-    out[one] = 1.0
-    if np.any(interior):
-        if upstream:
-            out[interior] = _theta_upstream(eps[interior], rad[interior])
-        else:
-            out[interior] = np.exp(_log_theta_accurate(eps[interior], rad[interior]))
-    return _as_output(out, scalar)
+    interior = _theta_upstream if upstream else (lambda eps, rad: np.exp(_log_theta_accurate(eps, rad)))
+    return _with_edges(epsilon, r, 0.0, 1.0, interior)
 
 
 def classical_gaussian_sigma(epsilon, delta, sensitivity) -> float:

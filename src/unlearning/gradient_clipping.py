@@ -20,7 +20,8 @@ from src.privacy.pabi import (init_ball_radius, pabi_certificate, pabi_sigmas, p
                               running_renyi_epsilons)
 from src.privacy.rdp import calibrate_renyi_epsilon
 from src.unlearning.base import (PrivacyPlan, StepResult, UnlearningAlgorithm, batch_loss_and_grad, certificate_row,
-                                 clip_l2, register, require_plain_sgd, require_section)
+                                 clip_l2, register, require_plain_sgd, require_positive_init_clip,
+                                 require_section)
 from src.unlearning.initial_projection import initial_projection_
 
 
@@ -36,9 +37,7 @@ class GradientClipping(UnlearningAlgorithm):
         if u.lr_schedule != "constant":
             raise ConfigError(f"unlearning.lr_schedule: '{u.lr_schedule}' is not allowed for Gradient Clipping: the "
                               "PABI noise formulas assume a constant learning rate; use constant")
-        if u.init_model_clip <= 0:
-            raise ConfigError("unlearning.init_model_clip: 0 is not allowed for Gradient Clipping: the initial "
-                              "projection radius C0 must be > 0 (C0 = 0 gives T = 0 noisy steps)")
+        require_positive_init_clip(config, "Gradient Clipping")
         if u.max_lr * u.weight_decay >= 1:
             raise ConfigError(f"unlearning.weight_decay: eta * lambda = {u.max_lr} * {u.weight_decay} = "
                               f"{u.max_lr * u.weight_decay:g} must be < 1 for the weight-decayed step to contract "

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from src.errors import ConfigError
 from src.privacy.gaussian import analytic_gaussian_sigma, classical_gaussian_sigma, theta_eps
 from src.privacy.pabi import init_ball_radius
-from src.unlearning.base import PrivacyPlan, UnlearningAlgorithm, certificate_row, register, require_section
+from src.unlearning.base import (PrivacyPlan, UnlearningAlgorithm, certificate_row, register,
+                                 require_positive_init_clip, require_section)
 from src.unlearning.initial_projection import initial_projection_
 
 
@@ -26,9 +26,7 @@ class OutputPerturbation(UnlearningAlgorithm):
     @classmethod
     def check_config(cls, config) -> None:
         require_section(config, "dp-baseline", cls.name)
-        if config.unlearning.init_model_clip <= 0:
-            raise ConfigError("unlearning.init_model_clip: 0 is not allowed for Output Perturbation: the projection "
-                              "radius C0 sets the sensitivity 2 C0 and must be > 0")
+        require_positive_init_clip(config, "Output Perturbation")
 
     @cached_property
     def sigma(self) -> float:
