@@ -199,6 +199,13 @@ def require_plain_sgd(config: ExperimentConfig, algorithm: str) -> None:
                           "SGD; set false")
 
 
+def require_positive_init_clip(config: ExperimentConfig, algorithm: str) -> None:
+    """The initial projection's radius C0 sets the certificate's sensitivity (diameter 2 C0)."""
+    if config.unlearning.init_model_clip <= 0:
+        raise ConfigError(f"unlearning.init_model_clip: 0 is not allowed for {algorithm}: the initial projection "
+                          "radius C0 (sensitivity 2 C0) must be > 0")
+
+
 def require_section(config: ExperimentConfig, key: str, algorithm: str):
     section = getattr(config.unlearning, key.replace("-", "_"))
     if section is None:
