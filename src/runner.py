@@ -7,7 +7,6 @@ the plan in a staging directory that becomes logs/<run_id> only once it has fini
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,6 +193,3 @@ def run(config: ExperimentConfig, config_file: str | None, device, console: Cons
         directory.abandon()
         raise
 
-
-def dumps_plan(plan: Plan) -> str:
-    return json.dumps(plan.as_dict(), sort_keys=False)

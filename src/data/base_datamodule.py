@@ -8,7 +8,7 @@ reference's. The test split is the official test set.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import random_split
@@ -79,7 +79,6 @@ class DataModule:
     input_shape: tuple[int, ...]
     # Called on a normalised batch with a generator; None when the dataset has none.
     augmentation: object | None = None
-    extras: dict = field(default_factory=dict)
 
     @property
     def sizes(self) -> SplitSizes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from src.privacy.gaussian import analytic_gaussian_sigma, classical_gaussian_sigma, theta_eps
+from src.privacy.gaussian import output_perturbation_sigma, theta_eps
 from src.privacy.pabi import init_ball_radius
 from src.unlearning.base import (PrivacyPlan, UnlearningAlgorithm, certificate_row, register,
                                  require_positive_init_clip, require_section)
@@ -32,8 +32,8 @@ class OutputPerturbation(UnlearningAlgorithm):
     def sigma(self) -> float:
         u = self.config.unlearning
         radius = init_ball_radius(u.init_model_clip, u.init_model_clip_type, self.context.num_parameters)
-        calibrate = analytic_gaussian_sigma if u.dp_baseline.calibration == "analytic" else classical_gaussian_sigma
-        return calibrate(u.dp_baseline.epsilon_target, u.delta, 2 * radius)
+        return output_perturbation_sigma(u.dp_baseline.epsilon_target, u.delta, radius,
+                                         calibration=u.dp_baseline.calibration)
 
     def plan(self) -> PrivacyPlan:
         u = self.config.unlearning
