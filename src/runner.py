@@ -175,7 +175,7 @@ def run(config: ExperimentConfig, config_file: str | None, device, console: Cons
         timings["fit_seconds"] = watch.seconds()
 
         algorithm = attach_run(plan, device, meta)
-        trainer = Trainer(config, data, model, algorithm, logger, console, run_dir)
+        trainer = Trainer(config, data, model, algorithm, logger, console)
         start = time.perf_counter()
         trainer.unlearn()
         timings["unlearn_seconds"] = time.perf_counter() - start

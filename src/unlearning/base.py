@@ -164,6 +164,10 @@ class NoiseSource:
         self.reuse = reuse
         self._fixed = None
 
+    def fresh(self) -> torch.Tensor:
+        """An independent draw even under `reuse` (initial noise is drawn once anyway)."""
+        return self._sample()
+
     def draw(self) -> torch.Tensor:
         if self.reuse:
             if self._fixed is None:

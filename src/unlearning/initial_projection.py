@@ -21,5 +21,5 @@ def initial_projection_(theta: torch.Tensor, config, context, log, sigma0: float
             theta.clamp_(-u.init_model_clip, u.init_model_clip)
         sigma0 = u.init_sigma if sigma0 is None else sigma0
         if sigma0:
-            theta.add_(sigma0 * torch.randn(theta.shape, generator=context.noise_generator, device=theta.device))
+            theta.add_(sigma0 * context.noise.fresh())
             log({"init_sigma": sigma0})

@@ -38,17 +38,14 @@ class Retrain(UnlearningAlgorithm):
             theta = model.theta
             if retrain.start_from_all_zeros:
                 theta.zero_()
-                theta.add_(sigma0 * self._gaussian(theta))
+                theta.add_(sigma0 * self.context.noise.fresh())
                 project_l2_(theta, radius)
             if retrain.clip_and_noise:
                 project_l2_(theta, radius)
-                theta.add_(sigma0 * self._gaussian(theta))
+                theta.add_(sigma0 * self.context.noise.fresh())
         if (retrain.start_from_all_zeros or retrain.clip_and_noise) and sigma0:
             log({"init_sigma": sigma0})
         self.finished = True
-
-    def _gaussian(self, theta):
-        return torch.randn(theta.shape, generator=self.context.noise_generator, device=theta.device)
 
     def certificate_row(self) -> dict:
         # The reference logs the target delta beside epsilon 0; the figures filter on epsilon.
