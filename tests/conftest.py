@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-UPSTREAM_CONFIGS = SHARED / "upstream_configs"
+# The reference's 442 experiment files, committed as test data (provenance: tests/data/README.md).
+UPSTREAM_CONFIGS = REPO / "tests" / "data" / "upstream_configs"
 QUICKSTART = REPO / "configs" / "quickstart_mnist5k.yaml"
 
 
