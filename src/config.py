@@ -1,31 +1,33 @@
 """The schema of an experiment file, and loading it strictly.
 
-Every key of the reference's schema (upstream.md section 2) is here with its type and
-range, plus our additions: the `compat:` switches of decisions.md, `wandb.mode`, `device`,
-`name`, `logs_dir`, `checkpoints_dir`, `dataset.features_root`,
-`unlearning.iteration.epsilon_target`, `unlearning.dp-baseline.calibration`.
-Validation happens before anything is written: unknown keys, wrong types, values out of
-range and duplicate YAML keys are refused with the dotted key, the value and what is
-allowed. Cross-field rules that belong to one algorithm live in that algorithm's file
-(`check_config`), so this module stays a plain schema.
+Every key of the reference's schema is here with its type and range, plus our additions
+(the `compat:` switches of docs/differences.md, `wandb.mode`, `device`, `name`,
+`logs_dir`, `checkpoints_dir`, `dataset.features_root`). Each unlearning method declares
+its own section (`unlearning.iteration:`, `unlearning.dp-baseline:`, ...) beside its code
+in src/unlearning/; `experiment_schema` composes them with the core below. Validation
+happens before anything is written: unknown keys, wrong types, values out of range and
+duplicate YAML keys are refused with the dotted key, the value and what is allowed.
+Cross-field rules that belong to one method live in that method's file (`check_config`).
+This module does not import torch (the launcher and `--help` read configs cheaply).
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model,
+                      field_validator)
 
 from src.errors import ConfigError
 
 DATASET_NAMES = ("mnist", "mnist_5k", "cifar10", "cifar10_feature", "cifar100_feature")
 MODEL_NAMES = ("two_layer_net", "three_layer_net", "tiny_net", "tinier_net", "tiny_net_cifar", "simplenet")
-ALGORITHM_NAMES = ("iteration", "contractive_coefficients", "dp-baseline", "dp-sgd", "retrain")
 OPTIMIZER_NAMES = ("SGD", "RMSprop", "Adam")
 SCHEDULE_NAMES = ("constant", "cos", "onecycle")
 
@@ -110,67 +112,19 @@ class TrainingConfig(OptimizerConfig):
         raise ValueError("expected false (train now), 'auto' (the cache) or a checkpoint path")
 
 
-class IterationConfig(Section):
-    """Gradient Clipping (privacy amplification by iteration)."""
-
-    # The reference's knob: a Renyi epsilon fed to its sigma formulas (decisions.md).
-    epsilon_renyi_target: Optional[float] = Field(None, gt=0)
-    # Ours: a DP epsilon at unlearning.delta; eps_R is calibrated to reach it exactly.
-    epsilon_target: Optional[float] = Field(None, gt=0)
-    grad_clip: float = Field(gt=0)
-    calc_intermediate_eps_renyi: bool = False
-
-    @model_validator(mode="after")
-    def _exactly_one_target(self):
-        given = [k for k in ("epsilon_renyi_target", "epsilon_target") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                "exactly one of epsilon_renyi_target (the reference's Renyi target) and "
-                f"epsilon_target (a certified DP epsilon) must be given; got {given or 'neither'}"
-            )
-        return self
-
-
-class ContractiveConfig(Section):
-    """Model Clipping (contraction coefficients)."""
-
-    epsilon_target: float = Field(gt=0)
-    sigma: float = Field(gt=0)
-    model_clip: float = Field(gt=0)
-    grad_clip: OptionalClip = False
-    noise_addition_after_projection: bool = False
-    noise_addition_before_projection: bool = False
-
-
-
-class DPBaselineConfig(Section):
-    """Output Perturbation."""
-
-    epsilon_target: float = Field(gt=0)
-    # classical: the reference's Dwork-Roth sigma; analytic: smallest sigma with
-    # theta_eps(2 C0 / sigma) <= delta (decisions.md D14).
-    calibration: Literal["classical", "analytic"] = "classical"
-
-
-class RetrainConfig(Section):
-    start_from_all_zeros: bool = False
-    clip_and_noise: bool = False
-
-
 class UnlearningConfig(OptimizerConfig):
+    """The keys every method shares. Each method's own section (`unlearning.<method>:`)
+    is declared in the method's file and composed in by `experiment_schema`."""
+
     epochs: int = Field(gt=0)
     noise_schedule: Literal["constant", "decreasing"] = "constant"
     init_model_clip: float = Field(0.0, ge=0)
     init_model_clip_type: Literal["clip", "clamp"] = "clip"
     init_sigma: float = Field(0.0, ge=0)
-    algorithm: Literal[ALGORITHM_NAMES]
+    # Checked against the registry of methods when the schema is composed.
+    algorithm: str
     delta: float = Probability
     fine_grained_validation: bool = False
-    iteration: Optional[IterationConfig] = None
-    contractive_coefficients: Optional[ContractiveConfig] = None
-    dp_baseline: Optional[DPBaselineConfig] = Field(None, alias="dp-baseline")
-    # A missing section means both flags false (D13: the reference crashed on it).
-    retrain: RetrainConfig = RetrainConfig()
 
 
 class PostUnlearningConfig(OptimizerConfig):
@@ -234,8 +188,44 @@ class ExperimentConfig(Section):
         return value
 
     def to_dict(self) -> dict:
-        """The resolved config, in the YAML key spelling (dp-baseline with its hyphen)."""
-        return self.model_dump(mode="json", by_alias=True)
+        """The resolved config, in the YAML key spelling (dp-baseline with its hyphen).
+
+        Sections of methods the config does not give are left out, so that adding a
+        method to the registry changes no existing run id."""
+        data = self.model_dump(mode="json", by_alias=True)
+        for key in method_section_keys():
+            if data["unlearning"].get(key, 0) is None:
+                del data["unlearning"][key]
+        return data
+
+
+# ---------------------------------------------------------------------------------------
+# The composed schema: the core above plus one section per registered method.
+
+
+@functools.lru_cache(maxsize=1)
+def experiment_schema() -> type[ExperimentConfig]:
+    """ExperimentConfig with `unlearning.algorithm` restricted to the registered methods and
+    `unlearning.<method>:` typed by each method's own section (src/unlearning/*.py).
+
+    Built on first use: the methods import torch, which this module must not need."""
+    from src.unlearning.base import registered_algorithms
+
+    algorithms = registered_algorithms()
+    sections = {}
+    for name, cls in algorithms.items():
+        if cls.section is not None:
+            sections[name.replace("-", "_")] = (Optional[cls.section], Field(cls.section_default, alias=name))
+    unlearning = create_model("UnlearningConfig", __base__=UnlearningConfig,
+                              algorithm=(Literal[tuple(sorted(algorithms))], ...), **sections)
+    return create_model("ExperimentConfig", __base__=ExperimentConfig, unlearning=(unlearning, ...))
+
+
+def method_section_keys() -> tuple[str, ...]:
+    """The YAML keys of the methods' sections (`iteration`, `dp-baseline`, ...)."""
+    from src.unlearning.base import registered_algorithms
+
+    return tuple(name for name, cls in registered_algorithms().items() if cls.section is not None)
 
 
 # ---------------------------------------------------------------------------------------
@@ -308,7 +298,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple = ()) -> Experime
 
 def validate_config(data: dict, source: str = "config") -> ExperimentConfig:
     try:
-        return ExperimentConfig.model_validate(data)
+        return experiment_schema().model_validate(data)
     except ValidationError as e:
         raise ConfigError(f"{source} is not a valid experiment config:\n" + _describe(e, data)) from None
 
@@ -344,7 +334,7 @@ def _describe(error: ValidationError, data: dict) -> str:
 
 
 def _allowed_keys(loc: list[str]) -> list[str]:
-    model: Any = ExperimentConfig
+    model: Any = experiment_schema()
     for part in loc:
         field = _field_by_key(model, part)
         if field is None:

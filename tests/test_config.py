@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 
 import pytest
 import yaml
 
-from src.config import (ExperimentConfig, apply_override, load_config, pretrained_key, read_yaml, run_id,
-                        validate_config)
+from src.config import (ExperimentConfig, apply_override, experiment_schema, load_config, pretrained_key, read_yaml,
+                        run_id, validate_config)
 from src.errors import ConfigError
-from tests.conftest import QUICKSTART, UPSTREAM_CONFIGS
+from tests.conftest import QUICKSTART, REPO, UPSTREAM_CONFIGS
 
 UPSTREAM_FILES = sorted(UPSTREAM_CONFIGS.rglob("*.yaml"))
 
@@ -148,3 +150,33 @@ def test_pretrained_key_holds_everything_that_determines_the_model():
     for change in ("dataset.seed=8", "global_seed=3", "training.epochs=31", "training.max_lr=0.05",
                    "dataset.val_split=0.2", "model.name=tinier_net"):
         assert pretrained_key(load_config(QUICKSTART, [change])) != pretrained_key(a), change
+
+
+def test_config_module_does_not_import_torch():
+    # The launcher and --help read configs; torch costs seconds to import.
+    code = "import sys, src.config; assert 'torch' not in sys.modules, 'torch imported'"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_each_method_section_comes_from_its_own_file():
+    from src.unlearning.base import registered_algorithms
+
+    schema = experiment_schema().model_fields["unlearning"].annotation
+    for name, cls in registered_algorithms().items():
+        if cls.section is None:
+            continue
+        field = schema.model_fields[name.replace("-", "_")]
+        assert field.alias == name and cls.section in field.annotation.__args__
+        assert cls.section.__module__ == cls.__module__  # declared beside the method's code
+    # An unknown algorithm is refused with the registered names.
+    message = refusal(edited(unlearning__algorithm="nope"))
+    assert "unlearning.algorithm" in message and "'iteration'" in message and "'retrain'" in message
+
+
+def test_sections_a_config_does_not_give_are_not_part_of_its_identity():
+    # Otherwise registering a new method would change every existing run id.
+    data = validate_config(quickstart()).to_dict()
+    assert set(data["unlearning"]) & {"contractive_coefficients", "dp-baseline"} == set()
+    assert data["unlearning"]["iteration"]["epsilon_target"] == 1
+    assert data["unlearning"]["retrain"] == {"start_from_all_zeros": False, "clip_and_noise": False}

@@ -85,6 +85,10 @@ class StepResult:
 
 class UnlearningAlgorithm:
     name: ClassVar[str]
+    # The method's own keys, `unlearning.<name>:` in a config (a src.config.Section), and
+    # the value used when a config leaves that section out (None: absent).
+    section: ClassVar[type | None] = None
+    section_default: ClassVar[object] = None
 
     def __init__(self, context: AlgorithmContext):
         self.context = context
@@ -228,9 +232,14 @@ def register(cls: type[UnlearningAlgorithm]) -> type[UnlearningAlgorithm]:
     return cls
 
 
-def algorithm_class(name: str) -> type[UnlearningAlgorithm]:
+def registered_algorithms() -> dict[str, type[UnlearningAlgorithm]]:
     import src.unlearning  # noqa: F401  (imports every algorithm module, which registers it)
 
+    return dict(REGISTRY)
+
+
+def algorithm_class(name: str) -> type[UnlearningAlgorithm]:
+    registered_algorithms()
     if name not in REGISTRY:
         raise ConfigError(f"unlearning.algorithm: '{name}' is unknown; known: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]

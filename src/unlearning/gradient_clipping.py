@@ -15,6 +15,11 @@ from functools import cached_property
 
 import torch
 
+from typing import Optional
+
+from pydantic import Field, model_validator
+
+from src.config import Section
 from src.errors import ConfigError
 from src.privacy.pabi import (init_ball_radius, pabi_certificate, pabi_sigmas, pabi_steps, published_pabi_epsilon,
                               running_renyi_epsilons)
@@ -25,9 +30,31 @@ from src.unlearning.base import (PrivacyPlan, StepResult, UnlearningAlgorithm, b
 from src.unlearning.initial_projection import initial_projection_
 
 
+class IterationConfig(Section):
+    """`unlearning.iteration:` the keys of Gradient Clipping."""
+
+    # The reference's knob: a Renyi epsilon fed to its sigma formulas (docs/differences.md).
+    epsilon_renyi_target: Optional[float] = Field(None, gt=0)
+    # Ours: a DP epsilon at unlearning.delta; eps_R is calibrated to reach it exactly.
+    epsilon_target: Optional[float] = Field(None, gt=0)
+    grad_clip: float = Field(gt=0)
+    calc_intermediate_eps_renyi: bool = False
+
+    @model_validator(mode="after")
+    def _exactly_one_target(self):
+        given = [k for k in ("epsilon_renyi_target", "epsilon_target") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "exactly one of epsilon_renyi_target (the reference's Renyi target) and "
+                f"epsilon_target (a certified DP epsilon) must be given; got {given or 'neither'}"
+            )
+        return self
+
+
 @register
 class GradientClipping(UnlearningAlgorithm):
     name = "iteration"
+    section = IterationConfig
 
     @classmethod
     def check_config(cls, config) -> None:

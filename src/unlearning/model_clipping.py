@@ -16,6 +16,9 @@ from functools import cached_property
 
 import torch
 
+from pydantic import Field
+
+from src.config import OptionalClip, Section
 from src.errors import ConfigError
 from src.privacy.contraction import delta_trajectory, initial_delta, step_radius
 from src.privacy.pabi import init_ball_radius
@@ -25,9 +28,21 @@ from src.unlearning.base import (PrivacyPlan, StepResult, UnlearningAlgorithm, b
 from src.unlearning.initial_projection import initial_projection_
 
 
+class ContractiveConfig(Section):
+    """`unlearning.contractive_coefficients:` the keys of Model Clipping."""
+
+    epsilon_target: float = Field(gt=0)
+    sigma: float = Field(gt=0)
+    model_clip: float = Field(gt=0)
+    grad_clip: OptionalClip = False
+    noise_addition_after_projection: bool = False
+    noise_addition_before_projection: bool = False
+
+
 @register
 class ModelClipping(UnlearningAlgorithm):
     name = "contractive_coefficients"
+    section = ContractiveConfig
 
     @classmethod
     def check_config(cls, config) -> None:

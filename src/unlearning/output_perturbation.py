@@ -12,6 +12,11 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from typing import Literal
+
+from pydantic import Field
+
+from src.config import Section
 from src.privacy.gaussian import output_perturbation_sigma, theta_eps
 from src.privacy.pabi import init_ball_radius
 from src.unlearning.base import (PrivacyPlan, UnlearningAlgorithm, certificate_row, register,
@@ -19,9 +24,19 @@ from src.unlearning.base import (PrivacyPlan, UnlearningAlgorithm, certificate_r
 from src.unlearning.initial_projection import initial_projection_
 
 
+class DPBaselineConfig(Section):
+    """`unlearning.dp-baseline:` the keys of Output Perturbation."""
+
+    epsilon_target: float = Field(gt=0)
+    # classical: the reference's Dwork-Roth sigma; analytic: smallest sigma with
+    # theta_eps(2 C0 / sigma) <= delta (docs/differences.md).
+    calibration: Literal["classical", "analytic"] = "classical"
+
+
 @register
 class OutputPerturbation(UnlearningAlgorithm):
     name = "dp-baseline"
+    section = DPBaselineConfig
 
     @classmethod
     def check_config(cls, config) -> None:

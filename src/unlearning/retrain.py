@@ -8,14 +8,25 @@ from __future__ import annotations
 
 import torch
 
+from src.config import Section
 from src.models.model import ModelFactory
 from src.seeds import derive_seed
 from src.unlearning.base import PrivacyPlan, UnlearningAlgorithm, certificate_row, project_l2_, register
 
 
+class RetrainConfig(Section):
+    """`unlearning.retrain:` how the fresh model starts."""
+
+    start_from_all_zeros: bool = False
+    clip_and_noise: bool = False
+
+
 @register
 class Retrain(UnlearningAlgorithm):
     name = "retrain"
+    section = RetrainConfig
+    # A missing section means both flags false (the reference crashed on it).
+    section_default = RetrainConfig()
 
     def plan(self) -> PrivacyPlan:
         u = self.config.unlearning
