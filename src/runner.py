@@ -152,6 +152,12 @@ def attach_run(plan: Plan, device, pretrained_meta: dict | None = None):
     return plan.algorithm
 
 
+def run_outcome(certificate: dict, noisy_steps: int) -> dict:
+    """The top of summary.json: what was certified for the released model."""
+    keys = ("certified_epsilon", "certified_delta", "certificate_valid", "epsilon_published")
+    return {**{key: certificate[key] for key in keys}, "noisy_steps": noisy_steps}
+
+
 def run(config: ExperimentConfig, config_file: str | None, device, console: Console) -> dict:
     plan = make_plan(config)
     directory = RunDirectory(config.logs_dir, plan.run_id)
@@ -179,9 +185,10 @@ def run(config: ExperimentConfig, config_file: str | None, device, console: Cons
         start = time.perf_counter()
         trainer.unlearn()
         timings["unlearn_seconds"] = time.perf_counter() - start
-        trainer.test()
-        extra = {"config_file": config_file, "certificate": trainer.certificate, "noisy_steps": trainer.noisy_steps,
-                 "plan": plan.as_dict(), "timings": {**timings, "total_seconds": watch.seconds()}}
+        test = trainer.test()
+        extra = {"config_file": config_file, **run_outcome(trainer.certificate, trainer.noisy_steps), **test,
+                 "certificate": trainer.certificate, "plan": plan.as_dict(),
+                 "timings": {**timings, "total_seconds": watch.seconds()}}
         summary = logger.finish(extra)
         logger = None
         final = directory.commit()

@@ -117,12 +117,14 @@ class RunLogger:
         self._file.flush()
 
     def finish(self, extra: dict) -> dict:
-        """Close the metrics file and write summary.json, last."""
+        """Close the metrics file and write summary.json, last.
+
+        The top level holds what the caller states about the finished run (the
+        certificate, the test metrics, the plan); the last value of every logged key,
+        wandb's summary, is kept apart under `last_logged`, where a value such as the
+        fine-tuning's `sigma_t: 0.0` cannot be mistaken for the run's noise."""
         self._file.close()
-        summary = dict(self.summary)
-        summary.update(to_builtin(extra))
-        summary["run_id"] = self.run_id
-        summary["finished"] = True
+        summary = {**to_builtin(extra), "last_logged": dict(self.summary), "run_id": self.run_id, "finished": True}
         if self._wandb is not None:
             for key, value in extra.items():
                 self._wandb.summary[key] = to_builtin(value)

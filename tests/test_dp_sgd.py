@@ -161,11 +161,12 @@ def test_dp_sgd_end_to_end_on_feature_files(features_config, tmp_path):
     keys = set().union(*rows)
     assert {"train_epsilon", "train_delta", "dp_sigma", "epsilon", "delta", "certified_epsilon",
             "certified_delta", "Val (Unlearn)_accuracy", "Test_accuracy"} <= keys
-    assert summary["epsilon"] == 50 and summary["delta"] == 1e-5 and summary["certificate_valid"] is True
-    assert summary["dp_sigma"] == pytest.approx(plan.privacy.details["dp_sgd_noise_multiplier"])
+    assert summary["certificate"]["epsilon"] == 50 and summary["certificate"]["delta"] == 1e-5
+    assert summary["certificate_valid"] is True
+    assert summary["last_logged"]["dp_sigma"] == pytest.approx(plan.privacy.details["dp_sgd_noise_multiplier"])
     # the checkpoint records how the model was trained
     ckpt = torch.load(tmp_path / "logs" / plan.run_id / "ckpt" / "checkpoint_2.pt", weights_only=True)
-    assert ckpt["meta"]["dp_sgd"]["noise_multiplier"] == summary["dp_sigma"]
+    assert ckpt["meta"]["dp_sgd"]["noise_multiplier"] == summary["last_logged"]["dp_sigma"]
     assert ckpt["meta"]["dp_sgd"]["group_size"] == 9
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +36,14 @@ def test_a_run_writes_its_directory_with_the_reference_metric_names(make_config,
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["finished"] is True and summary["config_file"] == str(path)
     assert summary["certificate"]["certified_epsilon"] == pytest.approx(1.0)
+    # The top level says what was certified and tested under unambiguous names; the last
+    # logged values (the fine-tuning's sigma_t 0.0, ...) are kept apart.
+    assert summary["certified_epsilon"] == pytest.approx(1.0) and summary["certified_delta"] <= 1e-5
+    assert summary["certificate_valid"] is True and summary["noisy_steps"] == summary["plan"]["noisy_steps"]
+    assert summary["test_accuracy"] == rows[-1]["Test_accuracy"] and summary["test_loss"] == rows[-1]["Test_loss"]
+    assert "sigma_t" not in summary and summary["last_logged"]["sigma_t"] == 0.0
+    assert "note: the original code labels a run with its Renyi target plus a constant" in result.stdout
+    assert "(the reference would print" not in result.stdout
     assert [r["unlearn_epoch"] for r in rows if "Val (Unlearn)_accuracy" in r] == [1, 2]
     # state_step runs on from the noisy steps into fine-tuning
     steps = [r["state_step"] for r in rows if "loss" in r]
@@ -108,6 +117,33 @@ def test_two_processes_asking_for_one_pretrained_model_train_it_once(make_config
     (entry,) = (tmp_path / "cache" / "pretrained").glob("*/model.pt")
     metrics = (entry.parent / "metrics.jsonl").read_text().splitlines()
     assert sum('"train_loss"' in line for line in metrics) == 4
+    assert not list((tmp_path / "cache" / "pretrained").glob("*.lock"))  # no lock file left beside the models
+
+
+def _count_under_the_cache_lock(root, rounds):
+    from src.training.checkpoints import PretrainedCache
+
+    cache, counter = PretrainedCache(root), Path(root) / "counter"
+    for _ in range(rounds):
+        with cache.lock("key"):
+            value = int(counter.read_text()) if counter.exists() else 0
+            counter.write_text(str(value + 1))  # a lost update would show in the total
+
+
+def test_the_cache_lock_excludes_while_removing_its_file(tmp_path):
+    # The lock file is unlinked at every release; a waiter must not end up holding a
+    # lock on the removed file while a newcomer locks a new one.
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    procs = [context.Process(target=_count_under_the_cache_lock, args=(str(tmp_path), 150)) for _ in range(3)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+    assert [proc.exitcode for proc in procs] == [0, 0, 0]
+    assert (tmp_path / "counter").read_text() == "450"
+    assert not list((tmp_path / "pretrained").glob("*.lock"))
 
 
 def test_wandb_offline_is_a_real_sink(make_config, tmp_path):

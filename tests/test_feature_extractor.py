@@ -213,5 +213,5 @@ def test_a_three_layer_net_experiment_runs_on_the_extracted_features(inputs, cli
     assert plan.num_parameters == {10: 17802, 100: 20772}[classes]
     assert plan.sizes.pool == N_TRAIN and plan.sizes.test == N_TEST
     summary = run(config, None, resolve_device("cpu"), Console(quiet=True))
-    assert summary["finished"] and 0.0 <= summary["Test_accuracy"] <= 1.0
+    assert summary["finished"] and 0.0 <= summary["test_accuracy"] <= 1.0
     assert summary["certificate"]["certified_epsilon"] == pytest.approx(1.0)

@@ -324,16 +324,16 @@ def test_cli_renders_figure1_png_pdf_and_csv(tmp_path, capsys):
 def convergence_logs(logs, fine=True):
     """Figure 2: T = 3 noisy steps, 10 steps per epoch, rows every step then every half epoch."""
     for i in range(2):
-        rows = [{"pabi_steps": 3.0}]
+        rows = [{"Val (Train)_accuracy": 0.55}, {"pabi_steps": 3.0}]
         if fine:
             rows += [{"Val (Unlearn)_accuracy": a + 0.01 * i, "unlearn_epoch": s / 10}
                      for s, a in ((1, 0.3), (2, 0.2), (3, 0.1))]
             rows += [{"Val (Unlearn)_accuracy": 0.3 + 0.01 * i, "unlearn_epoch": 0.5}]
         write_run(logs, f"gc{i}", pabi_config(dataset="cifar10", epochs=2), [0.4, 0.5],
-                  cert=(7.0812, 1.0036), extra_rows=rows, summary={"Val (Train)_accuracy": 0.55})
+                  cert=(7.0812, 1.0036), extra_rows=rows)
         write_run(logs, f"rt{i}", pabi_config(dataset="cifar10", epochs=4, unlearning__algorithm="retrain"),
                   [0.2, 0.3, 0.4, 0.5], cert=(0.0, 0.0),
-                  summary={"Val (Post Unlearning Setup)_accuracy": 0.1})
+                  extra_rows=[{"Val (Post Unlearning Setup)_accuracy": 0.1}])
 
 
 def test_figure2_phases(tmp_path):

@@ -334,7 +334,7 @@ def test_each_algorithm_end_to_end(name, overrides, tmp_path, session_checkpoint
     if plan.privacy.noisy_steps:
         assert certificate["stop_unlearn"] == plan.privacy.noisy_steps
     assert certificate["certified_epsilon"] == plan.privacy.certified_epsilon
-    assert 0.0 <= summary["Test_accuracy"] <= 1.0
+    assert 0.0 <= summary["test_accuracy"] <= 1.0
     post_noise = [r for r in rows if "Val (Post Noise Addition)_accuracy" in r]
     assert len(post_noise) == 1
 
@@ -346,7 +346,7 @@ def test_a_void_certificate_is_logged_and_said(tmp_path, session_checkpoints, ca
     out = capsys.readouterr().out
     assert "WARNING: the certificate does not hold for this run: compat.reuse_noise" in out
     assert summary["certificate_valid"] is False and summary["certified_epsilon"] is None
-    assert summary["epsilon"] == pytest.approx(summary["epsilon_published"])
+    assert summary["certificate"]["epsilon"] == pytest.approx(summary["epsilon_published"])
 
 
 def test_fine_grained_validation_rows(tmp_path, session_checkpoints):

@@ -412,12 +412,18 @@ def _points(pairs, group: str, eps_cert: float, eps_pub: float) -> list:
 
 
 def _summary_values(runs, key: str) -> list:
-    return [r.summary[key] for r in runs if _finite(r.summary.get(key))]
+    """The last logged value of ``key`` in each run that logged a finite one."""
+    values = []
+    for run in runs:
+        logged = [row[key] for row in run.rows if key in row]
+        if logged and _finite(logged[-1]):
+            values.append(logged[-1])
+    return values
 
 
 def _pabi_steps(run: Run) -> int:
     steps = [row["pabi_steps"] for row in run.rows if _finite(row.get("pabi_steps"))]
-    value = steps[-1] if steps else run.summary.get("pabi_steps")
+    value = steps[-1] if steps else run.summary.get("noisy_steps")
     if not _finite(value):
         raise FigureInputError(f"{run.path}: Gradient Clipping run without a pabi_steps row; "
                                "Figure 2 needs it to split the noisy phase from fine-tuning")

@@ -83,10 +83,23 @@ class PretrainedCache:
 
     @contextmanager
     def lock(self, key: str):
+        """Hold the entry's lock; the lock file is removed on release, so none is left
+        beside the models. A waiter that wakes up on a file already removed (its inode no
+        longer at the path) opens the path again instead of trusting a stale lock."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / f"{key}.lock", "w") as handle:
+        path = self.root / f"{key}.lock"
+        while True:
+            handle = open(path, "a")
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                if os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            handle.close()
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)  # still holding it: the next holder re-checks the inode
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()

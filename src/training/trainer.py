@@ -144,7 +144,9 @@ class Trainer:
         self.post = None
         with torch.no_grad():
             algorithm.prepare(self.model, self.log)
-        self.validate(data.val, "Val (Post Unlearning Setup)")
+        setup_acc = self.validate(data.val, "Val (Post Unlearning Setup)")
+        self.console.line(f"prepared for unlearning: val acc {fmt(setup_acc)} (low is expected after a small initial "
+                          "projection or a fresh start; fine-tuning recovers it)")
         if algorithm.finished:
             self._end_noisy_phase(epoch=0)
 
@@ -181,10 +183,11 @@ class Trainer:
             self.console.line(f"unlearn epoch {epoch}/{u.epochs}  retain loss {fmt(retain_loss)} acc {fmt(retain_acc)}"
                               f"  val acc {fmt(val_acc)}  forget acc {fmt(forget_acc)}")
 
-    def test(self) -> float:
-        acc = self.validate(self.data.test, "Test")
+    def test(self) -> dict:
+        loss, acc = self.evaluate(self.data.test)
+        self.log({"Test_loss": loss, "Test_accuracy": acc})
         self.console.line(f"test accuracy {fmt(acc)}")
-        return acc
+        return {"test_accuracy": acc, "test_loss": loss}
 
     # -- the end of the noisy phase and the fine-tuning that follows ----------------------
     def _end_noisy_phase(self, epoch: int) -> None:
@@ -199,11 +202,13 @@ class Trainer:
         self._start_post_phase()
 
     def _announce_certificate(self, row: dict) -> None:
-        text = (f"certificate after {self.noisy_steps} noisy steps: epsilon {fmt(row['certified_epsilon'])}, "
-                f"delta {fmt(row['certified_delta'])} (the reference would print epsilon {fmt(row['epsilon_published'])})")
-        self.console.line(text)
+        plan = self.algorithm.plan()
+        self.console.line(f"certificate after {self.noisy_steps} noisy steps: epsilon {fmt(row['certified_epsilon'])}, "
+                          f"delta {fmt(row['certified_delta'])}")
+        for remark in plan.remarks:
+            self.console.line(f"  note: {remark}")
         if not row["certificate_valid"]:
-            reasons = "; ".join(self.algorithm.plan().invalid_reasons) or "see the plan"
+            reasons = "; ".join(plan.invalid_reasons) or "see the plan"
             self.console.line(f"WARNING: the certificate does not hold for this run: {reasons}")
 
     def _start_post_phase(self) -> None:

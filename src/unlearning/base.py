@@ -57,6 +57,9 @@ class PrivacyPlan:
     # Why the certificate does not hold, when it does not (compat switches...).
     invalid_reasons: list[str] = field(default_factory=list)
     details: dict = field(default_factory=dict)
+    # Plain-words notes printed under the certificate (how the original code would have
+    # labelled this run, ...); they never change what is certified.
+    remarks: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         out = {
@@ -70,6 +73,8 @@ class PrivacyPlan:
         }
         if self.invalid_reasons:
             out["certificate_invalid_because"] = self.invalid_reasons
+        if self.remarks:
+            out["remarks"] = self.remarks
         out.update(self.details)
         return out
 

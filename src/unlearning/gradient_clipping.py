@@ -23,7 +23,7 @@ from src.config import Section
 from src.errors import ConfigError
 from src.privacy.pabi import (init_ball_radius, pabi_certificate, pabi_sigmas, pabi_steps, published_pabi_epsilon,
                               running_renyi_epsilons)
-from src.privacy.rdp import calibrate_renyi_epsilon
+from src.privacy.rdp import calibrate_renyi_epsilon, linear_rdp_to_dp
 from src.unlearning.base import (PrivacyPlan, StepResult, UnlearningAlgorithm, batch_loss_and_grad, certificate_row,
                                  clip_l2, register, require_plain_sgd, require_positive_init_clip,
                                  require_section)
@@ -122,11 +122,24 @@ class GradientClipping(UnlearningAlgorithm):
         return PrivacyPlan(
             noisy_steps=self._steps.T, sigma_t=[float(s) for s in self.sigmas], init_sigma=u.init_sigma,
             certified_epsilon=certified_epsilon, certified_delta=certified_delta, epsilon_published=published,
-            certificate_valid=not reasons, invalid_reasons=reasons,
+            certificate_valid=not reasons, invalid_reasons=reasons, remarks=self._remarks(published, certificate),
             details={"pabi_steps": self._steps.T, "pabi_steps_base": self._steps.T_base,
                      "reg_saved_pabi_steps": self._steps.regularised, "epsilon_renyi": self._epsilon_renyi,
                      "epsilon_renyi_of_sigmas": certificate.epsilon_renyi, "renyi_order": certificate.alpha,
                      "init_radius": self._radius})
+
+    def _remarks(self, published: float, certificate) -> list[str]:
+        """How the original code would have labelled this run, in words (it drops the Renyi
+        order when converting, so its label is eps_R plus a small constant)."""
+        u = self.config.unlearning
+        where = "see docs/differences.md#renyi-conversion"
+        if u.iteration.epsilon_target is not None:
+            labelled_one = linear_rdp_to_dp(1.0, u.delta)
+            return [f"the original code labels a run with its Renyi target plus a constant: for this noise it would "
+                    f"print epsilon {published:.2g}; its runs labelled epsilon 1 carry less noise and are certified "
+                    f"only at epsilon {labelled_one:.3g} ({where})"]
+        return [f"the original code would label this run epsilon {published:.4g} (its Renyi target plus a constant); "
+                f"the noise drawn certifies epsilon {certificate.epsilon:.4g} ({where})"]
 
     def plan(self) -> PrivacyPlan:
         return self._plan
