@@ -29,8 +29,7 @@ def parse_args(argv=None):
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides the config's device")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch lines")
-    parser.add_argument("--debug", nargs="?", const=1, default=0, type=int,
-                        help="show tracebacks of user errors too")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors too")
     return parser.parse_args(argv)
 
 

@@ -19,6 +19,7 @@ import datafiles
 import feature_extractor as fe
 from src.data.feature_files import feature_file_path, load_feature_file
 from src.errors import UserError
+from src.features import extract
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "feature_extractor.py"
@@ -102,10 +103,10 @@ def test_features_identical_across_runs_and_cifar100(inputs, cli_run, capsys):
 def test_features_are_in_image_order(inputs, cli_run):
     root, data, weights = inputs
     features, _ = load_feature_file(feature_file_path(cli_run[0], "cifar10", True))
-    model = fe.load_backbone(str(weights)).eval()
+    model = extract.load_backbone(str(weights)).eval()
     images = data["cifar10"]["train"][0]
     picks = [0, 9, 10, 15]  # first, batch edges, last
-    one_by_one = torch.cat([fe.extract(model, images[i : i + 1], torch.device("cpu"), fe.CIFAR_MEAN_STD["cifar10"], 1)
+    one_by_one = torch.cat([extract.extract(model, images[i : i + 1], torch.device("cpu"), extract.CIFAR_MEAN_STD["cifar10"], 1)
                             for i in picks])
     torch.testing.assert_close(one_by_one, features[picks], rtol=1e-4, atol=1e-4)
 
@@ -114,11 +115,11 @@ def test_preprocess_reproduces_pil_resize_exactly():
     from PIL import Image
     from torchvision import transforms as T
 
-    mean, std = fe.CIFAR_MEAN_STD["cifar100"]
+    mean, std = extract.CIFAR_MEAN_STD["cifar100"]
     reference = T.Compose([T.Resize(224), T.ToTensor(), T.Normalize(mean, std)])  # the reference's transform
     images = np.random.default_rng(0).integers(0, 256, size=(6, 32, 32, 3), dtype=np.uint8)
     expected = torch.stack([reference(Image.fromarray(a)) for a in images])
-    got = fe.preprocess(torch.from_numpy(images), torch.tensor(mean), torch.tensor(std))
+    got = extract.preprocess(torch.from_numpy(images), torch.tensor(mean), torch.tensor(std))
     assert got.shape == (6, 3, 224, 224)
     assert torch.equal(got, expected)
 
@@ -177,11 +178,11 @@ def test_normalization_choice(inputs, tmp_path, monkeypatch, flag, expected):
         seen.append((desc, mean_std))
         return torch.zeros(len(images), 512)
 
-    monkeypatch.setattr(fe, "extract", fake_extract)
+    monkeypatch.setattr(extract, "extract", fake_extract)
     assert fe.main([*_args(root, tmp_path / "out", weights, "both"), *flag]) == 0
     assert [d for d, _ in seen] == ["cifar10 train", "cifar10 test", "cifar100 train", "cifar100 test"]
     for desc, mean_std in seen:
-        want = fe.CIFAR_MEAN_STD[desc.split()[0]] if expected == "cifar" else fe.IMAGENET_MEAN_STD
+        want = extract.CIFAR_MEAN_STD[desc.split()[0]] if expected == "cifar" else extract.IMAGENET_MEAN_STD
         assert mean_std == want
 
 
@@ -215,3 +216,11 @@ def test_a_three_layer_net_experiment_runs_on_the_extracted_features(inputs, cli
     summary = run(config, None, resolve_device("cpu"), Console(quiet=True))
     assert summary["finished"] and 0.0 <= summary["test_accuracy"] <= 1.0
     assert summary["certificate"]["certified_epsilon"] == pytest.approx(1.0)
+
+
+def test_help_imports_no_torch():
+    # --help must be instant: the CLI parses arguments before importing the extractor.
+    code = "import sys, feature_extractor as fe\ntry:\n    fe.main(['--help'])\nexcept SystemExit:\n    pass\n" \
+           "assert 'torch' not in sys.modules"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0 and "--dataset" in result.stdout, result.stderr

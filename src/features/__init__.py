@@ -1,0 +1,1 @@
+"""Features of image datasets for the *_feature datasets (src/features/extract.py)."""
