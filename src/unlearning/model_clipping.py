@@ -43,6 +43,8 @@ class ContractiveConfig(Section):
 class ModelClipping(UnlearningAlgorithm):
     name = "contractive_coefficients"
     section = ContractiveConfig
+    # The contraction holds for any two starting points (delta_0 = 1 without initial noise).
+    sequential_requests = True
 
     @classmethod
     def check_config(cls, config) -> None:
