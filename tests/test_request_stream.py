@@ -14,10 +14,12 @@ import src.request_stream.run as stream_run
 from src.config import load_config, run_id
 from src.data.datamodule import get_datamodule
 from src.errors import ConfigError
+from src.privacy.composition import gaussian_composition
+from src.privacy.rdp import linear_rdp_to_dp
 from src.request_stream.audit import request_starting_points
 from src.request_stream.schedule import make_schedule
 from src.runner import attach_run, make_plan, resolve_device, run
-from src.training.trainer import Console, Trainer
+from src.training.trainer import Console, Trainer, build_model
 from tests.conftest import QUICKSTART, run_main
 
 GC = ["unlearning.algorithm=iteration"]
@@ -256,3 +258,73 @@ def test_request_k_starts_from_the_deployed_model_against_a_model_that_never_saw
     pretrained = torch.load(make_plan(config).pretrained_description()["pretrained_path"],
                             weights_only=True)["state_dict"]
     assert torch.equal(first.deployed, torch.cat([t.reshape(-1) for t in pretrained.values()]))
+
+
+# -- composition over requests, method by method ---------------------------------------------
+
+
+def stream_plan(overrides, k=4):
+    return make_plan(load_config(QUICKSTART, overrides + [f"requests.num_requests={k}"])).stream
+
+
+def test_gradient_clipping_composes_renyi_dp_and_converts_once():
+    stream = stream_plan(GC)
+    eps_renyi = stream.requests[0].plan.privacy.details["epsilon_renyi_of_sigmas"]
+    first, last = stream.requests[0].all_models, stream.requests[-1].all_models
+    assert first.epsilon == stream.requests[0].plan.privacy.certified_epsilon  # one request: its own
+    assert last.epsilon == pytest.approx(linear_rdp_to_dp(4 * eps_renyi, 1e-5), rel=1e-12)
+    assert last.delta == 1e-5 and 1.0 < last.epsilon < 4.0  # better than adding the epsilons
+
+
+def test_output_perturbation_composes_gaussian_mechanisms():
+    stream = stream_plan(OP)
+    privacy = stream.requests[0].plan.privacy
+    mu = 2 * 0.01 / privacy.init_sigma  # sensitivity 2 C0 over the sigma drawn
+    assert stream.requests[-1].all_models.epsilon == gaussian_composition([mu] * 4, 1e-5)[0]
+    # a single request: the exact Gaussian epsilon at the target delta, below the classical calibration's
+    assert stream.requests[0].all_models.epsilon < privacy.certified_epsilon
+
+
+@pytest.mark.parametrize("model_clip, rule", [(0.01, "basic composition"), (0.001, "Gaussian composition")])
+def test_model_clipping_composes_the_last_noisy_step_whose_input_lies_in_the_ball(model_clip, rule):
+    """Whatever the model before it, a noisy step with the noise after the projection
+    starts from the R-ball: its output is a Gaussian mechanism with sensitivity 2R. The
+    smaller of that composition and the basic one is kept."""
+    overrides = CC + [f"unlearning.contractive_coefficients.model_clip={model_clip}"]
+    config, _, algorithm, model, x, y = setup_one(overrides)
+    with torch.no_grad():
+        model.theta.normal_(0, 100.0)  # far outside every ball
+    algorithm.context.noise.draw = lambda: torch.zeros_like(model.theta)
+    algorithm.noisy_step(model, x, y, 0)
+    assert model.norm() <= model_clip * (1 + 1e-6)
+    stream = stream_plan(overrides)
+    radius = 2 * model_clip / 0.01
+    assert stream.requests[0].plan.privacy.details["last_step_radius"] == pytest.approx(radius, rel=1e-15)
+    composed = stream.requests[-1].all_models
+    gaussian, _ = gaussian_composition([radius] * 4, 1e-5)
+    basic = sum(r.plan.privacy.certified_epsilon for r in stream.requests)
+    assert composed.epsilon == min(gaussian, basic) and composed.rule.startswith(rule)
+
+
+def test_model_clipping_with_noise_before_the_projection_has_no_last_step_bound_at_one_step():
+    """Step 1 starts in the C0-ball, not the R-ball: one noisy step has no such bound."""
+    stream = stream_plan(CC + ["unlearning.contractive_coefficients.noise_addition_after_projection=false",
+                               "unlearning.contractive_coefficients.noise_addition_before_projection=true",
+                               "unlearning.contractive_coefficients.grad_clip=1.0",
+                               "unlearning.contractive_coefficients.model_clip=0.001"])
+    privacy = stream.requests[0].plan.privacy
+    assert privacy.noisy_steps == 1 and privacy.details["last_step_radius"] is None
+    assert stream.requests[-1].all_models.rule.startswith("basic composition")
+
+
+def test_retrain_composes_to_zero():
+    assert stream_plan(RETRAIN).requests[-1].all_models.as_dict()["all_models_epsilon"] == 0.0
+
+
+def setup_one(overrides):
+    config = load_config(QUICKSTART, overrides)
+    plan = make_plan(config)
+    algorithm = attach_run(plan, torch.device("cpu"))
+    model = build_model(config, plan.input_shape, "cpu")
+    data = get_datamodule(config, "cpu")
+    return config, plan, algorithm, model, data.retain.x[:128], data.retain.y[:128]
