@@ -80,6 +80,10 @@ def test_compute_at_equal_accuracy_interpolates_between_retrain_budgets(logs):
     op = savings["Output Perturbation"]
     assert op["retrain_bound"] == ">" and op["retrain_steps_same_accuracy"] == 400
     assert op["compute_saved"] == pytest.approx(1 - 300 / 400)
+    # after the last request: retrain 0.55 in 200 steps, 0.65 in 400; Gradient Clipping 0.625
+    # in 60, which retrain reaches at 200 + 200 * 0.075 / 0.1 = 350
+    assert gc["retrain_steps_same_final_accuracy"] == pytest.approx(350) and gc["final_bound"] == "="
+    assert gc["compute_saved_final"] == pytest.approx(1 - 60 / 350)
 
 
 def test_figures_1_to_4_leave_streams_out(logs):

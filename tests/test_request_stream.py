@@ -75,6 +75,17 @@ def test_explicit_sizes_and_per_class_requests():
     assert sorted(int(labels[p[0]]) for p in per_class.requests) == [0, 1, 3]
 
 
+def test_per_class_requests_of_the_bundled_digits_are_planned_from_their_labels():
+    config = load_config(QUICKSTART, ["requests.per_class=true", "requests.seed=5"])
+    stream = make_plan(config).stream
+    labels = get_datamodule(config, "cpu").forget.y.numpy()
+    assert len(stream.requests) == len(np.unique(labels)) == 10
+    assert [r.sizes.forget for r in stream.requests] == [int((labels == labels[p[0]]).sum())
+                                                         for p in stream.schedule.requests]
+    assert stream.requests[-1].deleted == 360 and stream.requests[-1].sizes.retain == 3240
+    assert "one request per class" in stream.as_dict()["schedule"]
+
+
 @pytest.mark.parametrize("section, key", [
     (Section(num_requests=361), "requests.num_requests: 361 requests cannot split a forget set of 360"),
     (Section(sizes=[100, 100]), "requests.sizes: [100, 100] sums to 200, but the forget set has 360"),
