@@ -339,3 +339,14 @@ def setup_one(overrides):
     model = build_model(config, plan.input_shape, "cpu")
     data = get_datamodule(config, "cpu")
     return config, plan, algorithm, model, data.retain.x[:128], data.retain.y[:128]
+
+
+def test_console_bounds_are_rounded_up():
+    from decimal import Decimal
+
+    rng = np.random.default_rng(1)
+    for value in list(rng.lognormal(0, 6, size=500)) + [1.0, 1e-5, 2.5943833805276073]:
+        text = stream_run.fmt_up(value)
+        assert Decimal(text) >= Decimal(repr(float(value)))
+        assert len(Decimal(text).normalize().as_tuple().digits) <= 4
+    assert stream_run.fmt_up(1.4600447628860875) == "1.461" and stream_run.fmt_up(None) == "-"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from decimal import ROUND_CEILING, Decimal
 
 import torch
 
@@ -23,6 +24,17 @@ from src.request_stream.schedule import RequestSchedule
 from src.tracking import fmt
 from src.training.checkpoints import save_checkpoint
 from src.training.trainer import Evaluator, Trainer
+
+
+def fmt_up(value) -> str:
+    """A bound for the console: 4 significant digits, rounded up (never below the value)."""
+    if value is None:
+        return "-"
+    exact = Decimal(repr(float(value)))
+    if not exact.is_finite() or exact == 0:
+        return str(value)
+    quantum = Decimal(1).scaleb(exact.adjusted() - 3)
+    return f"{exact.quantize(quantum, rounding=ROUND_CEILING).normalize():g}"
 
 
 def seed_tag(r: int) -> str:
@@ -109,9 +121,9 @@ def run_requests(stream: StreamPlan, data: DataModule, model, logger, console, d
                         {"request": r, "deleted_so_far": request.deleted})
         all_models = request.all_models
         console.line(f"request {r}/{k} done: test acc {fmt(test_accuracy)}, {request_steps} steps "
-                     f"({steps} in all); certificate epsilon {fmt(record['certified_epsilon'])} delta "
-                     f"{fmt(record['certified_delta'])}; every deployed model so far: epsilon "
-                     f"{fmt(all_models.epsilon)} delta {fmt(all_models.delta)} ({all_models.rule})")
+                     f"({steps} in all); certificate epsilon {fmt_up(record['certified_epsilon'])} delta "
+                     f"{fmt_up(record['certified_delta'])}; every deployed model so far: epsilon "
+                     f"{fmt_up(all_models.epsilon)} delta {fmt_up(all_models.delta)} ({all_models.rule})")
     return {"requests": records, "certificate": trainer.certificate,
             "all_models_certificate": stream.requests[-1].all_models.as_dict(),
             "noisy_steps": sum(x["noisy_steps"] for x in records), "timings": {"unlearn_seconds": seconds}}
