@@ -350,3 +350,22 @@ def test_console_bounds_are_rounded_up():
         assert Decimal(text) >= Decimal(repr(float(value)))
         assert len(Decimal(text).normalize().as_tuple().digits) <= 4
     assert stream_run.fmt_up(1.4600447628860875) == "1.461" and stream_run.fmt_up(None) == "-"
+
+
+def test_the_mini_folder_is_the_generators_output_and_every_config_plans(capsys):
+    import sys
+
+    from tests.conftest import REPO
+
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import make_request_stream_configs as generator
+    finally:
+        sys.path.pop(0)
+    assert generator.main(["--check"]) == 0
+    files = sorted((REPO / generator.FOLDER).glob("*.yaml"))
+    assert len(files) == 26
+    for path in files:
+        stream = make_plan(load_config(path)).stream
+        assert [r.sizes.forget for r in stream.requests] == [36] * 10
+        assert all(r.all_models.valid and r.plan.privacy.certificate_valid for r in stream.requests)
