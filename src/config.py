@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model,
-                      field_validator)
+                      field_validator, model_validator)
 
 from src.errors import ConfigError
 
@@ -136,6 +136,29 @@ class PostUnlearningConfig(OptimizerConfig):
 
 
 
+class RequestsConfig(Section):
+    """`requests:` the forget set deleted as a stream of requests, one after another, each a
+    pass through the unlearning phases on what remains (docs/requests.md). Exactly one of
+    num_requests (equal sizes), sizes (explicit, summing to the forget set) or per_class."""
+
+    num_requests: Optional[int] = Field(None, gt=0)
+    sizes: Optional[list[Annotated[int, Field(gt=0)]]] = Field(None, min_length=1)
+    per_class: bool = False
+    # Seeds the order in which the forget examples (or, per class, the classes) are requested.
+    seed: int = 0
+    # The compute budget of each request in epochs over its retain set; default unlearning.epochs.
+    epochs: Optional[int] = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_split(self):
+        given = [k for k, v in (("num_requests", self.num_requests), ("sizes", self.sizes),
+                                ("per_class", self.per_class or None)) if v is not None]
+        if len(given) != 1:
+            raise ValueError("exactly one of num_requests (equal sizes), sizes (a list) and per_class: true must "
+                             f"be given; got {given or 'none'}")
+        return self
+
+
 class WandbConfig(Section):
     project: str = "certified-unlearning"
     entity: Optional[str] = None
@@ -163,6 +186,8 @@ class ExperimentConfig(Section):
     post_unlearning: PostUnlearningConfig = PostUnlearningConfig()
     wandb: WandbConfig = WandbConfig()
     compat: CompatConfig = CompatConfig()
+    # A stream of deletion requests instead of one forget set (docs/requests.md).
+    requests: Optional[RequestsConfig] = None
     # Optional prefix of the run id; otherwise "<dataset>-<algorithm>".
     name: Optional[str] = None
     device: str = "auto"
@@ -196,6 +221,8 @@ class ExperimentConfig(Section):
         for key in method_section_keys():
             if data["unlearning"].get(key, 0) is None:
                 del data["unlearning"][key]
+        if data.get("requests", 0) is None:  # absent: run ids of single-request runs unchanged
+            del data["requests"]
         return data
 
 

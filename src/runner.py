@@ -19,6 +19,8 @@ from src.data.batches import make_generator, num_batches
 from src.data.datamodule import check_dataset_config, get_datamodule, split_sizes
 from src.errors import UserError
 from src.models.model import ModelFactory, count_parameters
+from src.request_stream.plan import plan_stream
+from src.request_stream.run import run_requests
 from src.seeds import derive_seed
 from src.tracking import RunDirectory, RunLogger, Stopwatch
 from src.training.checkpoints import PretrainedCache, load_checkpoint, resolve_pretrained_path, save_checkpoint
@@ -45,6 +47,8 @@ class Plan:
     num_parameters: int
     algorithm: object
     privacy: object
+    # A stream of deletion requests (config `requests:`): every request's own plan.
+    stream: object = None
 
     @property
     def run_dir(self) -> Path:
@@ -77,17 +81,31 @@ class Plan:
             "budget_steps": c.unlearning.epochs * self.steps_per_epoch,
         }
         out.update(self.privacy.as_dict())
+        if self.stream is not None:
+            out["requests"] = self.stream.as_dict()
         return out
 
 
-def make_plan(config: ExperimentConfig, sizes: SplitSizes | None = None) -> Plan:
-    """Everything that can be decided and refused before data are loaded."""
-    shape = check_dataset_config(config)
-    cls = algorithm_class(config.unlearning.algorithm)
-    cls.check_config(config)
+def make_plan(config: ExperimentConfig, sizes: SplitSizes | None = None, forget_labels=None) -> Plan:
+    """Everything that can be decided and refused before data are loaded; for a stream of
+    requests also every request's plan (per-class requests need the forget split's labels:
+    given, or read from the data)."""
     present = True
     if sizes is None:
         sizes, present = split_sizes(config)
+    plan = _plan_pass(config, sizes, present)
+    if config.requests is not None:
+        if config.requests.per_class and forget_labels is None:
+            forget_labels = get_datamodule(config, "cpu").forget.y
+        plan.stream = plan_stream(config, sizes, lambda c, s: _plan_pass(c, s, present), forget_labels)
+    return plan
+
+
+def _plan_pass(config: ExperimentConfig, sizes: SplitSizes, present: bool) -> Plan:
+    """One pass through the phases: a single run, or one request of a stream."""
+    shape = check_dataset_config(config)
+    cls = algorithm_class(config.unlearning.algorithm)
+    cls.check_config(config)
     steps = num_batches(sizes.retain, config.dataset.batch_size)
     model = ModelFactory.create_model(config.model.name, config.model.n_classes, shape)
     context = AlgorithmContext(config=config, num_parameters=count_parameters(model), input_shape=shape,
@@ -141,13 +159,14 @@ def load_pretrained(config: ExperimentConfig, model, device, console: Console, d
 # A run
 
 
-def attach_run(plan: Plan, device, pretrained_meta: dict | None = None):
-    """Give the planned algorithm what only a run has: the device, its noise, the model's record."""
+def attach_run(plan: Plan, device, pretrained_meta: dict | None = None, seed_tag: str = ""):
+    """Give the planned algorithm what only a run has: the device, its noise, the model's
+    record. `seed_tag` names the noise stream of one pass among several (a request)."""
     config = plan.config
     context = plan.algorithm.context
     context.device = device
     context.pretrained_meta = pretrained_meta or {}
-    context.noise_generator = make_generator(derive_seed(config.global_seed, "unlearning-noise"), device)
+    context.noise_generator = make_generator(derive_seed(config.global_seed, "unlearning-noise" + seed_tag), device)
     context.noise = NoiseSource(context.noise_generator, plan.num_parameters, device, reuse=config.compat.reuse_noise)
     return plan.algorithm
 
@@ -168,7 +187,7 @@ def run(config: ExperimentConfig, config_file: str | None, device, console: Cons
         logger = RunLogger(run_dir, config.to_dict(), plan.run_id, config.wandb)
         data = get_datamodule(config, device)
         if data.sizes != plan.sizes:  # files of another size than the official release
-            plan = make_plan(config, data.sizes)
+            plan = make_plan(config, data.sizes, data.forget.y)
         model = build_model(config, data.input_shape, device)
         timings = {}
         if config.training.pretrained is False:
@@ -180,15 +199,18 @@ def run(config: ExperimentConfig, config_file: str | None, device, console: Cons
             console.line(f"loaded pretrained model {meta['path']}: val accuracy {val_acc:.4f}")
         timings["fit_seconds"] = watch.seconds()
 
-        algorithm = attach_run(plan, device, meta)
-        trainer = Trainer(config, data, model, algorithm, logger, console)
-        start = time.perf_counter()
-        trainer.unlearn()
-        timings["unlearn_seconds"] = time.perf_counter() - start
-        test = trainer.test()
-        extra = {"config_file": config_file, **run_outcome(trainer.certificate, trainer.noisy_steps), **test,
-                 "certificate": trainer.certificate, "plan": plan.as_dict(),
-                 "timings": {**timings, "total_seconds": watch.seconds()}}
+        if plan.stream is not None:  # deletion requests over time: one pass per request
+            extra = run_requests(plan.stream, data, model, logger, console, device, meta, run_dir, attach_run)
+        else:
+            algorithm = attach_run(plan, device, meta)
+            trainer = Trainer(config, data, model, algorithm, logger, console)
+            start = time.perf_counter()
+            trainer.unlearn()
+            extra = {"certificate": trainer.certificate, "noisy_steps": trainer.noisy_steps,
+                     "timings": {"unlearn_seconds": time.perf_counter() - start}, **trainer.test()}
+        extra.update({"config_file": config_file, **run_outcome(extra["certificate"], extra["noisy_steps"]),
+                      "plan": plan.as_dict()})
+        extra["timings"] = {**timings, **extra["timings"], "total_seconds": watch.seconds()}
         summary = logger.finish(extra)
         logger = None
         final = directory.commit()

@@ -174,6 +174,8 @@ class Member:
 def run_matches_figure(run: Run, figure: int) -> str | None:
     """None if the run belongs to the figure, else why not (for the report)."""
     spec = FIGURES[figure]
+    if run.cfg("requests") is not None:
+        return f"a stream of deletion requests, not in Figure {figure} (python -m src.figures.request_stream)"
     if run.algorithm not in spec.methods:
         return f"algorithm {run.algorithm or '(none)'} not in Figure {figure}"
     if spec.datasets and run.dataset not in spec.datasets:

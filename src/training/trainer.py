@@ -106,7 +106,9 @@ class StepRows:
 
 class Trainer:
     def __init__(self, config, data: DataModule, model: FlatModel, algorithm: UnlearningAlgorithm, logger,
-                 console: Console):
+                 console: Console, seed_tag: str = ""):
+        """`seed_tag` names this pass's random streams (data order, evaluation augmentation):
+        several passes in one run (a stream of deletion requests) each draw their own."""
         self.config = config
         self.data = data
         self.model = model
@@ -115,13 +117,15 @@ class Trainer:
         self.console = console
         self.device = model.device
         self.pending = StepRows()
-        self.data_generator = make_generator(derive_seed(config.global_seed, "unlearning-data"), self.device)
+        self.data_generator = make_generator(derive_seed(config.global_seed, "unlearning-data" + seed_tag),
+                                             self.device)
         eval_aug = data.augmentation if config.compat.augment_eval else None
         self.evaluate = Evaluator(model)
         # compat.augment_eval: the reference evaluated val/forget/retain through the
         # training transforms (D5); the test set never.
         self.evaluate_train_side = Evaluator(
-            model, eval_aug, make_generator(derive_seed(config.global_seed, "eval-augmentation"), self.device))
+            model, eval_aug, make_generator(derive_seed(config.global_seed, "eval-augmentation" + seed_tag),
+                                            self.device))
 
     # -- logging -----------------------------------------------------------------------
     def log(self, row: dict) -> None:

@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from src.config import ExperimentConfig
 from src.data.base_datamodule import SplitSizes
 from src.errors import ConfigError
+from src.privacy.composition import basic_composition
 
 LogFn = Callable[[dict], None]
 
@@ -79,6 +80,21 @@ class PrivacyPlan:
         return out
 
 
+@dataclass(frozen=True)
+class ComposedCertificate:
+    """The guarantee for an adversary who sees every model deployed by a stream of
+    deletion requests so far (docs/requests.md); None when a request has none."""
+
+    epsilon: float | None
+    delta: float | None
+    rule: str
+    valid: bool = True
+
+    def as_dict(self) -> dict:
+        return {"all_models_epsilon": self.epsilon, "all_models_delta": self.delta,
+                "all_models_composition": self.rule, "all_models_valid": self.valid}
+
+
 @dataclass
 class StepResult:
     loss: torch.Tensor  # 0-d, on the device (no host sync per step)
@@ -94,6 +110,12 @@ class UnlearningAlgorithm:
     # the value used when a config leaves that section out (None: absent).
     section: ClassVar[type | None] = None
     section_default: ClassVar[object] = None
+
+    # True when the certificate holds whatever model a run starts from (the preparation
+    # maps every model into one set, or discards it), so that in a stream of deletion
+    # requests each request may start from the model the previous one deployed
+    # (docs/requests.md). A method that has not shown this is refused in a stream.
+    sequential_requests: ClassVar[bool] = False
 
     def __init__(self, context: AlgorithmContext):
         self.context = context
@@ -127,6 +149,18 @@ class UnlearningAlgorithm:
         """The final certificate under the reference's keys plus ours."""
         plan = self.plan()
         return certificate_row(plan)
+
+    @classmethod
+    def compose_certificates(cls, plans: list[PrivacyPlan], delta: float) -> ComposedCertificate:
+        """The certificate of requests 1..k seen together (`plans`, one per request):
+        basic composition of their (epsilon, delta), valid for any certificate; a method
+        with a tighter rule overrides this (docs/requests.md)."""
+        valid = all(p.certificate_valid for p in plans)
+        if any(p.certified_epsilon is None or p.certified_delta is None for p in plans):
+            return ComposedCertificate(None, None, "none: a request has no certificate", False)
+        epsilon, total_delta = basic_composition([p.certified_epsilon for p in plans],
+                                                 [p.certified_delta for p in plans])
+        return ComposedCertificate(epsilon, total_delta, "basic composition (sum of epsilons and deltas)", valid)
 
 
 def certificate_row(plan: PrivacyPlan, epsilon=None, delta=None) -> dict:

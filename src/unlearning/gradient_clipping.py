@@ -21,12 +21,13 @@ from pydantic import Field, model_validator
 
 from src.config import Section
 from src.errors import ConfigError
+from src.privacy.composition import linear_rdp_composition
 from src.privacy.pabi import (init_ball_radius, pabi_certificate, pabi_sigmas, pabi_steps, published_pabi_epsilon,
                               running_renyi_epsilons)
 from src.privacy.rdp import calibrate_renyi_epsilon, linear_rdp_to_dp
-from src.unlearning.base import (PrivacyPlan, StepResult, UnlearningAlgorithm, batch_loss_and_grad, certificate_row,
-                                 clip_l2, register, require_plain_sgd, require_positive_init_clip,
-                                 require_section)
+from src.unlearning.base import (ComposedCertificate, PrivacyPlan, StepResult, UnlearningAlgorithm,
+                                 batch_loss_and_grad, certificate_row, clip_l2, register, require_plain_sgd,
+                                 require_positive_init_clip, require_section)
 from src.unlearning.initial_projection import initial_projection_
 
 
@@ -55,6 +56,7 @@ class IterationConfig(Section):
 class GradientClipping(UnlearningAlgorithm):
     name = "iteration"
     section = IterationConfig
+    sequential_requests = True  # PABI holds for any two starting points in the C0-ball
 
     @classmethod
     def check_config(cls, config) -> None:
@@ -143,6 +145,15 @@ class GradientClipping(UnlearningAlgorithm):
 
     def plan(self) -> PrivacyPlan:
         return self._plan
+
+    @classmethod
+    def compose_certificates(cls, plans, delta) -> ComposedCertificate:
+        """Renyi DP adds up over requests: alpha * sum_r eps_R,r, converted once."""
+        if any(p.certified_epsilon is None for p in plans):
+            return super().compose_certificates(plans, delta)
+        epsilon, _ = linear_rdp_composition([p.details["epsilon_renyi_of_sigmas"] for p in plans], delta)
+        return ComposedCertificate(epsilon, float(delta), "Renyi DP composition (alpha * sum of eps_R)",
+                                   all(p.certificate_valid for p in plans))
 
     def certificate_row(self) -> dict:
         plan = self._plan

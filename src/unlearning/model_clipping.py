@@ -20,11 +20,13 @@ from pydantic import Field
 
 from src.config import OptionalClip, Section
 from src.errors import ConfigError
+from src.privacy.composition import gaussian_composition
 from src.privacy.contraction import delta_trajectory, initial_delta, step_radius
 from src.privacy.pabi import init_ball_radius
 from src.training.optim import make_schedule
-from src.unlearning.base import (PrivacyPlan, StepResult, UnlearningAlgorithm, batch_loss_and_grad, certificate_row,
-                                 clip_l2, project_l2_, register, require_plain_sgd, require_section)
+from src.unlearning.base import (ComposedCertificate, PrivacyPlan, StepResult, UnlearningAlgorithm,
+                                 batch_loss_and_grad, certificate_row, clip_l2, project_l2_, register,
+                                 require_plain_sgd, require_section)
 from src.unlearning.initial_projection import initial_projection_
 
 
@@ -43,6 +45,8 @@ class ContractiveConfig(Section):
 class ModelClipping(UnlearningAlgorithm):
     name = "contractive_coefficients"
     section = ContractiveConfig
+    # The contraction holds for any two starting points (delta_0 = 1 without initial noise).
+    sequential_requests = True
 
     @classmethod
     def check_config(cls, config) -> None:
@@ -113,10 +117,36 @@ class ModelClipping(UnlearningAlgorithm):
             certified_epsilon=certified_epsilon, certified_delta=certified_delta, epsilon_published=cc.epsilon_target,
             certificate_valid=not reasons, invalid_reasons=reasons,
             details={"stop_unlearn": trajectory.stop_step, "delta_0": self._delta0,
-                     "gamma": trajectory.gammas[:steps]})
+                     "gamma": trajectory.gammas[:steps], "last_step_radius": self._last_step_radius(steps)})
 
     def plan(self) -> PrivacyPlan:
         return self._plan
+
+    def _last_step_radius(self, steps: int) -> float | None:
+        """distance / sigma of the last noisy step's two possible pre-noise points, whatever
+        the model before it: both lie in the ball of radius R when the noise comes after the
+        projection; with the noise before it, only from step 2 on (step 1 starts in the
+        C0-ball). None when no such bound is known."""
+        cc = self.config.unlearning.contractive_coefficients
+        if steps == 0 or (cc.noise_addition_before_projection and steps == 1):
+            return None
+        return self._radius(steps - 1)
+
+    @classmethod
+    def compose_certificates(cls, plans, delta) -> ComposedCertificate:
+        """Two valid rules, the smaller epsilon at `delta` kept: basic composition of the
+        accountant's (epsilon, delta), and each request's last noisy step alone, a Gaussian
+        mechanism with mu = its radius whatever came before (fine-tuning is post-processing),
+        composed over the requests as Gaussian mechanisms (docs/requests.md)."""
+        basic = super().compose_certificates(plans, delta)
+        radii = [p.details.get("last_step_radius") for p in plans]
+        if basic.epsilon is None or any(r is None for r in radii):
+            return basic
+        epsilon, mu = gaussian_composition(radii, delta)
+        if basic.delta <= delta and basic.epsilon <= epsilon:
+            return basic
+        return ComposedCertificate(epsilon, float(delta), f"Gaussian composition of each request's last noisy step "
+                                   f"(mu = {mu:.4g})", basic.valid)
 
     def certificate_row(self) -> dict:
         plan = self._plan

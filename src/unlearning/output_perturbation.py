@@ -17,9 +17,10 @@ from typing import Literal
 from pydantic import Field
 
 from src.config import Section
+from src.privacy.composition import gaussian_composition
 from src.privacy.gaussian import output_perturbation_sigma, theta_eps
 from src.privacy.pabi import init_ball_radius
-from src.unlearning.base import (PrivacyPlan, UnlearningAlgorithm, certificate_row, register,
+from src.unlearning.base import (ComposedCertificate, PrivacyPlan, UnlearningAlgorithm, certificate_row, register,
                                  require_positive_init_clip, require_section)
 from src.unlearning.initial_projection import initial_projection_
 
@@ -37,6 +38,7 @@ class DPBaselineConfig(Section):
 class OutputPerturbation(UnlearningAlgorithm):
     name = "dp-baseline"
     section = DPBaselineConfig
+    sequential_requests = True  # any model is projected into the C0-ball before the noise
 
     @classmethod
     def check_config(cls, config) -> None:
@@ -60,7 +62,16 @@ class OutputPerturbation(UnlearningAlgorithm):
             f"above the target {u.delta:g}"]
         return PrivacyPlan(noisy_steps=0, sigma_t=[], init_sigma=self.sigma, certified_epsilon=epsilon,
                            certified_delta=delta, epsilon_published=epsilon, certificate_valid=not reasons,
-                           invalid_reasons=reasons, details={"calibration": u.dp_baseline.calibration})
+                           invalid_reasons=reasons,
+                           details={"calibration": u.dp_baseline.calibration,
+                                    "sensitivity_over_sigma": 2 * radius / self.sigma})
+
+    @classmethod
+    def compose_certificates(cls, plans, delta) -> ComposedCertificate:
+        """Gaussian mechanisms compose exactly: mu = sqrt(sum mu_r^2), eps at delta."""
+        epsilon, mu = gaussian_composition([p.details["sensitivity_over_sigma"] for p in plans], delta)
+        return ComposedCertificate(epsilon, float(delta), f"Gaussian composition (mu = {mu:.4g})",
+                                   all(p.certificate_valid for p in plans))
 
     def prepare(self, model, log) -> None:
         initial_projection_(model.theta, self.config, self.context, log, sigma0=self.sigma)

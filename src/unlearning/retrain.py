@@ -25,6 +25,7 @@ class RetrainConfig(Section):
 class Retrain(UnlearningAlgorithm):
     name = "retrain"
     section = RetrainConfig
+    sequential_requests = True  # the deployed model is discarded: retrained on what remains
     # A missing section means both flags false (the reference crashed on it).
     section_default = RetrainConfig()
 

@@ -1,0 +1,283 @@
+"""Deletion requests over time (docs/requests.md): test accuracy and cumulative compute
+against the number of requests processed, certified methods against retraining from
+scratch after every request, and the compute each needs for the same accuracy.
+
+    python -m src.figures.request_stream --logs logs --folder request_stream_runs/mini-mnist5k --out docs/figures
+
+Reads the per-request records in summary.json of finished stream runs (config `requests:`)
+and groups the runs by method, certified epsilon and budget per request (one group per
+curve, its seeds averaged). Writes <out>/<prefix>request_stream.png, .pdf and .csv (one row
+per group and request), and <prefix>request_stream_savings.csv: for every certified group,
+the compute retraining needs for the same accuracy, by linear interpolation between the
+retrain budgets that were run. Compute is counted in gradient steps (noisy and fine-tuning
+steps alike; every step is one batch), pretraining excluded (the deployed model exists
+before the first request either way). Accuracy is the deployed models' test accuracy,
+averaged over the requests of the stream and the seeds ("stream accuracy"), and after the
+last request ("final accuracy").
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from src.errors import UserError
+from src.figures.aggregate import METHOD_NAMES, mean_ci
+from src.figures.runs import FigureInputError, Run, is_number, load_runs
+
+RETRAIN = "retrain"
+CSV_COLUMNS = ("method", "epsilon", "epochs_per_request", "request", "n_runs", "test_accuracy", "ci95",
+               "cumulative_epochs", "cumulative_steps", "cumulative_seconds", "all_models_epsilon")
+SAVINGS_COLUMNS = ("method", "epsilon", "epochs_per_request", "n_runs", "stream_accuracy", "final_accuracy",
+                   "cumulative_steps", "retrain_steps_same_accuracy", "retrain_bound", "compute_saved",
+                   "retrain_steps_same_final_accuracy", "final_bound", "compute_saved_final")
+
+
+@dataclass
+class Group:
+    algorithm: str
+    epsilon: float  # the certified epsilon of each request (0 for retrain)
+    epochs: int  # budget per request
+    runs: list = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        name = METHOD_NAMES.get(self.algorithm, self.algorithm)
+        eps = "" if self.algorithm == RETRAIN else f" (eps {self.epsilon:.3g})"
+        return f"{name}{eps}, {self.epochs} ep/request"
+
+    def records(self) -> list[list[dict]]:
+        return [run.summary["requests"] for run in self.runs]
+
+    def per_request(self, key: str) -> np.ndarray:
+        """[n_runs, k] of one record value."""
+        return np.array([[float(r[key]) for r in records] for records in self.records()])
+
+    @property
+    def num_requests(self) -> int:
+        return len(self.runs[0].summary["requests"])
+
+    def stream_accuracy(self) -> float:
+        return float(self.per_request("test_accuracy").mean())
+
+    def final_accuracy(self) -> float:
+        return float(self.per_request("test_accuracy")[:, -1].mean())
+
+    def total_steps(self) -> float:
+        return float(self.per_request("cumulative_steps")[:, -1].mean())
+
+
+def stream_runs(runs: list[Run]) -> tuple[list[Run], int]:
+    """Finished runs of deletion-request streams; the count of other runs left out."""
+    kept = [r for r in runs if r.config.get("requests") and isinstance(r.summary.get("requests"), list)
+            and r.summary["requests"]]
+    for run in kept:
+        for record in run.summary["requests"]:
+            for key in ("request", "test_accuracy", "epochs", "cumulative_steps", "cumulative_epochs"):
+                if not is_number(record.get(key)):
+                    raise FigureInputError(f"{run.path}/summary.json: request record {record.get('request')} has no "
+                                           f"number under '{key}'; rerun it")
+    return kept, len(runs) - len(kept)
+
+
+def group_runs(runs: list[Run]) -> list[Group]:
+    groups: dict[tuple, Group] = {}
+    for run in runs:
+        first = run.summary["requests"][0]
+        epsilon = first.get("certified_epsilon")
+        epsilon = 0.0 if run.algorithm == RETRAIN else (float(epsilon) if is_number(epsilon) else math.inf)
+        key = (run.algorithm, epsilon, int(first["epochs"]), len(run.summary["requests"]))
+        groups.setdefault(key, Group(run.algorithm, epsilon, int(first["epochs"]))).runs.append(run)
+    order = list(METHOD_NAMES)
+    return sorted(groups.values(), key=lambda g: (order.index(g.algorithm) if g.algorithm in order else len(order),
+                                                   g.epsilon, g.epochs, g.num_requests))
+
+
+def csv_rows(groups: list[Group]) -> list[dict]:
+    rows = []
+    for g in groups:
+        accuracy = g.per_request("test_accuracy")
+        for i in range(g.num_requests):
+            mean, ci = mean_ci(accuracy[:, i])
+            composed = [r[i].get("all_models_epsilon") for r in g.records()]
+            rows.append({
+                "method": METHOD_NAMES.get(g.algorithm, g.algorithm), "epsilon": g.epsilon,
+                "epochs_per_request": g.epochs, "request": i + 1, "n_runs": len(g.runs), "test_accuracy": mean,
+                "ci95": ci, "cumulative_epochs": float(g.per_request("cumulative_epochs")[:, i].mean()),
+                "cumulative_steps": float(g.per_request("cumulative_steps")[:, i].mean()),
+                "cumulative_seconds": float(g.per_request("cumulative_seconds")[:, i].mean()),
+                "all_models_epsilon": max((c for c in composed if is_number(c)), default=None)})
+    return rows
+
+
+def retrain_steps_for(accuracy: float, retrain: list[Group], measure=Group.stream_accuracy) -> tuple[float | None, str]:
+    """Gradient steps retraining after every request needs for an accuracy of `accuracy`
+    (`measure`: stream or final accuracy): linear interpolation between the retrain budgets
+    run (sorted by compute), at the first budget that reaches it. Outside their range only
+    a bound is known: ('>', most steps run) when no budget reaches it, ('<', fewest) when
+    all exceed it."""
+    points = sorted((g.total_steps(), measure(g)) for g in retrain)
+    if not points:
+        return None, "no retrain runs"
+    if accuracy <= points[0][1]:
+        return points[0][0], "=" if accuracy == points[0][1] else "<"
+    for (c0, a0), (c1, a1) in zip(points, points[1:]):
+        if a0 < accuracy <= a1:
+            return c0 + (c1 - c0) * (accuracy - a0) / (a1 - a0), "="
+    return points[-1][0], ">"
+
+
+def savings_rows(groups: list[Group]) -> list[dict]:
+    retrain = [g for g in groups if g.algorithm == RETRAIN]
+    rows = []
+    for g in groups:
+        if g.algorithm == RETRAIN:
+            continue
+        steps = g.total_steps()
+        needed, bound = retrain_steps_for(g.stream_accuracy(), retrain)
+        needed_final, bound_final = retrain_steps_for(g.final_accuracy(), retrain, Group.final_accuracy)
+        rows.append({"method": METHOD_NAMES.get(g.algorithm, g.algorithm), "epsilon": g.epsilon,
+                     "epochs_per_request": g.epochs, "n_runs": len(g.runs), "stream_accuracy": g.stream_accuracy(),
+                     "final_accuracy": g.final_accuracy(), "cumulative_steps": steps,
+                     "retrain_steps_same_accuracy": needed, "retrain_bound": bound,
+                     "compute_saved": None if needed is None else 1.0 - steps / needed,
+                     "retrain_steps_same_final_accuracy": needed_final, "final_bound": bound_final,
+                     "compute_saved_final": None if needed_final is None else 1.0 - steps / needed_final})
+    return rows
+
+
+# ---------------------------------------------------------------- drawing
+
+
+def draw(groups: list[Group], out_base: Path, subtitle: str) -> list[Path]:
+    """Top row: test accuracy after each request, one panel per budget per request.
+    Bottom: cumulative compute against requests (one line per budget: every method spends
+    the same steps at the same budget), and stream accuracy against total compute."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from src.figures.plots import RC, STYLE, _save
+
+    budgets = sorted({g.epochs for g in groups})
+    with plt.rc_context(RC):
+        fig = plt.figure(figsize=(max(2.4 * len(budgets), 7.0), 6.2), layout="constrained")
+        top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.05])
+        accuracy_axes = np.atleast_1d(top.subplots(1, len(budgets), sharey=True))
+        compute_ax, tradeoff_ax = bottom.subplots(1, 2)
+        handles = {}
+        for ax, epochs in zip(accuracy_axes, budgets):
+            for g in (g for g in groups if g.epochs == epochs):
+                color, marker = STYLE.get(g.algorithm, ("tab:gray", "o"))
+                accuracy = g.per_request("test_accuracy")
+                x = np.arange(1, g.num_requests + 1)
+                ci = [mean_ci(accuracy[:, i])[1] for i in range(g.num_requests)]
+                line = ax.errorbar(x, accuracy.mean(0), yerr=ci, color=color, marker=marker, capsize=2,
+                                   linewidth=1, markersize=3)
+                handles.setdefault(g.label.split(",")[0], line)
+            ax.set_title(f"{epochs} epochs per request")
+            ax.set_xlabel("Requests processed")
+            ax.grid(alpha=0.3)
+        accuracy_axes[0].set_ylabel("Test accuracy after the request")
+        for index, epochs in enumerate(budgets):
+            g = next(g for g in groups if g.epochs == epochs)
+            steps = g.per_request("cumulative_steps").mean(0)
+            compute_ax.plot(np.arange(1, len(steps) + 1), steps, color=plt.get_cmap("Greys")(0.4 + 0.6 * index
+                                                                                            / max(len(budgets) - 1, 1)),
+                            marker=".", linewidth=1, label=f"{epochs} epochs per request")
+        compute_ax.set(xlabel="Requests processed", ylabel="Cumulative compute (gradient steps)")
+        compute_ax.legend(frameon=False)
+        for algorithm in dict.fromkeys(g.algorithm for g in groups):
+            members = sorted((g for g in groups if g.algorithm == algorithm), key=lambda g: g.total_steps())
+            color, marker = STYLE.get(algorithm, ("tab:gray", "o"))
+            tradeoff_ax.plot([g.total_steps() for g in members], [g.stream_accuracy() for g in members], color=color,
+                             marker=marker, linewidth=1)
+            for g in members:
+                tradeoff_ax.annotate(str(g.epochs), (g.total_steps(), g.stream_accuracy()), fontsize=6,
+                                     textcoords="offset points", xytext=(3, -8))
+        tradeoff_ax.set(xlabel="Compute for the whole stream (gradient steps)",
+                        ylabel="Test accuracy, mean over the requests")
+        tradeoff_ax.set_title("accuracy for the compute (labels: epochs per request)")
+        for ax in (compute_ax, tradeoff_ax):
+            ax.grid(alpha=0.3)
+        bottom.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=len(handles),
+                      frameon=False)
+        fig.suptitle(subtitle, fontsize=8)
+        return _save(fig, out_base)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m src.figures.request_stream", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--logs", default="logs", help="directory of run directories (default: logs)")
+    p.add_argument("--out", default="figures", help="output directory (default: figures)")
+    p.add_argument("--folder", help="only runs launched from configs under this folder")
+    p.add_argument("--prefix", default="", help="prefix of the output file names")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p.parse_args(argv)
+
+
+def write_csv(path: Path, columns, rows) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def make_figure(args) -> list[Path]:
+    runs, others = stream_runs(load_runs(args.logs, args.folder))
+    where = f"{args.logs}" + (f" (folder {args.folder})" if args.folder else "")
+    if not runs:
+        raise FigureInputError(f"no finished deletion-request streams in {where} ({others} other runs): a stream "
+                               "is a run whose config has a requests: section")
+    groups = group_runs(runs)
+    if not any(g.algorithm == RETRAIN for g in groups):
+        print("  no retrain streams: the savings table has no reference", file=sys.stderr)
+    out_base = Path(args.out) / f"{args.prefix}request_stream"
+    k = sorted({g.num_requests for g in groups})
+    subtitle = (f"Deletion requests over time ({'/'.join(map(str, k))} requests; {len(runs)} runs; "
+                "test accuracy mean ± 1.96 s.e. over seeds)")
+    paths = draw(groups, out_base, subtitle)
+    paths.append(write_csv(out_base.with_suffix(".csv"), CSV_COLUMNS, csv_rows(groups)))
+    savings = savings_rows(groups)
+    paths.append(write_csv(out_base.with_name(out_base.name + "_savings.csv"), SAVINGS_COLUMNS, savings))
+    for g in groups:
+        print(f"  {g.label}: {len(g.runs)} runs, stream accuracy {g.stream_accuracy():.4f}, "
+              f"{g.total_steps():.0f} steps")
+    bounds = {"=": "", ">": "at least ", "<": "at most "}
+    for row in savings:
+        if row["compute_saved"] is not None:
+            print(f"  {row['method']} at {row['epochs_per_request']} ep/request: compute saved against retraining "
+                  f"at equal stream accuracy {bounds[row['retrain_bound']]}{row['compute_saved']:.1%}, at equal "
+                  f"final accuracy {bounds[row['final_bound']]}{row['compute_saved_final']:.1%}")
+    return paths
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        paths = make_figure(args)
+    except UserError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
