@@ -22,6 +22,7 @@ from src.models.model import ModelFactory, count_parameters
 from src.seeds import derive_seed
 from src.tracking import RunDirectory, RunLogger, Stopwatch
 from src.training.checkpoints import PretrainedCache, load_checkpoint, resolve_pretrained_path, save_checkpoint
+from src.training.langevin import check_training
 from src.training.trainer import Console, Evaluator, Trainer, build_model, pretrain
 from src.unlearning.base import AlgorithmContext, NoiseSource, algorithm_class
 
@@ -88,6 +89,7 @@ def make_plan(config: ExperimentConfig, sizes: SplitSizes | None = None) -> Plan
     present = True
     if sizes is None:
         sizes, present = split_sizes(config)
+    check_training(config, sizes)
     steps = num_batches(sizes.retain, config.dataset.batch_size)
     model = ModelFactory.create_model(config.model.name, config.model.n_classes, shape)
     context = AlgorithmContext(config=config, num_parameters=count_parameters(model), input_shape=shape,
@@ -141,12 +143,14 @@ def load_pretrained(config: ExperimentConfig, model, device, console: Console, d
 # A run
 
 
-def attach_run(plan: Plan, device, pretrained_meta: dict | None = None):
-    """Give the planned algorithm what only a run has: the device, its noise, the model's record."""
+def attach_run(plan: Plan, device, pretrained_meta: dict | None = None, data=None):
+    """Give the planned algorithm what only a run has: the device, its noise, the model's
+    record, the data (full-batch methods read the splits themselves)."""
     config = plan.config
     context = plan.algorithm.context
     context.device = device
     context.pretrained_meta = pretrained_meta or {}
+    context.data = data
     context.noise_generator = make_generator(derive_seed(config.global_seed, "unlearning-noise"), device)
     context.noise = NoiseSource(context.noise_generator, plan.num_parameters, device, reuse=config.compat.reuse_noise)
     return plan.algorithm
@@ -174,7 +178,7 @@ def run(config: ExperimentConfig, config_file: str | None, device, console: Cons
             console.line(f"loaded pretrained model {meta['path']}: val accuracy {val_acc:.4f}")
         timings["fit_seconds"] = watch.seconds()
 
-        algorithm = attach_run(plan, device, meta)
+        algorithm = attach_run(plan, device, meta, data)
         trainer = Trainer(config, data, model, algorithm, logger, console)
         start = time.perf_counter()
         trainer.unlearn()
