@@ -133,6 +133,35 @@ def test_mnist_5k_3v8_is_unit_norm_threes_against_eights():
     assert raw.augmentation is None
 
 
+@pytest.mark.filterwarnings("ignore:.*not the official release")
+def test_mnist_3v8_and_the_cifar_feature_tasks_read_their_files(tmp_path):
+    from src.data.datamodule import DATASETS, split_sizes
+    from tests.datafiles import write_feature_files, write_mnist_idx
+
+    mnist = write_mnist_idx(tmp_path / "data", 200, 60, seed=1)
+    features = write_feature_files(tmp_path, "cifar10", 300, 100, dim=16, seed=2)
+    base = {"dataset.root": str(tmp_path / "data"), "dataset.features_root": str(tmp_path)}
+    config = validate_config(langevin_config(tmp_path, tmp_path, **base))
+    raw = DATASETS["mnist_3v8"].load(config, "cpu")
+    images, labels = mnist["train"]
+    keep = (labels == 3) | (labels == 8)
+    pixels = torch.from_numpy(images[keep].reshape(-1, 784)).float() / 255 - 0.5
+    assert torch.allclose(raw.train_x, pixels / pixels.norm(dim=1, keepdim=True), atol=1e-6)
+    assert raw.train_y.tolist() == (labels[keep] == 3).astype(int).tolist()
+    for name, classes in (("cifar10_feature_3v8", 2), ("cifar10_feature_unit", 10)):
+        family = DATASETS[name]
+        raw = family.load(config, "cpu")
+        x, y = features["train"]
+        keep = ((y == 3) | (y == 8)) if classes == 2 else torch.ones_like(y, dtype=torch.bool)
+        assert raw.num_classes == classes and torch.allclose(raw.train_x.norm(dim=1), torch.ones(int(keep.sum())))
+        assert torch.allclose(raw.train_x, x[keep] / x[keep].norm(dim=1, keepdim=True))
+        expected = (y[keep] == 3).long() if classes == 2 else y
+        assert torch.equal(raw.train_y, expected)
+        data = langevin_config(tmp_path, tmp_path, **base, **{"dataset.name": name, "model.n_classes": classes})
+        sizes, present = split_sizes(validate_config(data))
+        assert present and sizes.pool == int(keep.sum()) and sizes.test == len(raw.test_y)
+
+
 # --- the chain ---------------------------------------------------------------------------------
 
 def test_langevin_step_has_the_stationary_variance_of_ula():
