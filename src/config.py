@@ -28,6 +28,9 @@ from src.errors import ConfigError
 
 DATASET_NAMES = ("mnist", "mnist_5k", "cifar10", "cifar10_feature", "cifar100_feature")
 MODEL_NAMES = ("two_layer_net", "three_layer_net", "tiny_net", "tinier_net", "tiny_net_cifar", "simplenet")
+# Langevin unlearning (issue #16): unit-norm feature tasks and the convex linear model.
+DATASET_NAMES += ("mnist_3v8", "mnist_5k_3v8", "cifar10_feature_3v8", "cifar10_feature_unit")
+MODEL_NAMES += ("linear",)
 OPTIMIZER_NAMES = ("SGD", "RMSprop", "Adam")
 SCHEDULE_NAMES = ("constant", "cos", "onecycle")
 
@@ -94,8 +97,26 @@ class DPSGDConfig(Section):
     seed: int = 0
 
 
+class LangevinTrainingConfig(Section):
+    """`training.langevin:` full-batch noisy gradient descent, the chain of Langevin
+    unlearning (src/training/langevin.py): `epochs` steps of
+    theta <- theta - max_lr (grad + weight_decay theta) + sqrt(2 max_lr) sigma xi from
+    N(init_mean, 2 sigma^2 / weight_decay). sigma 0 is noise-free gradient descent (D2D)."""
+
+    sigma: float = Field(ge=0, allow_inf_nan=False)
+    init_mean: float = Field(0.0, allow_inf_nan=False)
+    # The certificate's constants of the loss (the l2 term excluded): "auto" is the linear
+    # model's bound on unit-norm data, or a number at least that large.
+    smoothness: Union[Literal["auto"], Annotated[float, Field(gt=0, allow_inf_nan=False)]] = "auto"
+    gradient_bound: Union[Literal["auto"], Annotated[float, Field(gt=0, allow_inf_nan=False)]] = "auto"
+
+
 class TrainingConfig(OptimizerConfig):
     epochs: int = Field(gt=0)
+    # "langevin": full-batch (noisy) gradient descent with `training.langevin`; each of the
+    # `epochs` steps is one pass over the data (Langevin unlearning, issue #16).
+    algorithm: Literal["sgd", "langevin"] = "sgd"
+    langevin: Optional[LangevinTrainingConfig] = None
     # False: train now. A path: load it (a checkpoint file, or a directory holding
     # checkpoint_<epochs>.pt as the reference's logs/<id>/ckpt). "auto": the
     # content-addressed cache keyed by everything that determines the model.
@@ -223,7 +244,17 @@ class ExperimentConfig(Section):
                 del data["unlearning"][key]
         if data.get("requests", 0) is None:  # absent: run ids of single-request runs unchanged
             del data["requests"]
+        _drop_default_training_algorithm(data["training"])
         return data
+
+
+def _drop_default_training_algorithm(training: dict) -> dict:
+    """Ordinary SGD training leaves no trace of the Langevin keys (run ids and pretrained
+    keys stay what they were before those keys existed)."""
+    if training.get("algorithm") == "sgd" and training.get("langevin") is None:
+        training.pop("algorithm", None)
+        training.pop("langevin", None)
+    return training
 
 
 # ---------------------------------------------------------------------------------------
@@ -427,7 +458,8 @@ def pretrained_key(config: ExperimentConfig) -> str:
             "seed": dataset.seed,
         },
         "model": config.model.model_dump(mode="json"),
-        "training": config.training.model_dump(mode="json", exclude={"pretrained", "group_dp"}),
+        "training": _drop_default_training_algorithm(
+            config.training.model_dump(mode="json", exclude={"pretrained", "group_dp"})),
         "global_seed": config.global_seed,
     }
     if config.training.dp_sgd is not None:

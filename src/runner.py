@@ -24,6 +24,7 @@ from src.request_stream.run import run_requests
 from src.seeds import derive_seed
 from src.tracking import RunDirectory, RunLogger, Stopwatch
 from src.training.checkpoints import PretrainedCache, load_checkpoint, resolve_pretrained_path, save_checkpoint
+from src.training.langevin import check_training
 from src.training.trainer import Console, Evaluator, Trainer, build_model, pretrain
 from src.unlearning.base import AlgorithmContext, NoiseSource, algorithm_class
 
@@ -106,6 +107,7 @@ def _plan_pass(config: ExperimentConfig, sizes: SplitSizes, present: bool) -> Pl
     shape = check_dataset_config(config)
     cls = algorithm_class(config.unlearning.algorithm)
     cls.check_config(config)
+    check_training(config, sizes)
     steps = num_batches(sizes.retain, config.dataset.batch_size)
     model = ModelFactory.create_model(config.model.name, config.model.n_classes, shape)
     context = AlgorithmContext(config=config, num_parameters=count_parameters(model), input_shape=shape,
@@ -159,13 +161,15 @@ def load_pretrained(config: ExperimentConfig, model, device, console: Console, d
 # A run
 
 
-def attach_run(plan: Plan, device, pretrained_meta: dict | None = None, seed_tag: str = ""):
+def attach_run(plan: Plan, device, pretrained_meta: dict | None = None, seed_tag: str = "", data=None):
     """Give the planned algorithm what only a run has: the device, its noise, the model's
-    record. `seed_tag` names the noise stream of one pass among several (a request)."""
+    record, the data (full-batch methods read the splits themselves). `seed_tag` names the
+    noise stream of one pass among several (a request)."""
     config = plan.config
     context = plan.algorithm.context
     context.device = device
     context.pretrained_meta = pretrained_meta or {}
+    context.data = data
     context.noise_generator = make_generator(derive_seed(config.global_seed, "unlearning-noise" + seed_tag), device)
     context.noise = NoiseSource(context.noise_generator, plan.num_parameters, device, reuse=config.compat.reuse_noise)
     return plan.algorithm
@@ -202,7 +206,7 @@ def run(config: ExperimentConfig, config_file: str | None, device, console: Cons
         if plan.stream is not None:  # deletion requests over time: one pass per request
             extra = run_requests(plan.stream, data, model, logger, console, device, meta, run_dir, attach_run)
         else:
-            algorithm = attach_run(plan, device, meta)
+            algorithm = attach_run(plan, device, meta, data=data)
             trainer = Trainer(config, data, model, algorithm, logger, console)
             start = time.perf_counter()
             trainer.unlearn()

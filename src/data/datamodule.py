@@ -6,6 +6,7 @@ import torch
 
 from src.data.base_datamodule import DataModule, Split, SplitSizes, split_indices
 from src.data.cifar_dataset import CIFAR10
+from src.data.convex_tasks import MNIST3v8, MNIST5k3v8, UnitFeatures
 from src.data.feature_dataset import FeatureDataset
 from src.data.mnist_dataset import MNIST, MNIST5k
 from src.errors import ConfigError
@@ -16,6 +17,11 @@ DATASETS = {
     "cifar10": CIFAR10(),
     "cifar10_feature": FeatureDataset("cifar10", 10),
     "cifar100_feature": FeatureDataset("cifar100", 100),
+    # unit-norm features for the convex models (Langevin unlearning)
+    "mnist_3v8": MNIST3v8(),
+    "mnist_5k_3v8": MNIST5k3v8(),
+    "cifar10_feature_3v8": UnitFeatures(binary=True),
+    "cifar10_feature_unit": UnitFeatures(binary=False),
 }
 
 

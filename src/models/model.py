@@ -3,6 +3,7 @@
 import torch
 from torch import nn
 
+from src.models.linear import linear
 from src.models.simplenet import simplenet
 from src.models.tiny_net import tinier_net, tiny_net, tiny_net_cifar
 from src.models.two_layer_net import three_layer_net, two_layer_net
@@ -16,7 +17,11 @@ class ModelFactory:
         "tinier_net": tinier_net,
         "tiny_net_cifar": tiny_net_cifar,
         "simplenet": simplenet,
+        "linear": linear,
     }
+    # Models whose training loss (cross-entropy plus an l2 term) is strongly convex in
+    # theta: the only ones the Langevin and D2D certificates hold for.
+    convex = frozenset({"linear"})
 
     @classmethod
     def create_model(cls, model_name: str, num_classes: int, input_shape, seed: int | None = None) -> nn.Module:

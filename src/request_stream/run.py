@@ -94,7 +94,7 @@ def run_requests(stream: StreamPlan, data: DataModule, model, logger, console, d
         view = request_data(data, stream.schedule, r)
         console.line(f"request {r}/{k}: deleting {request.sizes.forget} examples ({request.deleted} deleted so far), "
                      f"{request.sizes.retain} remain")
-        algorithm = attach_run(plan, device, pretrained_meta, seed_tag(r))
+        algorithm = attach_run(plan, device, pretrained_meta, seed_tag(r), data=view)
         trainer = Trainer(plan.config, view, model, algorithm, TaggedLogger(logger, r), console, seed_tag(r))
         start = time.perf_counter()
         trainer.unlearn()

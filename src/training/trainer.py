@@ -262,6 +262,10 @@ def pretrain(config, data: DataModule, model: FlatModel, log, console: Console, 
     from src.training.dp_sgd import DPSGD
 
     t = config.training
+    if t.algorithm == "langevin":  # full-batch (noisy) gradient descent: its own loop
+        from src.training.langevin import langevin_fit
+
+        return langevin_fit(config, data, model, log, console, ckpt_dir)
     device = model.device
     batch_size = config.dataset.batch_size
     steps_per_epoch = num_batches(len(data.train), batch_size)

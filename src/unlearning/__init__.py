@@ -1,3 +1,4 @@
 """Unlearning algorithms, one file each; importing this package registers them all."""
 
 from src.unlearning import dp_sgd, gradient_clipping, model_clipping, output_perturbation, retrain  # noqa: F401
+from src.unlearning import d2d, langevin  # noqa: F401  (the convex methods, issue #16)

@@ -38,6 +38,8 @@ class AlgorithmContext:
     noise: "NoiseSource | None" = None
     # The pretrained checkpoint's record of how it was trained (DP-SGD needs it).
     pretrained_meta: dict = field(default_factory=dict)
+    # The run's DataModule (full-batch methods read splits beyond the retain batches).
+    data: object | None = None
 
     @property
     def budget_steps(self) -> int:

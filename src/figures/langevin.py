@@ -1,0 +1,298 @@
+"""Figure 3 of Langevin unlearning (Chien et al., NeurIPS 2024) from local run logs.
+
+    python -m src.figures.langevin --logs logs --folder langevin_runs/mini-mnist5k --out figures --prefix mini_
+
+Reads the finished runs of configs under `--folder` whose path holds fig3a/, fig3b/ or fig3c/
+(langevin_runs/ and tools/make_langevin_configs.py) and draws one row of panels per dataset:
+
+  3a  test accuracy after one deletion against epsilon: Langevin unlearning (K = 1), the
+      Langevin retraining it is certified against, the learned chain, and D2D with I steps;
+  3b  sequential deletions: cumulative unlearning steps, and accuracy after each request;
+  3c  K against sigma at epsilon 1 (the accountant's curve, the runs as markers), and the
+      accuracy of the unlearned, retrained and learned chains.
+
+Points are the mean over runs (seeds), bars one standard deviation. Writes
+<out>/<prefix>langevin_figure3.png, .pdf and .csv (one row per plotted point).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from src.errors import UserError
+from src.figures.runs import FigureInputError, load_runs
+
+FIGURES = ("fig3a", "fig3b", "fig3c")
+# Only these lines of metrics.jsonl matter here (the rest are per-step rows).
+RELEVANT = ('"request"', '"Test (Learned)_accuracy"', '"Test (Langevin Retrain)_accuracy"')
+CSV_COLUMNS = ("figure", "dataset", "series", "x", "mean", "std", "runs")
+
+
+@dataclass
+class LangevinRun:
+    figure: str
+    dataset: str
+    algorithm: str
+    config: dict
+    summary: dict
+    requests: list = field(default_factory=list)  # the per-request rows, in order
+    learned: float | None = None
+    retrained: float | None = None
+
+    def section(self) -> dict:
+        return self.config["unlearning"][self.algorithm]
+
+
+def figure_of(config_file: str) -> str | None:
+    parts = Path(config_file).parts
+    return next((f for f in FIGURES if f in parts), None)
+
+
+def read_langevin_rows(run) -> tuple[list, float | None, float | None]:
+    requests, learned, retrained = [], None, None
+    path = run.path / "metrics.jsonl"
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not any(key in line for key in RELEVANT):
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise FigureInputError(f"{path}, line {number}: not valid JSON ({err.msg})") from None
+            if "request" in row:
+                requests.append(row)
+            learned = row.get("Test (Learned)_accuracy", learned)
+            retrained = row.get("Test (Langevin Retrain)_accuracy", retrained)
+    return requests, learned, retrained
+
+
+def load_langevin_runs(logs, folder=None) -> tuple[list[LangevinRun], dict]:
+    runs, dropped = [], defaultdict(int)
+    for run in load_runs(logs, folder):
+        figure = figure_of(str(run.summary.get("config_file", "")))
+        if run.algorithm not in ("langevin", "d2d"):
+            dropped["not a Langevin or D2D run"] += 1
+            continue
+        if figure is None:
+            dropped["config not under a fig3a/, fig3b/ or fig3c/ folder"] += 1
+            continue
+        requests, learned, retrained = read_langevin_rows(run)
+        if not requests:
+            dropped["no request rows in metrics.jsonl"] += 1
+            continue
+        runs.append(LangevinRun(figure, run.dataset, run.algorithm, run.config, run.summary, requests, learned,
+                                retrained))
+    return runs, dict(dropped)
+
+
+# ---------------------------------------------------------------------------------------
+# Aggregation: series of (x, values over runs)
+
+
+@dataclass
+class Series:
+    figure: str
+    dataset: str
+    label: str
+    points: dict = field(default_factory=lambda: defaultdict(list))  # x -> values
+
+    def add(self, x, value):
+        if value is not None and math.isfinite(value):
+            self.points[x].append(value)
+
+    def rows(self):
+        for x in sorted(self.points):
+            values = np.asarray(self.points[x], dtype=float)
+            yield x, float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0, len(values)
+
+
+def aggregate(runs: list[LangevinRun]) -> dict:
+    """{(figure, dataset, panel): {label: Series}}."""
+    out: dict = defaultdict(dict)
+
+    def series(figure, dataset, panel, label):
+        return out[(figure, dataset, panel)].setdefault(label, Series(figure, dataset, label))
+
+    for run in runs:
+        f, d, sec = run.figure, run.dataset, run.section()
+        last = run.requests[-1]
+        if f == "fig3a":
+            eps = float(sec["epsilon_target"])
+            if run.algorithm == "langevin":
+                steps = last["request_steps"]
+                series(f, d, "accuracy", f"Langevin unlearning (K={steps})").add(eps, last["Test (Request)_accuracy"])
+                series(f, d, "accuracy", "Langevin retraining").add(eps, run.retrained)
+                series(f, d, "accuracy", "Langevin learning").add(eps, run.learned)
+            else:
+                series(f, d, "accuracy", f"D2D (I={sec['steps']})").add(eps, last["Test (Request)_accuracy"])
+        elif f == "fig3b":
+            label = (f"Langevin, {run.requests[0]['request_size']} per request" if run.algorithm == "langevin"
+                     else f"D2D, f={sec.get('step_factor', 1):g}")
+            deleted = 0
+            for row in run.requests:
+                deleted += row["request_size"]
+                series(f, d, "steps", label).add(deleted, row["state_step"])
+                series(f, d, "accuracy", label).add(deleted, row["Test (Request)_accuracy"])
+        else:
+            sigma = float(run.config["training"]["langevin"]["sigma"])
+            series(f, d, "steps", "runs").add(sigma, run.summary.get("noisy_steps"))
+            series(f, d, "accuracy", "Langevin unlearning").add(sigma, last["Test (Request)_accuracy"])
+            series(f, d, "accuracy", "Langevin retraining").add(sigma, run.retrained)
+            series(f, d, "accuracy", "Langevin learning").add(sigma, run.learned)
+    return out
+
+
+def accountant_curve(run: LangevinRun, sigmas) -> list[int]:
+    """K against sigma for the constants of `run` (its plan), by the accountant itself."""
+    from src.privacy.langevin import Chain, smallest_steps
+
+    plan, sec = run.summary["plan"], run.section()
+    S = plan["requests"][0]["size"]
+    out = []
+    for sigma in sigmas:
+        chain = Chain(n=plan["langevin_n"], m=plan["langevin_m"], eta=plan["langevin_eta"], M=plan["langevin_M"],
+                      sigma=float(sigma))
+        out.append(smallest_steps(float(sec["epsilon_target"]), S, chain, plan["certified_delta"],
+                                  alpha_range=tuple(sec.get("alpha_range", (1.0001, 1e5))),
+                                  conversion=sec.get("conversion", "mironov"), min_steps=sec.get("min_steps", 1),
+                                  step_lattice=sec.get("step_lattice", 1)).steps)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Drawing
+
+PANELS = (("fig3a", "accuracy"), ("fig3b", "steps"), ("fig3b", "accuracy"), ("fig3c", "steps"), ("fig3c", "accuracy"))
+TITLES = {("fig3a", "accuracy"): "3a: one deletion", ("fig3b", "steps"): "3b: steps, sequential",
+          ("fig3b", "accuracy"): "3b: accuracy, sequential", ("fig3c", "steps"): "3c: K against sigma",
+          ("fig3c", "accuracy"): "3c: accuracy against sigma"}
+AXES = {("fig3a", "accuracy"): ("epsilon", "test accuracy"),
+        ("fig3b", "steps"): ("examples deleted", "cumulative unlearning steps"),
+        ("fig3b", "accuracy"): ("examples deleted", "test accuracy after the request"),
+        ("fig3c", "steps"): ("sigma", "K (epsilon = 1)"), ("fig3c", "accuracy"): ("sigma", "test accuracy")}
+DATASET_TITLES = {"mnist_3v8": "MNIST 3 vs 8", "mnist_5k_3v8": "MNIST-5k 3 vs 8", "cifar10_feature_3v8":
+                  "CIFAR-10 cat vs ship (features)", "cifar10_feature_unit": "CIFAR-10, 10 classes (features)"}
+
+
+def colour(label: str, shade: float):
+    """One colour family per method, so a method looks the same in every panel."""
+    import matplotlib.pyplot as plt
+
+    for prefix, fixed in (("Langevin unlearning", "tab:green"), ("Langevin retraining", "black"),
+                          ("Langevin learning", "tab:gray")):
+        if label.startswith(prefix):
+            return fixed
+    return plt.get_cmap("Blues" if label.startswith("D2D") else "Greens")(shade)
+
+
+def draw(groups: dict, runs: list[LangevinRun], out_base: Path, subtitle: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401  (matplotlib.ticker below)
+
+    datasets = sorted({d for (_, d, _) in groups})
+    fig, axes = plt.subplots(len(datasets), len(PANELS), figsize=(3.1 * len(PANELS), 2.9 * len(datasets)),
+                             squeeze=False, layout="constrained")
+    with plt.rc_context({"font.size": 7}):
+        for row, dataset in enumerate(datasets):
+            for col, (figure, panel) in enumerate(PANELS):
+                ax = axes[row][col]
+                found = groups.get((figure, dataset, panel), {})
+                if not found:
+                    ax.set_axis_off()
+                    ax.set_title(f"{TITLES[(figure, panel)]}: no runs", fontsize=7)
+                    continue
+                shades = iter(np.linspace(0.45, 0.95, max(len(found), 2)))
+                for label, s in found.items():
+                    xs, means, stds, _ = zip(*s.rows())
+                    if figure == "fig3c" and panel == "steps":
+                        ax.plot(xs, means, "o", color="black", label="runs", zorder=3)
+                        continue
+                    style = "--" if label.startswith(("Langevin retraining", "Langevin learning")) else "-"
+                    ax.errorbar(xs, means, yerr=stds, marker="o", markersize=3, capsize=2, linestyle=style,
+                                linewidth=1, label=label, color=colour(label, next(shades)))
+                if figure == "fig3c" and panel == "steps":
+                    example = next(r for r in runs if r.figure == "fig3c" and r.dataset == dataset)
+                    xs = sorted(found["runs"].points)
+                    grid = np.geomspace(min(xs) / 1.5, max(xs) * 1.5, 60)
+                    ax.plot(grid, accountant_curve(example, grid), color="tab:purple", linewidth=1,
+                            label="accountant")
+                if figure in ("fig3a", "fig3c"):
+                    ax.set_xscale("log")
+                    ticks = sorted({x for s in found.values() for x in s.points})
+                    ax.set_xticks(ticks, [f"{x:g}" for x in ticks])
+                    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+                xlabel, ylabel = AXES[(figure, panel)]
+                ax.set_xlabel(xlabel, fontsize=7)
+                ax.set_ylabel(ylabel, fontsize=7)
+                ax.tick_params(labelsize=6)
+                ax.set_title(f"{DATASET_TITLES.get(dataset, dataset)}\n{TITLES[(figure, panel)]}", fontsize=7)
+                ax.grid(alpha=0.3)
+                ax.legend(fontsize=5.5, frameon=False)
+        fig.suptitle(subtitle, fontsize=7)
+        out_base.parent.mkdir(parents=True, exist_ok=True)
+        paths = [out_base.with_suffix(".png"), out_base.with_suffix(".pdf")]
+        for path in paths:
+            fig.savefig(path, dpi=180)
+    plt.close(fig)
+    return paths
+
+
+def write_csv(groups: dict, path: Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_COLUMNS)
+        for (figure, dataset, panel), found in sorted(groups.items()):
+            for label, s in found.items():
+                for x, mean, std, n in s.rows():
+                    writer.writerow([f"{figure}-{panel}", dataset, label, f"{x:g}", f"{mean:.6g}", f"{std:.6g}", n])
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m src.figures.langevin", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--logs", default="logs", help="directory of run directories (default: logs)")
+    p.add_argument("--folder", help="only runs launched from configs under this folder")
+    p.add_argument("--out", default="figures", help="output directory (default: figures)")
+    p.add_argument("--prefix", default="", help="prefix of the output file names")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        runs, dropped = load_langevin_runs(args.logs, args.folder)
+        for reason, count in sorted(dropped.items()):
+            print(f"  left out {count} run(s): {reason}", file=sys.stderr)
+        if not runs:
+            where = args.logs + (f" (folder {args.folder})" if args.folder else "")
+            raise FigureInputError(f"no finished Langevin or D2D runs from fig3a/, fig3b/ or fig3c/ configs in {where}")
+        groups = aggregate(runs)
+        out_base = Path(args.out) / f"{args.prefix}langevin_figure3"
+        paths = draw(groups, runs, out_base, f"Langevin unlearning, Figure 3 ({len(runs)} runs; mean +- 1 std over "
+                                             "seeds)")
+        write_csv(groups, out_base.with_suffix(".csv"))
+    except UserError as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for path in [*paths, out_base.with_suffix(".csv")]:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

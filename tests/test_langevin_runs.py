@@ -1,0 +1,121 @@
+"""langevin_runs/: the generated configs are up to date and plan the K they budget for, and
+the Figure 3 module aggregates what the runs logged."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from src.config import load_config
+from tests.conftest import REPO
+
+FOLDER = REPO / "langevin_runs"
+GENERATOR = REPO / "tools" / "make_langevin_configs.py"
+
+
+def generator():
+    spec = importlib.util.spec_from_file_location("make_langevin_configs", GENERATOR)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_configs_are_the_generator_s_output():
+    assert generator().main(["--check", "--out", str(FOLDER)]) == 0
+
+
+def strip_seed(data: dict) -> dict:
+    data = dict(data)
+    data.pop("global_seed"), data.pop("name")
+    return data
+
+
+GROUPS = sorted(p for p in FOLDER.rglob("*-g0.yaml"))
+
+
+@pytest.mark.parametrize("path", GROUPS, ids=lambda p: str(p.relative_to(FOLDER)))
+def test_each_config_budgets_exactly_the_steps_its_plan_needs(path):
+    from src.runner import make_plan
+
+    config = load_config(path)
+    plan = make_plan(config).privacy
+    assert plan.noisy_steps == config.unlearning.epochs  # no fine-tuning after the noisy phase
+    section = getattr(config.unlearning, config.unlearning.algorithm)
+    assert plan.certified_epsilon <= section.epsilon_target
+    if "fig3a" in path.parts and config.unlearning.algorithm == "langevin":
+        assert plan.noisy_steps == 1  # the calibrated sigma certifies epsilon in one step
+    # the other seeds of the group differ only in their seed and name
+    base = strip_seed(yaml.safe_load(path.read_text()))
+    siblings = sorted(path.parent.glob(path.name.replace("-g0.yaml", "-g*.yaml")))
+    assert len(siblings) >= 3
+    for sibling in siblings:
+        assert strip_seed(yaml.safe_load(sibling.read_text())) == base
+
+
+# --- the figure --------------------------------------------------------------------------------
+
+def fake_run(logs: Path, name: str, config_file: str, config: dict, rows: list, noisy_steps: int):
+    run_dir = logs / name
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run_dir / "summary.json").write_text(json.dumps({"finished": True, "run_id": name, "config_file": config_file,
+                                                      "noisy_steps": noisy_steps}))
+
+
+def test_figure_module_averages_the_request_rows_over_seeds(tmp_path):
+    from src.figures import langevin as figure
+
+    logs = tmp_path / "logs"
+    for seed, (acc, learned) in enumerate(((0.8, 0.7), (0.6, 0.9))):
+        config = {"dataset": {"name": "mnist_5k_3v8"}, "training": {"langevin": {"sigma": 0.1}},
+                  "unlearning": {"algorithm": "langevin", "langevin": {"epsilon_target": 2}}}
+        rows = [{"Test (Learned)_accuracy": learned}, {"loss": 1.0, "sigma_t": 0.2},
+                {"request": 1, "request_size": 1, "request_steps": 1, "Test (Request)_accuracy": acc, "state_step": 1},
+                {"Test (Langevin Retrain)_accuracy": 0.5}]
+        fake_run(logs, f"a{seed}", f"langevin_runs/x/fig3a/lmc-g{seed}.yaml", config, rows, 1)
+    config = {"dataset": {"name": "mnist_5k_3v8"}, "training": {"langevin": {"sigma": 0.1}},
+              "unlearning": {"algorithm": "langevin", "langevin": {"epsilon_target": 1, "requests": [2, 2]}}}
+    rows = [{"request": 1, "request_size": 2, "request_steps": 5, "Test (Request)_accuracy": 0.9, "state_step": 5},
+            {"request": 2, "request_size": 2, "request_steps": 7, "Test (Request)_accuracy": 0.7, "state_step": 12}]
+    fake_run(logs, "b0", "langevin_runs/x/fig3b/lmc-nr_2-g0.yaml", config, rows, 12)
+    fake_run(logs, "c0", "elsewhere/run.yaml", config, rows, 12)  # not in a figure folder: left out
+    out = tmp_path / "out"
+    assert figure.main(["--logs", str(logs), "--out", str(out), "--prefix", "t_"]) == 0
+    assert (out / "t_langevin_figure3.png").stat().st_size > 0
+    table = list(csv.DictReader(open(out / "t_langevin_figure3.csv")))
+    unlearned = [r for r in table if r["series"] == "Langevin unlearning (K=1)"]
+    assert [(r["x"], float(r["mean"]), r["runs"]) for r in unlearned] == [("2", pytest.approx(0.7), "2")]
+    assert float(unlearned[0]["std"]) == pytest.approx(0.1414214, rel=1e-5)
+    learned = [r for r in table if r["series"] == "Langevin learning"]
+    assert float(learned[0]["mean"]) == pytest.approx(0.8)
+    steps = [(r["x"], r["mean"]) for r in table if r["figure"] == "fig3b-steps"]
+    assert steps == [("2", "5"), ("4", "12")]
+
+
+def test_figure_module_says_why_nothing_could_be_drawn(tmp_path, capsys):
+    from src.figures import langevin as figure
+
+    (tmp_path / "logs").mkdir()
+    assert figure.main(["--logs", str(tmp_path / "logs")]) == 2
+    assert "no finished Langevin or D2D runs" in capsys.readouterr().err
+
+
+def test_the_accountant_curve_of_figure_3c_passes_through_the_runs_K():
+    from src.figures.langevin import LangevinRun, accountant_curve
+    from src.runner import make_plan
+
+    path = FOLDER / "mini-mnist5k" / "fig3c" / "lmc-sigma_0.1-g0.yaml"
+    config = load_config(path)
+    plan = make_plan(config)
+    data = yaml.safe_load(path.read_text())
+    run = LangevinRun("fig3c", "mnist_5k_3v8", "langevin", data, {"plan": plan.as_dict()})
+    sigmas = [0.05, 0.1, 0.2]
+    curve = accountant_curve(run, sigmas)
+    assert curve[1] == plan.privacy.noisy_steps == config.unlearning.epochs
+    assert curve[0] > curve[1] > curve[2]  # more noise, fewer steps

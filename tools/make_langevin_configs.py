@@ -1,0 +1,241 @@
+"""Write langevin_runs/: the experiments of Langevin unlearning (Chien et al., NeurIPS 2024, Figure 3).
+
+    python tools/make_langevin_configs.py           # (re)write the config folders
+    python tools/make_langevin_configs.py --check   # exit 1 if the committed configs differ from the output
+    python tools/make_langevin_configs.py --out DIR # write under DIR instead
+
+Folders (each with fig3a/, fig3b/, fig3c/ unless said otherwise):
+  mnist-3v8/       MNIST 3 vs 8 (mnist files), logistic regression, the paper's constants
+  cifar10-3v8/     CIFAR-10 cat vs ship on the ResNet-18 feature files, logistic regression
+  cifar10-multi/   fig3c only: the ten CIFAR-10 classes, softmax regression with the original
+                   code's L = 1 + m and M = 2
+  mini-mnist5k/    a miniature of the three figures on the bundled mnist_5k digits 3 vs 8
+
+Figure 3a: one deleted example; Langevin unlearning with K = 1 step at the smallest sigma that
+certifies epsilon (calibrated here by the accountant's bisection, rounded up), against D2D with
+I steps. Figure 3b: 100 deleted examples (8 in the miniature) in requests of several sizes; D2D
+deletes one example per request. Figure 3c: K against sigma for 100 deleted examples at
+epsilon 1. Every unlearning budget (`unlearning.epochs`) is the K or I the accountant asks for,
+computed here from the split sizes, so no noise-free fine-tuning follows; a run's dry-run shows
+the same K. The YAML files are the product and are committed; this script makes them
+reproducible (same code, byte-identical output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from src.data.base_datamodule import SplitSizes  # noqa: E402
+from src.privacy import d2d  # noqa: E402
+from src.privacy.langevin import Chain, calibrate_sigma, sequential_steps, smallest_steps  # noqa: E402
+
+OUT = "langevin_runs"
+FULL_BATCH = 50000  # >= every training split here: one batch is the whole data
+EPSILONS_3A = (0.05, 0.1, 0.5, 1, 2, 5)
+SIGMAS_3C = (0.01, 0.05, 0.1, 0.2, 0.5, 1)
+
+
+def floor_sig(x: float, digits: int = 6) -> float:
+    """x rounded down to `digits` significant digits (step sizes must stay <= their bound)."""
+    scale = 10 ** (digits - 1 - math.floor(math.log10(x)))
+    return math.floor(x * scale) / scale
+
+
+def ceil_sig(x: float, digits: int = 6) -> float:
+    """x rounded up (a calibrated sigma must stay feasible)."""
+    scale = 10 ** (digits - 1 - math.floor(math.log10(x)))
+    return math.ceil(x * scale - 1e-9) / scale
+
+
+class Setting:
+    """One dataset's constants, as the configs write them."""
+
+    def __init__(self, folder, dataset, classes, pool, test, val_split, m, smoothness=None, grad_bound=None,
+                 steps=10000, seeds=(0, 1, 2, 3, 4), delta=1e-5, delta_rule="one_over_n", pretrained="auto",
+                 removed_3b=100, request_sizes_3b=(5, 10, 20), sigma_3b=0.03, d2d_factors=(1, 1.5, 2),
+                 removed_3c=100, sigmas_3c=SIGMAS_3C, epsilons_3a=EPSILONS_3A, d2d_steps_3a=(1, 2, 5),
+                 figures=("fig3a", "fig3b", "fig3c"), paper_search=True):
+        self.__dict__.update(locals())
+        del self.__dict__["self"]
+        self.sizes = SplitSizes.from_pool(pool, test, val_split, 0.5)
+        self.n = self.sizes.train
+        base_L = smoothness if smoothness is not None else (0.25 if classes == 2 else 0.5)
+        self.M = grad_bound if grad_bound is not None else (1.0 if classes == 2 else math.sqrt(2))
+        self.L = base_L + m
+        self.eta = floor_sig(1.0 / self.L)
+        self.d2d_eta = floor_sig(2.0 / (self.L + m))
+
+    def chain(self, sigma):
+        return Chain(n=self.n, m=self.m, eta=self.eta, M=self.M, sigma=sigma)
+
+    @property
+    def acc_delta(self):
+        return 1.0 / self.n if self.delta_rule == "one_over_n" else self.delta
+
+    def forget_split(self, removed: int) -> float:
+        split = round((removed + 0.5) / self.n, 10)
+        assert int(self.n * split) == removed, (self.folder, removed)
+        return split
+
+    def base(self, name, seed, removed, sigma, unlearning):
+        training = {"epochs": self.steps, "algorithm": "langevin", "max_lr": self.eta, "weight_decay": self.m,
+                    "pretrained": self.pretrained, "langevin": {"sigma": sigma}}
+        if self.smoothness is not None:
+            training["langevin"]["smoothness"] = self.smoothness
+        if self.grad_bound is not None:
+            training["langevin"]["gradient_bound"] = self.grad_bound
+        return {
+            "dataset": {"name": self.dataset, "batch_size": FULL_BATCH, "val_split": self.val_split,
+                        "forget_split": self.forget_split(removed), "seed": 142},
+            "model": {"name": "linear", "n_classes": self.classes},
+            "training": training,
+            "unlearning": {"delta": self.delta, "weight_decay": self.m, **unlearning},
+            "name": name,
+            "global_seed": seed,
+        }
+
+    def langevin(self, epochs, section):
+        return {"algorithm": "langevin", "epochs": epochs, "max_lr": self.eta,
+                "langevin": {**section, "delta_rule": self.delta_rule}}
+
+    def d2d(self, epochs, section):
+        return {"algorithm": "d2d", "epochs": epochs, "max_lr": self.d2d_eta,
+                "d2d": {**section, "delta_rule": self.delta_rule}}
+
+
+SETTINGS = (
+    Setting("mnist-3v8", "mnist_3v8", 2, 11982, 1984, 0.01, m=0.011982),
+    Setting("cifar10-3v8", "cifar10_feature_3v8", 2, 10000, 2000, 0.01, m=0.01),
+    Setting("cifar10-multi", "cifar10_feature_unit", 10, 50000, 10000, 0.01, m=0.05, smoothness=1.0, grad_bound=2.0,
+            figures=("fig3c",)),
+    Setting("mini-mnist5k", "mnist_5k_3v8", 2, 800, 200, 0.1, m=0.02, steps=500, seeds=(0, 1, 2), delta=1e-5,
+            delta_rule="target", pretrained=False, removed_3b=8, request_sizes_3b=(2, 4, 8), sigma_3b=0.1,
+            d2d_factors=(1,), removed_3c=4, sigmas_3c=(0.03, 0.1, 0.3), epsilons_3a=(0.5, 2, 5),
+            d2d_steps_3a=(1, 5), paper_search=False),
+)
+
+
+def num(x) -> str:
+    return f"{x:g}"
+
+
+def fig3a(s: Setting):
+    for eps in s.epsilons_3a:
+        section = {"epsilon_target": eps, "retrain_reference": True}
+        sigma = ceil_sig(calibrate_sigma(1, eps, 1, s.chain(1.0), s.acc_delta, alpha_range=(1.0001, 1e5)))
+        for seed in s.seeds:
+            stem = f"lmc-K_1-eps_{num(eps)}-g{seed}"
+            yield stem, s.base(f"{s.folder}-3a-{stem}", seed, 1, sigma, s.langevin(1, section))
+        for steps in s.d2d_steps_3a:
+            for seed in s.seeds:
+                stem = f"d2d-I_{steps}-eps_{num(eps)}-g{seed}"
+                yield stem, s.base(f"{s.folder}-3a-{stem}", seed, 1, 0.0,
+                                   s.d2d(steps, {"epsilon_target": eps, "steps": steps}))
+
+
+def fig3b(s: Setting):
+    chain = s.chain(s.sigma_3b)
+    for nr in s.request_sizes_3b:
+        requests = [nr] * (s.removed_3b // nr)
+        section = {"epsilon_target": 1, "requests": requests}
+        if s.paper_search:
+            section["alpha_range"] = [2, 100000]
+        alpha_range = tuple(section.get("alpha_range", (1.0001, 1e5)))
+        total = sum(r.steps for r in sequential_steps(requests, 1.0, chain, s.acc_delta, alpha_range=alpha_range))
+        for seed in s.seeds:
+            stem = f"lmc-nr_{nr}-g{seed}"
+            yield stem, s.base(f"{s.folder}-3b-{stem}", seed, s.removed_3b, s.sigma_3b, s.langevin(total, section))
+    gamma = d2d.contraction(s.d2d_eta, s.L, s.m)
+    dimension = 784 if s.dataset.startswith("mnist") else 512
+    for factor in s.d2d_factors:
+        steps = sum(d2d.sequential_steps(i, 1.0, s.acc_delta, dimension * (s.classes if s.classes > 2 else 1), gamma,
+                                         factor) for i in range(1, s.removed_3b + 1))
+        section = {"epsilon_target": 1, "requests": [1] * s.removed_3b, "step_factor": factor}
+        for seed in s.seeds:
+            stem = f"d2d-f_{num(factor)}-g{seed}"
+            yield stem, s.base(f"{s.folder}-3b-{stem}", seed, s.removed_3b, 0.0, s.d2d(steps, section))
+
+
+def fig3c(s: Setting):
+    for sigma in s.sigmas_3c:
+        section = {"epsilon_target": 1, "retrain_reference": True}
+        kwargs = {}
+        if s.paper_search:  # the original main_lmc search: alpha in (1, 1e4), K in 1, 11, 21, ...
+            section.update(alpha_range=[1, 10000], step_lattice=10)
+            kwargs = dict(alpha_range=(1.0, 1e4), step_lattice=10)
+        K = smallest_steps(1.0, s.removed_3c, s.chain(sigma), s.acc_delta, **kwargs).steps
+        for seed in s.seeds:
+            stem = f"lmc-sigma_{num(sigma)}-g{seed}"
+            yield stem, s.base(f"{s.folder}-3c-{stem}", seed, s.removed_3c, sigma, s.langevin(K, section))
+
+
+FIGURES = {"fig3a": fig3a, "fig3b": fig3b, "fig3c": fig3c}
+
+
+def dump(data, indent=0) -> str:
+    """Block-style YAML with flow-style lists, keys in insertion order."""
+    lines = []
+    for key, value in data.items():
+        pad = "  " * indent
+        if isinstance(value, dict):
+            lines.append(f"{pad}{key}:")
+            lines.append(dump(value, indent + 1))
+        elif isinstance(value, list):
+            lines.append(f"{pad}{key}: [{', '.join(num(v) for v in value)}]")
+        elif isinstance(value, bool):
+            lines.append(f"{pad}{key}: {'true' if value else 'false'}")
+        elif isinstance(value, float):
+            lines.append(f"{pad}{key}: {value!r}")
+        else:
+            lines.append(f"{pad}{key}: {value}")
+    return "\n".join(lines)
+
+
+def write_all(out: Path) -> list[Path]:
+    written = []
+    for s in SETTINGS:
+        for figure in s.figures:
+            for stem, config in FIGURES[figure](s):
+                path = out / s.folder / figure / f"{stem}.yaml"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                header = f"# Generated by tools/make_langevin_configs.py ({s.folder}, Figure {figure[3:]}); do not edit.\n"
+                path.write_text(header + dump(config) + "\n")
+                written.append(path)
+    return written
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(REPO / OUT), help=f"where to write (default: {OUT}/)")
+    parser.add_argument("--check", action="store_true", help="compare with the files under --out, write nothing")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    if not args.check:
+        files = write_all(out)
+        print(f"wrote {len(files)} configs under {out}")
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        files = write_all(Path(tmp))
+        committed = sorted(p.relative_to(out) for p in out.rglob("*.yaml")) if out.is_dir() else []
+        fresh = sorted(p.relative_to(tmp) for p in files)
+        differ = [str(p) for p in fresh if not (out / p).is_file() or not filecmp.cmp(out / p, Path(tmp) / p,
+                                                                                      shallow=False)]
+        extra = [str(p) for p in committed if p not in set(fresh)]
+    if differ or extra:
+        print(f"out of date: {len(differ)} differ or are missing, {len(extra)} not generated: "
+              f"{(differ + extra)[:5]}", file=sys.stderr)
+        return 1
+    print(f"{len(fresh)} configs up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
