@@ -302,7 +302,7 @@ def test_while_a_request_is_served_the_later_requests_examples_are_still_in_the_
     raw = langevin_config(tmp_path, tmp_path, **{"unlearning.langevin.requests": [1, 3], "unlearning.epochs": 100})
     config, plan = validate_config(raw), plan_of(raw)
     data = get_datamodule(config, "cpu")
-    algorithm = attach_run(plan, torch.device("cpu"), {"langevin": plan.algorithm.chain().record()}, data)
+    algorithm = attach_run(plan, torch.device("cpu"), {"langevin": plan.algorithm.chain().record()}, data=data)
     model = build_model(config, data.input_shape, "cpu")
     algorithm.prepare(model, lambda row: None)
     (x1, y1), (x2, y2) = algorithm._pending

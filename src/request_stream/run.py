@@ -84,7 +84,7 @@ def run_requests(stream: StreamPlan, data: DataModule, model, logger, console, d
                  attach_run) -> dict:
     """Process every request of `stream` in order; returns the summary's additions.
 
-    `attach_run(plan, device, meta, seed_tag)` gives a planned pass its noise (the runner's)."""
+    `attach_run(plan, device, meta, seed_tag, data=view)` gives a planned pass its noise and data (the runner's)."""
     records = []
     steps = epochs = 0
     seconds = 0.0
