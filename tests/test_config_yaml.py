@@ -89,13 +89,12 @@ def test_the_merge_key_works_and_duplicates_stay_refused(tmp_path):
             load_text(text, "d.yaml")
 
 
-def test_cli_refuses_an_ambiguous_value_in_one_line(tmp_path):
+def test_cli_refuses_an_ambiguous_value_in_one_line(tmp_path, capsys):
     path = tmp_path / "c.yaml"
     path.write_text(with_line("seed: 142", "seed: 0142"))
-    result = subprocess.run([sys.executable, "experiment.py", "--config", str(path), "--dry-run"], cwd=REPO,
-                            capture_output=True, text=True)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "dataset.seed (line 8, value 0142) is ambiguous" in result.stderr
+    assert run_main("--config", path, "--dry-run") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "dataset.seed (line 8, value 0142) is ambiguous" in err
 
 
 # -- encodings ------------------------------------------------------------------------------------------
@@ -159,9 +158,9 @@ def test_an_alias_that_contains_itself_and_deep_nesting_are_refused():
     with pytest.raises(ConfigError, match="an alias that contains itself"):
         load_text("a: &a [1, *a]\n", "r.yaml")
     with pytest.raises(ConfigError, match="nested more than 32 levels"):
-        load_text("a: " + "[" * 5000 + "]" * 5000, "deep.yaml")
+        load_text("a: " + "[" * 40 + "]" * 40, "deep.yaml")
     with pytest.raises(ConfigError, match="more than 10000 values"):
-        load_text("a: [" + ", ".join(["1"] * 20000) + "]", "wide.yaml")
+        load_text("a: [" + ", ".join(["1"] * 10001) + "]", "wide.yaml")
 
 
 def test_a_huge_file_and_a_huge_value_are_refused_quickly_with_short_messages(tmp_path):
@@ -182,7 +181,8 @@ def test_a_huge_file_and_a_huge_value_are_refused_quickly_with_short_messages(tm
     assert len(str(info.value)) < 2000
 
 
-def test_cli_on_a_huge_value_prints_a_short_error(tmp_path):
+def test_cli_on_a_huge_value_prints_a_short_error(tmp_path, capsys):
     path = tmp_path / "c.yaml"
     path.write_text(with_line("name: quickstart", "name: " + "x" * 5_000_000))
     assert run_main("--config", path, "--dry-run") == 2
+    assert len(capsys.readouterr().err) < 300
