@@ -5,8 +5,9 @@ PyYAML implements YAML 1.1, where `seed: 0142` is octal 98, `epochs: 1_0` is 10 
 "1_0" and the string "no". The reference code read its configs with PyYAML, so neither
 reading can be chosen silently: scalars that the two versions read differently are
 refused with the key, the line and both readings, and everything else is read by the
-YAML 1.2 core schema (which, for what is left, agrees with YAML 1.1 on every value the
-schema accepts). Hexadecimal, octal and binary integers are refused too: write decimals.
+YAML 1.2 core schema. For what is left the two agree, except that YAML 1.1 reads `1e-5`
+as a string, which the schema converted to the same number anyway. Hexadecimal, octal and
+binary integers are refused too: write decimals.
 
 The merge key `<<` works, duplicate keys are refused, and hostile input is bounded
 before anything is built from it: the file size, the number of nodes once aliases are
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, SequenceNode
 
 from src.errors import ConfigError
 
@@ -47,8 +48,8 @@ CORE_INT = re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$")
 CORE_FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
                         r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
 
-# Plain scalars that YAML 1.1 (PyYAML) and YAML 1.2 read differently, or that hide a
-# number in another base. Each: (pattern, what YAML 1.2 reads, advice).
+# Plain (unquoted) scalars that YAML 1.1 (PyYAML) and YAML 1.2 read differently, or that
+# hide a number in another base; `ambiguity` says how each is read and what to write.
 LEADING_ZERO = re.compile(r"^[-+]?0[0-9]+$")
 UNDERSCORE = re.compile(r"^(?=[^_]*_)[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?$")
 PREFIXED = re.compile(r"^[-+]?0(?:[xX][0-9a-fA-F_]+|[oO][0-7_]+|[bB][01_]+)$")
@@ -136,6 +137,7 @@ class ConfigLoader(yaml.SafeLoader):
 
 
 for _tag, _pattern, _first in (
+    # First, so that the core patterns below never see these forms.
     (AMBIGUOUS_TAG, re.compile("|".join(p.pattern for p in (LEADING_ZERO, PREFIXED, UNDERSCORE, SEXAGESIMAL, OLD_BOOL))),
      list("-+0123456789.yYnNoO")),
     (NULL_TAG, CORE_NULL, ["~", "n", "N", ""]),
@@ -149,10 +151,7 @@ for _tag, _pattern, _first in (
 
 def _ambiguous(loader, node):
     text = loader.construct_scalar(node)
-    reason = ambiguity(text)
-    if reason is None:  # `1_000.` and the like match the joint pattern only
-        reason = "YAML 1.1 and YAML 1.2 read it differently; write a plain decimal number or quote a string"
-    return Ambiguous(text, node.start_mark.line + 1, reason)
+    return Ambiguous(text, node.start_mark.line + 1, ambiguity(text))
 
 
 def _strict(tag: str, pattern, construct, advice: str):
