@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
+from src.config_yaml import cut
 from src.errors import CheckpointError, ConfigError, UserError
 
 
@@ -25,22 +26,23 @@ def check_output_dir(path: str | Path, what: str) -> None:
     key or an option). Probes the nearest existing folder with a temporary file."""
     text = str(path)
     if not text.strip() or "\0" in text:
-        raise UserError(f"{what}: {text!r} does not name a directory")
+        raise UserError(f"{what}: {cut(repr(text))} does not name a directory")
     target = Path(os.path.abspath(text))
     existing = target
     while not os.path.lexists(existing):
         existing = existing.parent
     if not existing.is_dir():
-        where = "is a file" if existing == target else f"is under {existing}, which is a file"
-        raise UserError(f"{what}: '{text}' {where}, not a directory; choose another {what}")
+        where = "exists and is not a directory" if existing == target else \
+            f"is under {existing}, which is not a directory"
+        raise UserError(f"{what}: '{cut(text, 300)}' {where}; choose another {what}")
     try:
         fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=existing)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
         reason = e.strerror or type(e).__name__
-        raise UserError(f"{what}: '{text}' cannot be written: no files can be created in {existing} ({reason}); "
-                        f"choose another {what}") from None
+        raise UserError(f"{what}: '{cut(text, 300)}' cannot be written: no files can be created in "
+                        f"{cut(str(existing), 300)} ({reason}); choose another {what}") from None
 
 
 # ---------------------------------------------------------------------------------------
