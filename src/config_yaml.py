@@ -69,8 +69,11 @@ def shorten(value, limit: int = MAX_SHOWN) -> str:
 def ambiguity(text: str) -> str | None:
     """Why a plain scalar is refused (its YAML 1.1 and 1.2 readings), or None."""
     if LEADING_ZERO.match(text):
-        return (f"YAML 1.1 (PyYAML, the reference code) reads {_yaml11(text)}, YAML 1.2 reads "
-                f"{int(text, 10)}; write the number without leading zeros")
+        old, new = _yaml11(text), repr(int(text, 10))
+        if old == new:
+            return f"a leading zero marks an octal number in YAML 1.1 (here both read {new}); write it without"
+        return (f"YAML 1.1 (PyYAML, the reference code) reads {old}, YAML 1.2 reads {new}; "
+                "write the number without leading zeros")
     if PREFIXED.match(text):
         old, new = _yaml11(text), _yaml12_prefixed(text)
         readings = f"both YAML 1.1 and 1.2 read {old}" if old == new else f"YAML 1.1 reads {old}, YAML 1.2 reads {new}"
@@ -286,6 +289,8 @@ def load_text(text: str, source: str, lines: bool = True):
     found = _find_ambiguous(data)
     if found:
         dotted, item = found
+        if dotted == "(top level)":  # a command-line value: the override names the key
+            raise ConfigError(f"{source}: value {item.text} is ambiguous: {item.reason}")
         where = f"line {item.line}, " if lines else ""
         raise ConfigError(f"{source}: {cut(dotted, 120)} ({where}value {item.text}) is ambiguous: {item.reason}")
     return data

@@ -195,8 +195,15 @@ def _start_wandb(wandb_config, config: dict, run_id: str):
 
         raise ConfigError(f"wandb.mode: '{wandb_config.mode}' needs the wandb package: pip install wandb==0.31.0") from None
     Path(wandb_config.log_dir).mkdir(parents=True, exist_ok=True)
-    return wandb.init(project=wandb_config.project, entity=wandb_config.entity, config=config,
-                      dir=wandb_config.log_dir, mode=wandb_config.mode, name=run_id, reinit="finish_previous")
+    try:
+        return wandb.init(project=wandb_config.project, entity=wandb_config.entity, config=config,
+                          dir=wandb_config.log_dir, mode=wandb_config.mode, name=run_id, reinit="finish_previous")
+    except wandb.Error as e:  # a refused key, no network...: the user's to fix, in one line
+        from src.errors import ConfigError
+
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise ConfigError(f"wandb.mode: '{wandb_config.mode}': wandb could not start ({first}); check the key "
+                          "(`wandb login`) and the network, or use wandb.mode: offline") from None
 
 
 def fmt(value) -> str:
