@@ -35,9 +35,14 @@ def test_a_copied_run_folder_counts_once_with_a_warning(tmp_path):
     assert notes == [f"{tmp_path / 'g0 copy'}: the same run as {tmp_path / 'g0'} (run id g0, same config): "
                      "counted once"]
     # The same run id logged to another logs_dir is still the same run.
-    (tmp_path / "g0 copy" / "config.yaml").write_text(
-        (tmp_path / "g0 copy" / "config.yaml").read_text() + "logs_dir: elsewhere\n")
+    config = (tmp_path / "g0 copy" / "config.yaml").read_text()
+    (tmp_path / "g0 copy" / "config.yaml").write_text(config + "logs_dir: elsewhere\n")
     assert points(tmp_path)[0][0].n_runs == 4
+    # The same run id with another config is another run (an edit, another version): counted, and said.
+    (tmp_path / "g0 copy" / "config.yaml").write_text(config + "global_seed: 5\n")
+    notes = []
+    assert points(tmp_path, notes)[0][0].n_runs == 5
+    assert notes == [f"{tmp_path / 'g0 copy'}: run id g0 also at {tmp_path / 'g0'} with another config: both counted"]
 
 
 def with_value(run_dir, key, text):

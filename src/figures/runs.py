@@ -229,6 +229,9 @@ def load_runs(logs_dir, folder: str | None = None, notes: list | None = None) ->
             notes.append(f"{directory}: the same run as {seen[identity]} (run id {run.run_id}, same config): "
                          "counted once")
             continue
+        other = next((d for (rid, _), d in seen.items() if rid == run.run_id), None)
+        if other is not None:  # an edited config, or another code version: two runs, but say so
+            notes.append(f"{directory}: run id {run.run_id} also at {other} with another config: both counted")
         seen[identity] = directory
         runs.append(run)
     return runs
