@@ -9,11 +9,15 @@ Without --config it runs the offline quick-start on the bundled MNIST digits.
 from __future__ import annotations
 
 import argparse
-import json
+import errno
 import os
 import sys
 import time
 
+# Faults of the filesystem, not of the code: reported in one line, without a traceback.
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO, errno.EACCES, errno.EPERM,
+                errno.ENAMETOOLONG}
+FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 QUICKSTART = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "quickstart_mnist5k.yaml")
 
 
@@ -44,6 +48,13 @@ def main(argv=None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the filesystem refused a write (disk full, read-only, quota)
+        if args.debug or e.errno not in WRITE_ERRORS:
+            raise
+        advice = " Free space, or choose another logs_dir / checkpoints_dir." if e.errno in FULL else ""
+        print(f"error: {e.strerror}: {e.filename or '(a file of this run)'}; nothing of this run was kept.{advice}",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted: nothing of this run was kept", file=sys.stderr)
         return 130
@@ -61,12 +72,17 @@ def _main(args) -> int:
     from src.training.trainer import Console
 
     if args.dry_run:
+        from src.preflight import check_before_writing
+        from src.tracking import dumps
+
         start = time.perf_counter()
         plan = runner.make_plan(config)
         out = plan.as_dict()
         out["config_file"] = args.config
         out["plan_seconds"] = round(time.perf_counter() - start, 3)
-        print(json.dumps(out))
+        print(dumps(out))
+        # What a real run would refuse before writing (a missing checkpoint...) fails the dry run too.
+        check_before_writing(config, plan, run=not args.pretrain_only)
         return 0
 
     import torch
@@ -76,10 +92,13 @@ def _main(args) -> int:
     device = runner.resolve_device(config.device)
     console = Console(quiet=args.quiet)
     if args.pretrain_only:
-        runner.make_plan(config)
+        from src.preflight import check_before_writing
+
         if config.training.pretrained != "auto":
+            runner.make_plan(config)
             console.line("nothing to pretrain: training.pretrained is not 'auto'")
             return 0
+        check_before_writing(config, runner.make_plan(config), run=False)
         path = runner.ensure_pretrained(config, device, console)
         console.line(f"pretrained model: {path}")
         return 0

@@ -28,6 +28,8 @@ from src.launch.command import MARK
 from src.launch.local import LocalScheduler, make_slots
 from src.launch.plan import FAILED, PENDING, RUNNING, SKIPPED, LaunchError
 from src.launch.report import ProgressDisplay, exit_code, job_event, render_plan, render_table
+from src.errors import UserError
+from src.preflight import check_output_dir
 
 ROOT = Path(__file__).resolve().parent
 EXPERIMENT_PY = ROOT / "experiment.py"
@@ -141,6 +143,10 @@ def main(argv=None) -> int:
 
 
 def plan_jobs(args, cwd: Path) -> list:
+    try:  # before any job starts or any log is written
+        check_output_dir(args.run_logs, "--run-logs")
+    except UserError as e:
+        raise LaunchError(str(e)) from None
     files = planning.find_configs(args.targets, cwd)
     if not files:
         raise LaunchError(f"no *.yaml under {' '.join(args.targets)}")

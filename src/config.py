@@ -20,10 +20,10 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-import yaml
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model,
                       field_validator, model_validator)
 
+from src import config_yaml
 from src.errors import ConfigError
 
 DATASET_NAMES = ("mnist", "mnist_5k", "cifar10", "cifar10_feature", "cifar100_feature")
@@ -35,6 +35,11 @@ OPTIMIZER_NAMES = ("SGD", "RMSprop", "Adam")
 SCHEDULE_NAMES = ("constant", "cos", "onecycle")
 
 Probability = Field(gt=0, lt=1)
+# Seeds reach torch generators, which take 64 bits; negative seeds would alias positive
+# ones (torch maps -1 to 2**64 - 1). Refused here, not by an overflow mid-run.
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
+# The run id (name + 11 characters) must stay a file name with room for the staging suffix.
+MAX_NAME = 100
 
 
 def _false_or_positive(value):
@@ -65,7 +70,7 @@ class DatasetConfig(Section):
     num_workers: int = Field(0, ge=0)
     val_split: float = Probability
     forget_split: float = Probability
-    seed: int = 0
+    seed: Seed = 0
 
     @field_validator("input_shape")
     @classmethod
@@ -94,7 +99,7 @@ class DPSGDConfig(Section):
     # The guarantee for the whole forget set (group privacy), as in the reference.
     target_epsilon: float = Field(gt=0)
     target_delta: float = Probability
-    seed: int = 0
+    seed: Seed = 0
 
 
 class LangevinTrainingConfig(Section):
@@ -128,7 +133,7 @@ class TrainingConfig(OptimizerConfig):
     @field_validator("pretrained", mode="before")
     @classmethod
     def _false_auto_or_path(cls, value):
-        if value is False or (isinstance(value, str) and value.strip()):
+        if value is False or (isinstance(value, str) and value.strip() and "\0" not in value):
             return value
         raise ValueError("expected false (train now), 'auto' (the cache) or a checkpoint path")
 
@@ -217,7 +222,7 @@ class ExperimentConfig(Section):
     # Never implemented by the reference; refusing True is better than pretending.
     secure_rng: Literal[False] = False
     save_every: int = Field(1, gt=0)
-    global_seed: int = 0
+    global_seed: Seed = 0
 
     @field_validator("device")
     @classmethod
@@ -229,8 +234,18 @@ class ExperimentConfig(Section):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value):
-        if value is not None and (not value or any(c in value for c in "/\\ \t\n") or value.startswith(".")):
+        if value is not None and (not value or any(c in value for c in "/\\ \t\n") or value.startswith(".")
+                                  or not value.isprintable()):
             raise ValueError("must be a non-empty file-name-safe string (no slashes or spaces)")
+        if value is not None and len(value.encode()) > MAX_NAME:
+            raise ValueError(f"must be at most {MAX_NAME} bytes long (it starts the run's directory name)")
+        return value
+
+    @field_validator("logs_dir", "checkpoints_dir")
+    @classmethod
+    def _directory(cls, value):
+        if not value.strip() or "\0" in value:
+            raise ValueError("must name a directory (an empty value would write into the working directory)")
         return value
 
     def to_dict(self) -> dict:
@@ -290,37 +305,9 @@ def method_section_keys() -> tuple[str, ...]:
 # Loading
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """PyYAML keeps the last of duplicate keys silently; an experiment file must not."""
-
-
-def _construct_mapping(loader, node, deep=False):
-    seen = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise ConfigError(
-                f"duplicate key '{key}' at line {key_node.start_mark.line + 1} "
-                f"(first given at line {seen[key] + 1}); each key may appear once"
-            )
-        seen[key] = key_node.start_mark.line
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def read_yaml(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file '{path}' does not exist")
-    try:
-        with open(path) as f:
-            data = yaml.load(f, Loader=_StrictLoader)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    """A config file as YAML 1.2, strictly and within bounds (src/config_yaml.py)."""
+    data = config_yaml.read_file(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections (dataset:, model:, ...), got {type(data).__name__}")
     return data
@@ -330,11 +317,9 @@ def apply_override(data: dict, override: str) -> None:
     """`dotted.key=value`, the value parsed as YAML (so 1e-3, true, [1, 2] work)."""
     key, sep, raw = override.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"override '{override}' must look like dotted.key=value")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as e:
-        raise ConfigError(f"override '{override}': value is not valid YAML: {e}") from None
+        raise ConfigError(f"override {config_yaml.shorten(override)} must look like dotted.key=value")
+    where = f"override {config_yaml.shorten(override)}"
+    value = config_yaml.parse_value(raw, where) if raw.strip() else ""
     parts = key.strip().split(".")
     node = data
     for depth, part in enumerate(parts[:-1]):
@@ -342,7 +327,7 @@ def apply_override(data: dict, override: str) -> None:
         if child is None:
             child = node[part] = {}
         if not isinstance(child, dict):
-            raise ConfigError(f"override '{override}': '{'.'.join(parts[:depth + 1])}' is a value, not a section")
+            raise ConfigError(f"{where}: {config_yaml.shorten('.'.join(parts[:depth + 1]))} is a value, not a section")
         node = child
     node[parts[-1]] = value
 
@@ -367,12 +352,12 @@ def _describe(error: ValidationError, data: dict) -> str:
         loc = [str(p) for p in item["loc"]]
         # Union members add their own level to the location; a user thinks in keys.
         loc = [p for p in loc if not p.startswith(("literal[", "function-after[", "float", "str", "bool", "int"))]
-        dotted = ".".join(loc) or "(top level)"
+        dotted = config_yaml.cut(".".join(loc), 120) or "(top level)"
         value = item.get("input")
         if item["type"] == "extra_forbidden":
             allowed = _allowed_keys(loc[:-1])
-            hint = difflib.get_close_matches(loc[-1], allowed, n=1)
-            msg = f"unknown key (value {value!r})"
+            hint = difflib.get_close_matches(loc[-1][:100], allowed, n=1)
+            msg = f"unknown key (value {config_yaml.shorten(value)})"
             msg += f"; did you mean '{hint[0]}'?" if hint else ""
             msg += f" Allowed here: {', '.join(allowed)}"
         elif item["type"] == "missing":
@@ -380,7 +365,7 @@ def _describe(error: ValidationError, data: dict) -> str:
         else:
             expected = item.get("ctx", {}).get("expected")
             reason = f"allowed: {expected}" if expected else item["msg"].replace("Value error, ", "")
-            msg = f"got {value!r}; {reason}"
+            msg = f"got {config_yaml.shorten(value)}; {reason}"
         messages.setdefault(dotted, []).append(msg)
     lines = []
     for dotted, msgs in messages.items():

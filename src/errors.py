@@ -19,3 +19,7 @@ class DataNotFoundError(UserError):
 
 class CheckpointError(UserError):
     """A pretrained model that is missing or does not fit the run."""
+
+
+class DivergedError(UserError):
+    """A run whose loss or parameters stopped being finite numbers: never a result."""

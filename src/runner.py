@@ -7,6 +7,7 @@ the plan in a staging directory that becomes logs/<run_id> only once it has fini
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,14 +17,16 @@ import torch
 from src.config import ExperimentConfig, pretrained_key, run_id
 from src.data.base_datamodule import SplitSizes
 from src.data.batches import make_generator, num_batches
-from src.data.datamodule import check_dataset_config, get_datamodule, split_sizes
-from src.errors import UserError
+from src.data.datamodule import check_dataset_config, check_split_sizes, get_datamodule, split_sizes
+from src.errors import ConfigError, UserError
 from src.models.model import ModelFactory, count_parameters
+from src.preflight import check_before_writing
 from src.request_stream.plan import plan_stream
 from src.request_stream.run import run_requests
 from src.seeds import derive_seed
 from src.tracking import RunDirectory, RunLogger, Stopwatch
-from src.training.checkpoints import PretrainedCache, load_checkpoint, resolve_pretrained_path, save_checkpoint
+from src.training.checkpoints import (PretrainedCache, load_checkpoint, require_finite_weights,
+                                      resolve_pretrained_path, save_checkpoint)
 from src.training.langevin import check_training
 from src.training.trainer import Console, Evaluator, Trainer, build_model, pretrain
 from src.unlearning.base import AlgorithmContext, NoiseSource, algorithm_class
@@ -108,14 +111,31 @@ def _plan_pass(config: ExperimentConfig, sizes: SplitSizes, present: bool) -> Pl
     cls = algorithm_class(config.unlearning.algorithm)
     cls.check_config(config)
     check_training(config, sizes)
+    check_split_sizes(config, sizes)
     steps = num_batches(sizes.retain, config.dataset.batch_size)
     model = ModelFactory.create_model(config.model.name, config.model.n_classes, shape)
+    check_model_runs(model, config, shape)
     context = AlgorithmContext(config=config, num_parameters=count_parameters(model), input_shape=shape,
                                sizes=sizes, steps_per_epoch=steps)
     algorithm = cls(context)
     privacy = algorithm.plan()
     algorithm.check_plan(privacy)
     return Plan(config, run_id(config), shape, sizes, present, steps, context.num_parameters, algorithm, privacy)
+
+
+def check_model_runs(model, config: ExperimentConfig, shape: tuple[int, ...]) -> None:
+    """One forward pass on a zero example, so that a model that cannot take the dataset's
+    inputs is refused now, not after the run directory exists."""
+    x = torch.zeros((1, shape[-1], *shape[:-1]) if len(shape) == 3 else (1, *shape))
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except RuntimeError as e:
+        raise ConfigError(f"model.name: '{config.model.name}' cannot take inputs of dataset.input_shape "
+                          f"{list(shape)}: {str(e).splitlines()[0][:200]}") from None
+    if tuple(out.shape) != (1, config.model.n_classes):
+        raise ConfigError(f"model.name: '{config.model.name}' gives outputs of shape {list(out.shape[1:])} "
+                          f"for inputs {list(shape)}, not model.n_classes = {config.model.n_classes}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -131,20 +151,28 @@ def ensure_pretrained(config: ExperimentConfig, device, console: Console, data=N
             return cache.model_path(key)
         console.line(f"pretraining {key} (training.pretrained: auto, not cached yet)")
         entry = cache.entry(key)
-        entry.mkdir(parents=True, exist_ok=True)
-        data = data if data is not None else get_datamodule(config, device)
-        model = build_model(config, data.input_shape, device)
-        recipe = {k: v for k, v in config.to_dict().items() if k in ("dataset", "model", "training", "global_seed", "compat")}
-        logger = RunLogger(entry, recipe, key)
+        logger = None
         watch = Stopwatch()
         try:
-            meta = pretrain(config, data, model, logger.log, console)
+            entry.mkdir(parents=True, exist_ok=True)
+            data = data if data is not None else get_datamodule(config, device)
+            model = build_model(config, data.input_shape, device)
+            recipe = {k: v for k, v in config.to_dict().items()
+                      if k in ("dataset", "model", "training", "global_seed", "compat")}
+            logger = RunLogger(entry, recipe, key)
+            meta = pretrain(config, data, model, logger.log, console)  # DivergedError: nothing cached
             val_loss, val_acc = Evaluator(model)(data.val)
             meta.update({"pretrained_key": key, "val_accuracy": val_acc})
-            save_checkpoint(cache.model_path(key), model.state_dict(), meta)
             logger.finish({"val_accuracy": val_acc, "seconds": watch.seconds()})
-        finally:
-            logger.close()
+            logger = None
+            # model.pt is what makes the entry cached: written last, atomically.
+            save_checkpoint(cache.model_path(key), model.state_dict(), meta)
+        except BaseException:
+            if logger is not None:
+                logger.close()
+            if not cache.has(key):  # a failed pretraining leaves no half entry behind
+                shutil.rmtree(entry, ignore_errors=True)
+            raise
         return cache.model_path(key)
 
 
@@ -153,6 +181,8 @@ def load_pretrained(config: ExperimentConfig, model, device, console: Console, d
     path = ensure_pretrained(config, device, console, data) if pretrained == "auto" else \
         resolve_pretrained_path(pretrained, config.training.epochs)
     state, meta = load_checkpoint(path)
+    remedy = f"delete {Path(path).parent} to train it again" if pretrained == "auto" else "retrain it"
+    require_finite_weights(state, path, remedy)
     model.load_state_dict(state, source=str(path))
     return {**meta, "path": str(path)}
 
@@ -183,11 +213,12 @@ def run_outcome(certificate: dict, noisy_steps: int) -> dict:
 
 def run(config: ExperimentConfig, config_file: str | None, device, console: Console) -> dict:
     plan = make_plan(config)
+    check_before_writing(config, plan)
     directory = RunDirectory(config.logs_dir, plan.run_id)
-    run_dir = directory.create()
     logger = None
     watch = Stopwatch()
     try:
+        run_dir = directory.create()
         logger = RunLogger(run_dir, config.to_dict(), plan.run_id, config.wandb)
         data = get_datamodule(config, device)
         if data.sizes != plan.sizes:  # files of another size than the official release

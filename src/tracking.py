@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -34,14 +35,47 @@ def to_builtin(value):
     return value
 
 
+@contextmanager
+def naming(path):
+    """An OSError from writing an open file carries no file name: give it `path`, so the
+    user reads which file a full disk refused."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
+
+
+def json_safe(value):
+    """JSON has no NaN or infinity (Python would write bare `NaN`, which other readers
+    refuse): a non-finite number is written as the string "NaN", "Infinity" or "-Infinity"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def dumps(data, **kwargs) -> str:
+    """Strict JSON text of `data` (see json_safe)."""
+    return json.dumps(json_safe(data), allow_nan=False, **kwargs)
+
+
 def write_json_atomic(path: Path, data) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with naming(path), open(tmp, "w") as f:
+            f.write(dumps(data, indent=2, sort_keys=True))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():  # a failed write (disk full) leaves nothing behind
+            tmp.unlink()
 
 
 class RunDirectory:
@@ -54,6 +88,7 @@ class RunDirectory:
         self.staging = self.logs_dir / f"{run_id}.partial-{os.getpid()}"
 
     def create(self) -> Path:
+        self._made_logs_dir = not self.logs_dir.exists()  # then a failed run removes it again
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self._remove_stale_partials()
         if self.staging.exists():
@@ -74,6 +109,11 @@ class RunDirectory:
 
     def abandon(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
+        if getattr(self, "_made_logs_dir", False):
+            try:
+                self.logs_dir.rmdir()  # only if empty: another run may have written there since
+            except OSError:
+                pass
 
     def _remove_stale_partials(self) -> None:
         for path in self.logs_dir.glob(f"{self.run_id}.partial-*"):
@@ -107,14 +147,16 @@ class RunLogger:
 
     def log(self, row: dict) -> None:
         row = {k: to_builtin(v) for k, v in row.items()}
-        self._file.write(json.dumps(row) + "\n")
+        with naming(self._file.name):
+            self._file.write(dumps(row) + "\n")
         self.summary.update(row)
         self.rows += 1
         if self._wandb is not None:
             self._wandb.log(row)
 
     def flush(self) -> None:
-        self._file.flush()
+        with naming(self._file.name):
+            self._file.flush()
 
     def finish(self, extra: dict) -> dict:
         """Close the metrics file and write summary.json, last.
@@ -123,7 +165,8 @@ class RunLogger:
         certificate, the test metrics, the plan); the last value of every logged key,
         wandb's summary, is kept apart under `last_logged`, where a value such as the
         fine-tuning's `sigma_t: 0.0` cannot be mistaken for the run's noise."""
-        self._file.close()
+        with naming(self._file.name):
+            self._file.close()
         summary = {**to_builtin(extra), "last_logged": dict(self.summary), "run_id": self.run_id, "finished": True}
         if self._wandb is not None:
             for key, value in extra.items():
@@ -134,11 +177,16 @@ class RunLogger:
         return summary
 
     def close(self) -> None:
-        if not self._file.closed:
-            self._file.close()
+        """After a failure: release the file and wandb, whatever else went wrong (closing
+        flushes, which fails again on a full disk)."""
+        try:
+            if not self._file.closed:
+                self._file.close()
+        except OSError:
+            pass
         if self._wandb is not None:
-            self._wandb.finish(exit_code=1)
-            self._wandb = None
+            wandb, self._wandb = self._wandb, None
+            wandb.finish(exit_code=1)
 
 
 def _start_wandb(wandb_config, config: dict, run_id: str):
@@ -149,8 +197,15 @@ def _start_wandb(wandb_config, config: dict, run_id: str):
 
         raise ConfigError(f"wandb.mode: '{wandb_config.mode}' needs the wandb package: pip install wandb==0.31.0") from None
     Path(wandb_config.log_dir).mkdir(parents=True, exist_ok=True)
-    return wandb.init(project=wandb_config.project, entity=wandb_config.entity, config=config,
-                      dir=wandb_config.log_dir, mode=wandb_config.mode, name=run_id, reinit="finish_previous")
+    try:
+        return wandb.init(project=wandb_config.project, entity=wandb_config.entity, config=config,
+                          dir=wandb_config.log_dir, mode=wandb_config.mode, name=run_id, reinit="finish_previous")
+    except wandb.Error as e:  # a refused key, no network...: the user's to fix, in one line
+        from src.errors import ConfigError
+
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise ConfigError(f"wandb.mode: '{wandb_config.mode}': wandb could not start ({first}); check the key "
+                          "(`wandb login`) and the network, or use wandb.mode: offline") from None
 
 
 def fmt(value) -> str:

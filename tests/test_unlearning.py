@@ -268,9 +268,13 @@ def test_the_cli_dry_run_of_reference_configs():
 
     for relative in ("budget_curve_runs/cc-cifar/365ah7bj_config.yaml", "dp_sgd_runs/dp-sgd-cifar10-fc/1tmh6p2f_config.yaml"):
         result = run_cli("experiment.py", "--config", UPSTREAM_CONFIGS / relative, "--dry-run")
-        assert result.returncode == 0, result.stderr
         plan = json.loads(result.stdout.strip().splitlines()[-1])
         assert plan["pretrained"] in ("logs/iep18hnq/ckpt", False) and plan["data_present"] in (True, False)
+        if plan["pretrained"]:  # the plan is printed, and the run it plans would fail: so does the dry run
+            assert result.returncode == 2 and plan["pretrained_exists"] is False
+            assert "training.pretrained: 'logs/iep18hnq/ckpt' does not exist" in result.stderr
+        else:
+            assert result.returncode == 0, result.stderr
 
 
 # -- refusals -------------------------------------------------------------------------------

@@ -50,7 +50,24 @@ def check_dataset_config(config) -> tuple[int, ...]:
             f"model.n_classes: {config.model.n_classes} does not match dataset '{config.dataset.name}', "
             f"which has {family.num_classes} classes"
         )
-    return input_shape(config)
+    shape = input_shape(config)
+    from src.models.model import ModelFactory
+
+    ModelFactory.check_input_shape(config.model.name, shape)
+    return shape
+
+
+def check_split_sizes(config, sizes: SplitSizes) -> None:
+    """Every split the run uses must hold examples (an empty forget set unlearns nothing,
+    an empty retain set cannot be trained on)."""
+    empty = [name for name in ("val", "forget", "retain") if getattr(sizes, name) == 0]
+    if empty:
+        ds = config.dataset
+        raise ConfigError(
+            f"dataset.val_split: {ds.val_split} and dataset.forget_split: {ds.forget_split} leave the "
+            f"{' and '.join(empty)} set{'s' if len(empty) > 1 else ''} empty (of {sizes.pool} training examples: "
+            f"val {sizes.val}, forget {sizes.forget}, retain {sizes.retain}); each must hold at least one example"
+        )
 
 
 def split_sizes(config) -> tuple[SplitSizes, bool]:
@@ -75,12 +92,8 @@ def get_datamodule(config, device: torch.device | str) -> DataModule:
             f"dataset.input_shape: {list(shape)} does not match the data on disk, whose inputs are {list(raw.input_shape)}"
         )
     ds = config.dataset
+    check_split_sizes(config, SplitSizes.from_pool(raw.train_y.shape[0], 0, ds.val_split, ds.forget_split))
     indices = split_indices(raw.train_y.shape[0], ds.val_split, ds.forget_split, ds.seed)
-    if len(indices.forget) == 0 or len(indices.val) == 0:
-        raise ConfigError(
-            f"dataset.forget_split / dataset.val_split: with {raw.train_y.shape[0]} training examples the "
-            f"forget set has {len(indices.forget)} and the validation set {len(indices.val)} examples; both must be non-empty"
-        )
 
     def take(idx):
         idx = idx.to(raw.train_x.device)

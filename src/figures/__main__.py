@@ -16,6 +16,7 @@ from pathlib import Path
 from src.errors import UserError
 from src.figures import aggregate
 from src.figures.runs import FigureInputError, load_runs
+from src.preflight import check_output_dir
 
 DESCRIPTIONS = {
     1: "validation accuracy vs compute budget",
@@ -63,7 +64,11 @@ def _report_dropped(dropped, everything: bool = False) -> None:
 
 def make_figure(args) -> list:
     """Aggregate and draw one figure; returns the written paths."""
-    runs = load_runs(args.logs, args.folder)
+    check_output_dir(args.out, "--out")  # before any work: a figure that cannot be written is no figure
+    notes = []
+    runs = load_runs(args.logs, args.folder, notes)
+    for note in notes:  # runs left out or counted once, each with its file
+        print(f"  warning: {note}", file=sys.stderr)
     where = f"{args.logs}" + (f" (folder {args.folder})" if args.folder else "")
     if not runs:
         raise FigureInputError(f"no finished runs in {where}: a finished run is a directory "
@@ -114,6 +119,11 @@ def main(argv=None) -> int:
         if args.debug:
             raise
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # writing the figure failed (disk full, permissions)
+        if args.debug or err.filename is None:
+            raise
+        print(f"error: {err.strerror}: {err.filename}", file=sys.stderr)
         return 2
     for path in paths:
         print(f"wrote {path}")

@@ -3,10 +3,17 @@
 This replaces the reference notebook's ``wandb.Api`` queries (upstream.md 9.1): a run is a
 directory, ``summary.json`` is written last, so its presence means the run finished (the
 notebook keeps only ``state == "finished"`` runs).
+
+A figure's intervals shrink with every run counted, so nothing may be counted that is not a
+finished, sound run, and nothing twice: ``finished`` must be exactly ``true``; a run is
+identified by its content (run id and a hash of its config), so a copied folder counts once;
+a run with a value that is not a number where a number belongs, or with a NaN anywhere (a
+diverged run), is left out. Each of these is reported with its file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -50,6 +57,7 @@ class Run:
     path: Path
     config: dict
     summary: dict
+    problems: list = field(default_factory=list)  # bad values, "file, line N: ..." each
     rows: list = field(default_factory=list)  # kept rows (KEPT_ROW_KEYS), in file order
     mins: dict = field(default_factory=dict)  # EXTREME_KEYS -> smallest value logged
     maxs: dict = field(default_factory=dict)  # EXTREME_KEYS -> largest value logged
@@ -77,6 +85,32 @@ def is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# experiment.py writes a non-finite number as one of these strings (strict JSON).
+NON_FINITE = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
+# Keys whose value must be a number when present (may be infinite: an epsilon can be).
+NUMERIC_KEYS = set(EXTREME_KEYS) | {"pabi_steps", "dp_sigma", "unlearn_epoch", "epoch", "state_step"}
+
+
+def value_problem(key: str, value) -> str | None:
+    """Why `value` cannot stand for `key` in a figure, or None."""
+    if isinstance(value, str) and value in NON_FINITE:
+        value = NON_FINITE[value]
+    if isinstance(value, float) and math.isnan(value):
+        return f"'{key}' is NaN (a diverged or broken run)"
+    if key.endswith(("accuracy", "loss")):  # must be a finite number
+        if not is_number(value):
+            return f"'{key}' is {_shown(value)}, not a finite number"
+    elif key in NUMERIC_KEYS and value is not None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"'{key}' is {_shown(value)}, not a number"
+    return None
+
+
+def _shown(value) -> str:
+    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
 def read_metrics(path: Path, run: Run) -> None:
     """Fill run.rows / mins / maxs / certificate_valid from a metrics.jsonl file."""
     with open(path, encoding="utf-8", errors="replace") as handle:
@@ -84,7 +118,8 @@ def read_metrics(path: Path, run: Run) -> None:
             line = line.strip()
             if not line:
                 continue
-            if line[0] == "{" and line[-1] == "}" and not any(s in line for s in RELEVANT):
+            if line[0] == "{" and line[-1] == "}" and not any(s in line for s in RELEVANT) \
+                    and "NaN" not in line and "Infinity" not in line:
                 continue
             try:
                 row = json.loads(line)
@@ -98,6 +133,10 @@ def read_metrics(path: Path, run: Run) -> None:
                 raise FigureInputError(
                     f"{path}, line {number}: expected a JSON object, got {type(row).__name__}"
                 )
+            for key, value in row.items():
+                problem = value_problem(key, value)
+                if problem:
+                    run.problems.append(f"{path}, line {number}: {problem}")
             for key in EXTREME_KEYS:
                 value = row.get(key)
                 if is_number(value):
@@ -140,29 +179,59 @@ def _under(path: str, folder: str) -> bool:
     return False
 
 
-def load_runs(logs_dir, folder: str | None = None) -> list[Run]:
-    """All finished runs under logs_dir, sorted by run id; only those from ``folder`` if given."""
+def config_hash(config: dict) -> str:
+    """The run's config, minus where it was written or observed (the keys that are not part
+    of a run id), as a short hash."""
+    identity = {k: v for k, v in config.items() if k not in ("wandb", "logs_dir", "checkpoints_dir", "device")}
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def load_runs(logs_dir, folder: str | None = None, notes: list | None = None) -> list[Run]:
+    """All finished, sound runs under logs_dir, each once, sorted by directory name; only
+    those from ``folder`` if given. ``notes`` receives one line per run left out or counted
+    once (with its file)."""
+    notes = [] if notes is None else notes
     logs = Path(logs_dir)
     if not logs.is_dir():
         raise FigureInputError(f"logs directory {logs} does not exist (pass --logs DIR)")
-    runs = []
+    runs, seen = [], {}
     for directory in sorted(p for p in logs.iterdir() if p.is_dir()):
         summary_path = directory / "summary.json"
         if not summary_path.is_file():
             continue  # unfinished (or not a run directory at all)
         summary = _read_json(summary_path)
-        if summary.get("finished") is False:
+        finished = summary.get("finished")
+        if finished is not True:
+            if finished is not False:  # "no", 1, null: not what experiment.py writes
+                notes.append(f"{summary_path}: 'finished' is {_shown(finished)}, not true: not counted")
             continue
         if folder is not None and not _under(str(summary.get("config_file", "")), folder):
             continue
-        run = Run(
-            run_id=str(summary.get("run_id", directory.name)),
-            path=directory,
-            config=_read_config(directory / "config.yaml"),
-            summary=summary,
-        )
+        run_id = summary.get("run_id", directory.name)
+        if not isinstance(run_id, str) or not run_id:
+            notes.append(f"{summary_path}: 'run_id' is {_shown(run_id)}, not a run id: left out")
+            continue
+        run = Run(run_id=run_id, path=directory, config=_read_config(directory / "config.yaml"), summary=summary)
+        for key, value in summary.items():
+            problem = value_problem(key, value)
+            if problem:
+                run.problems.append(f"{summary_path}: {problem}")
         metrics = directory / "metrics.jsonl"
         if metrics.is_file():
             read_metrics(metrics, run)
+        if run.problems:
+            notes.append(f"{run.problems[0]}: run left out" +
+                         (f" ({len(run.problems) - 1} more bad values)" if len(run.problems) > 1 else ""))
+            continue
+        identity = (run.run_id, config_hash(run.config))
+        if identity in seen:
+            notes.append(f"{directory}: the same run as {seen[identity]} (run id {run.run_id}, same config): "
+                         "counted once")
+            continue
+        other = next((d for (rid, _), d in seen.items() if rid == run.run_id), None)
+        if other is not None:  # an edited config, or another code version: two runs, but say so
+            notes.append(f"{directory}: run id {run.run_id} also at {other} with another config: both counted")
+        seen[identity] = directory
         runs.append(run)
     return runs

@@ -23,6 +23,21 @@ class ModelFactory:
     # theta: the only ones the Langevin and D2D certificates hold for.
     convex = frozenset({"linear"})
 
+    # Models made for one input shape: their name promises it, and a config that runs
+    # them elsewhere is more likely a typo than an experiment (tiny_net_cifar would
+    # silently become a 1-channel network on MNIST).
+    made_for = {"tiny_net_cifar": (32, 32, 3)}
+
+    @classmethod
+    def check_input_shape(cls, model_name: str, input_shape) -> None:
+        wanted = cls.made_for.get(model_name)
+        if wanted is not None and tuple(input_shape) != wanted:
+            from src.errors import ConfigError
+
+            fits = ", ".join(n for n in cls.registry if cls.made_for.get(n, tuple(input_shape)) == tuple(input_shape))
+            raise ConfigError(f"model.name: '{model_name}' is made for inputs of shape {list(wanted)} (CIFAR-10), "
+                              f"this dataset's are {list(input_shape)}; models for them: {fits}")
+
     @classmethod
     def create_model(cls, model_name: str, num_classes: int, input_shape, seed: int | None = None) -> nn.Module:
         """Build `model_name` for inputs of `input_shape` (channels-last, as in configs).

@@ -11,7 +11,10 @@ several processes ask for it at the same moment.
 from __future__ import annotations
 
 import fcntl
+import io
 import os
+import warnings
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,23 +31,72 @@ def save_checkpoint(path: str | Path, state_dict: dict, meta: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save({"state_dict": state_dict, "meta": meta}, tmp)
-    os.replace(tmp, path)
+    # Serialised in memory and written by us: torch.save into a full disk raises an opaque
+    # RuntimeError ("unexpected pos"), a plain write raises OSError ENOSPC with the path.
+    buffer = io.BytesIO()
+    torch.save({"state_dict": state_dict, "meta": meta}, buffer)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
+    finally:
+        if tmp.exists():  # a failed save (disk full) leaves nothing behind
+            tmp.unlink()
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict, dict]:
+    """(state_dict, meta) of a checkpoint; CheckpointError saying what is wrong with the file."""
     import torch
 
     path = Path(path)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a corrupt or foreign file: say which
-        raise CheckpointError(f"cannot read checkpoint '{path}': {e}") from None
+        size = path.stat().st_size
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint '{path}': {e.strerror}") from None
+    if size == 0:
+        raise CheckpointError(f"checkpoint '{path}' is empty (0 bytes), e.g. from an interrupted copy; "
+                              "replace it or train the model again")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's pickle-protocol notes say nothing about the file
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a corrupt or foreign file: say which and how
+        raise CheckpointError(_unreadable(path, size, e)) from None
+    state, meta = data, {}
     if isinstance(data, dict) and "state_dict" in data:
-        return data["state_dict"], dict(data.get("meta") or {})
-    if isinstance(data, dict) and all(isinstance(v, torch.Tensor) for v in data.values()):
-        return data, {}  # a bare state_dict from elsewhere
-    raise CheckpointError(f"'{path}' is not a state_dict checkpoint")
+        state, meta = data["state_dict"], data.get("meta") or {}
+    if not (isinstance(state, dict) and state and isinstance(meta, dict)
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
+        raise CheckpointError(f"'{path}' does not hold a state_dict (a mapping of parameter names to tensors, "
+                              "as torch.save(model.state_dict()) writes)")
+    return dict(state), dict(meta)
+
+
+def _unreadable(path: Path, size: int, error: Exception) -> str:
+    if not zipfile.is_zipfile(path):
+        return (f"checkpoint '{path}' ({size} bytes) is not a complete PyTorch file: torch.save writes a zip "
+                "archive and this is none, so it is truncated (an interrupted save or copy) or another format")
+    if "Weights only load failed" in str(error):
+        return (f"checkpoint '{path}' holds Python objects besides tensors and plain values; it is refused because "
+                "unpickling them could run code. Save only the weights: torch.save({'state_dict': "
+                "model.state_dict()}, path)")
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"checkpoint '{path}' ({size} bytes) is damaged: {first[:200]}"
+
+
+def require_finite_weights(state: dict, path: str | Path, remedy: str = "train it again") -> None:
+    """A model with NaN or infinite weights is a diverged one: never a starting point."""
+    import torch
+
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(f"checkpoint '{path}' holds a diverged model: parameter '{name}' has {bad} of "
+                                  f"{tensor.numel()} values NaN or infinite; {remedy}")
 
 
 def resolve_pretrained_path(pretrained: str, epochs: int) -> Path:

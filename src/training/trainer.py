@@ -24,6 +24,7 @@ from src.models.model import ModelFactory
 from src.seeds import derive_seed
 from src.tracking import fmt
 from src.training.checkpoints import checkpoint_name, save_checkpoint
+from src.training.finite import require_finite
 from src.training.flat_model import FlatModel
 from src.training.optim import ScheduledOptimizer, make_optimizer, make_schedule
 from src.training.steps import make_step
@@ -117,6 +118,7 @@ class Trainer:
         self.console = console
         self.device = model.device
         self.pending = StepRows()
+        self.post = None  # the fine-tuning optimizer, once the noisy phase is over
         self.data_generator = make_generator(derive_seed(config.global_seed, "unlearning-data" + seed_tag),
                                              self.device)
         eval_aug = data.augmentation if config.compat.augment_eval else None
@@ -130,14 +132,27 @@ class Trainer:
     # -- logging -----------------------------------------------------------------------
     def log(self, row: dict) -> None:
         for pending in self.pending.drain():
+            require_finite(f"at step {pending['state_step']}", self._advice(), batch_loss=pending["loss"])
             self.logger.log(pending)
         self.logger.log(row)
 
     def validate(self, split: Split, prefix: str, **keys) -> float:
         evaluate = self.evaluate if split is self.data.test else self.evaluate_train_side
         loss, acc = evaluate(split)
+        where = f"(evaluation '{prefix}'" + (f", unlearning epoch {keys['unlearn_epoch']})" if keys else ")")
+        require_finite(where, self._advice(prefix), self.model.theta, loss=loss)
         self.log({f"{prefix}_loss": loss, f"{prefix}_accuracy": acc, **keys})
         return acc
+
+    def _advice(self, prefix: str = "") -> str:
+        """What to change, by the phase the run is in."""
+        u, post = self.config.unlearning, self.config.post_unlearning
+        if prefix == "Val (Post Unlearning Setup)":
+            return (f"check unlearning.init_sigma ({u.init_sigma}) and unlearning.init_model_clip "
+                    f"({u.init_model_clip}), and the pretrained model")
+        if self.post is not None:
+            return f"lower post_unlearning.max_lr (now {post.max_lr})"
+        return f"lower unlearning.max_lr (now {u.max_lr}) or the noise of the noisy phase"
 
     # -- phases ------------------------------------------------------------------------
     def unlearn(self) -> None:
@@ -180,6 +195,7 @@ class Trainer:
                 if u.fine_grained_validation:
                     self._fine_grained(epoch, i)
             retain_loss, retain_acc = float(sum_loss) / seen, float(sum_correct) / seen
+            require_finite(f"in unlearning epoch {epoch}", self._advice(), retain_loss=retain_loss)
             self.log({"retain_loss": retain_loss, "retain_accuracy": retain_acc, "unlearn_epoch": epoch})
             val_acc = self.validate(data.val, "Val (Unlearn)", unlearn_epoch=epoch)
             forget_acc = self.validate(data.forget, "Forget (Unlearn)", unlearn_epoch=epoch)
@@ -189,6 +205,7 @@ class Trainer:
 
     def test(self) -> dict:
         loss, acc = self.evaluate(self.data.test)
+        require_finite("(evaluation 'Test')", self._advice("Test"), self.model.theta, loss=loss)
         self.log({"Test_loss": loss, "Test_accuracy": acc})
         self.console.line(f"test accuracy {fmt(acc)}")
         return {"test_accuracy": acc, "test_loss": loss}
@@ -293,8 +310,11 @@ def pretrain(config, data: DataModule, model: FlatModel, log, console: Console, 
             correct += c
             seen += len(idx)
         train_loss, train_acc = float(sum_loss) / max(seen, 1), float(correct) / max(seen, 1)
+        advice = f"lower training.max_lr (now {t.max_lr})"
+        require_finite(f"in pretraining epoch {epoch}", advice, model.theta, train_loss=train_loss)
         log({"train_loss": train_loss, "train_accuracy": train_acc, "epoch": epoch})
         val_loss, val_acc = evaluate(data.val)
+        require_finite(f"in pretraining epoch {epoch}", advice, val_loss=val_loss)
         log({"Val (Train)_loss": val_loss, "Val (Train)_accuracy": val_acc, "epoch": epoch})
         console.line(f"pretrain epoch {epoch}/{t.epochs}  loss {fmt(train_loss)} acc {fmt(train_acc)}  val acc {fmt(val_acc)}")
         # Saved when epoch % save_every == 0 and always at the last epoch (D7).

@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import torch
 
+from src.errors import DivergedError
+from src.training.finite import non_finite_count
 from src.unlearning.base import project_l2_
 
 
 def initial_projection_(theta: torch.Tensor, config, context, log, sigma0: float | None = None) -> None:
     u = config.unlearning
+    # A projection of NaN is NaN (norm NaN, scale 1): the certificate's starting set
+    # would be a lie. Refuse instead of passing the weights through.
+    bad = non_finite_count(theta)
+    if bad:
+        raise DivergedError(f"the model to unlearn has {bad} of {theta.numel()} weights NaN or infinite; the initial "
+                            "projection cannot put it into a bounded set. Retrain or replace the pretrained model")
     with torch.no_grad():
         if u.init_model_clip_type == "clip":
             project_l2_(theta, u.init_model_clip)
@@ -22,4 +30,7 @@ def initial_projection_(theta: torch.Tensor, config, context, log, sigma0: float
         sigma0 = u.init_sigma if sigma0 is None else sigma0
         if sigma0:
             theta.add_(sigma0 * context.noise.fresh())
+            if non_finite_count(theta):
+                raise DivergedError(f"unlearning.init_sigma: {sigma0} overflows the weights (float32) to infinity; "
+                                    "use a smaller noise")
             log({"init_sigma": sigma0})
