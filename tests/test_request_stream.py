@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import src.request_stream.run as stream_run
+import src.training.trainer as trainer_module
 from src.config import load_config, run_id
 from src.data.datamodule import get_datamodule
 from src.errors import ConfigError
@@ -178,6 +179,15 @@ def test_no_deleted_example_is_read_after_its_request(name, overrides, tmp_path,
         return view
 
     monkeypatch.setattr(stream_run, "request_data", poisoned)
+    # A non-finite training loss or model would end the run (DivergedError): only the
+    # forget-so-far evaluation may meet the poison, and it reads it on purpose.
+    strict = trainer_module.require_finite
+
+    def lenient_on_forget(where, advice, *tensors, **values):
+        if "'Forget" not in where:
+            strict(where, advice, *tensors, **values)
+
+    monkeypatch.setattr(trainer_module, "require_finite", lenient_on_forget)
     config = config_of(overrides + ["requests.sizes=[100, 200, 60]"], tmp_path, session_checkpoints, name)
     summary = run(config, None, resolve_device("cpu"), Console(quiet=True))
     rows = rows_of(tmp_path / summary["run_id"])
@@ -187,7 +197,7 @@ def test_no_deleted_example_is_read_after_its_request(name, overrides, tmp_path,
     for r in (1, 2, 3):
         assert all(np.isfinite(row["Val (Unlearn)_loss"]) for row in rows if row.get("request") == r
                    and "Val (Unlearn)_loss" in row)
-        assert all(np.isnan(row["Forget (Unlearn)_loss"]) for row in rows if row.get("request") == r
+        assert all(np.isnan(float(row["Forget (Unlearn)_loss"])) for row in rows if row.get("request") == r
                    and "Forget (Unlearn)_loss" in row)
     # The views in the official split's numbering: D_r and the deleted set partition train.
     for r, view, schedule, original in views:
