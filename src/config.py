@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model,
-                      field_validator)
+                      field_validator, model_validator)
 
 from src.errors import ConfigError
 
@@ -48,6 +48,60 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+# -- forget sets (src/data/forget_sets.py) ------------------------------------------------
+
+
+class SubsampleConfig(Section):
+    """Memorization estimated here (Feldman & Zhang): `n_models` models of `model:` trained with
+    `training:`'s optimizer for `epochs` on random `fraction`s of the train split."""
+
+    n_models: int = Field(32, ge=2)
+    fraction: float = Field(0.5, gt=0, lt=1)
+    epochs: int = Field(10, gt=0)
+
+
+class MemorizationConfig(Section):
+    group: Literal["low", "mid", "high", "mix"] = "high"
+    # mid: scores nearest 0.5 (true memorization) or nearest the median (proxies).
+    mid_rule: Literal["closest_to_half", "closest_to_median"] = "closest_to_half"
+    source: Literal["subsample", "file"] = "subsample"
+    # source: file: a .npy array, or a .npz holding `key`. `original`: one score per example
+    # of the official train pool (Feldman's files); `post_split`: one per train-split example,
+    # in the split's order.
+    path: Optional[str] = None
+    key: str = "memorization"
+    index_space: Literal["original", "post_split"] = "original"
+    subsample: SubsampleConfig = SubsampleConfig()
+
+
+class ForgetSetConfig(Section):
+    """`dataset.forget:` which training examples form the forget set. `random` is the
+    reference's split (the default); the others keep its train/val split and choose the
+    forget set inside the train split: `dataset.forget_split` of it (memorization), or every
+    example of `classes` (class)."""
+
+    strategy: Literal["random", "class", "memorization"] = "random"
+    classes: Optional[tuple[int, ...]] = None
+    memorization: MemorizationConfig = MemorizationConfig()
+
+    @field_validator("classes")
+    @classmethod
+    def _some_classes(cls, classes):
+        if classes is not None and (not classes or any(c < 0 for c in classes) or len(set(classes)) != len(classes)):
+            raise ValueError("must be a non-empty list of distinct class indices >= 0")
+        return classes
+
+    @model_validator(mode="after")
+    def _strategy_inputs(self):
+        if self.strategy == "class" and self.classes is None:
+            raise ValueError("strategy 'class' needs classes: [...] (the classes to forget)")
+        if self.strategy != "class" and self.classes is not None:
+            raise ValueError(f"classes is only read by strategy 'class', not '{self.strategy}'")
+        if self.strategy == "memorization" and self.memorization.source == "file" and not self.memorization.path:
+            raise ValueError("memorization.source 'file' needs memorization.path")
+        return self
+
+
 class DatasetConfig(Section):
     name: Literal[DATASET_NAMES]
     # Channels-last, as the reference writes it ([28, 28, 1], [32, 32, 3], [512]); must
@@ -63,6 +117,7 @@ class DatasetConfig(Section):
     val_split: float = Probability
     forget_split: float = Probability
     seed: int = 0
+    forget: ForgetSetConfig = ForgetSetConfig()
 
     @field_validator("input_shape")
     @classmethod
@@ -77,6 +132,17 @@ class ModelConfig(Section):
     n_classes: int = Field(gt=1)
 
 
+class SAMConfig(Section):
+    """Sharpness-aware steps (Foret et al.; sign max as in Sharp MinMax): the gradient at
+    theta + rho T^2 g / ||T g|| (T = |theta| if adaptive, else I) enters as
+    g + sign * lamb * (g_adv - g); src/training/sam.py. Never part of a certified phase."""
+
+    rho: float = Field(0.1, ge=0)
+    adaptive: bool = False
+    lamb: float = Field(1.0, ge=0)
+    sign: Literal["min", "max"] = "min"
+
+
 class OptimizerConfig(Section):
     optim: Literal[OPTIMIZER_NAMES] = "SGD"
     max_lr: float = Field(gt=0)
@@ -84,6 +150,7 @@ class OptimizerConfig(Section):
     nesterov: bool = False
     weight_decay: float = Field(0.0, ge=0)
     lr_schedule: Literal[SCHEDULE_NAMES] = "constant"
+    sam: Optional[SAMConfig] = None
 
 
 class DPSGDConfig(Section):
@@ -111,6 +178,13 @@ class TrainingConfig(OptimizerConfig):
             return value
         raise ValueError("expected false (train now), 'auto' (the cache) or a checkpoint path")
 
+    @model_validator(mode="after")
+    def _no_sam_in_dp_sgd(self):
+        if self.sam is not None and self.dp_sgd is not None:
+            raise ValueError("sam and dp_sgd cannot be combined: the DP-SGD accountant assumes one clipped, noised "
+                             "gradient per step; remove training.sam")
+        return self
+
 
 class UnlearningConfig(OptimizerConfig):
     """The keys every method shares. Each method's own section (`unlearning.<method>:`)
@@ -134,6 +208,65 @@ class PostUnlearningConfig(OptimizerConfig):
     lr_schedule: Literal[SCHEDULE_NAMES] = "onecycle"
     post_unlearn_clip: OptionalClip = False
 
+
+
+# -- forgetting metrics (src/evaluation/) -------------------------------------------------
+
+MIA_FEATURES = ("correctness", "confidence", "entropy", "m_entropy", "prob", "loss")
+
+
+class SVCMIAConfig(Section):
+    """SVC membership inference, forget-efficacy protocol (SalUn/RUM): one scikit-learn SVC
+    per feature, fit on shadow members (retain) vs non-members; efficacy = the fraction of
+    the forget set it calls non-member."""
+
+    enabled: bool = True
+    features: tuple[Literal[MIA_FEATURES], ...] = MIA_FEATURES
+    C: float = Field(3.0, gt=0)
+    kernel: Literal["rbf", "linear", "poly", "sigmoid"] = "rbf"
+    gamma: Union[Literal["auto", "scale"], float] = "auto"
+    shadow_nonmember: Literal["test", "val"] = "test"
+    # Examples per shadow class; default min(|retain|, |non-member split|), as the paper.
+    n_shadow: Optional[int] = Field(None, gt=0)
+    # first: the first n retain examples (the paper); random: a seeded sample.
+    shadow_sampling: Literal["random", "first"] = "random"
+    report_feature: Literal[MIA_FEATURES] = "confidence"
+    # true: the upstream m_entropy (label-independent); false: Song & Mittal's.
+    legacy_m_entropy: bool = False
+
+
+class ThresholdMIAConfig(Section):
+    """Song & Mittal's threshold attack, per class: thresholds from the same shadow sets,
+    scored on forget (members before unlearning) against the held-out split the shadow did
+    not use (val when the shadow's non-members are test, and vice versa)."""
+
+    enabled: bool = True
+    class_conditional: bool = True
+    features: tuple[Literal["confidence", "entropy", "m_entropy", "loss"], ...] = (
+        "confidence", "entropy", "m_entropy", "loss")
+    fpr: tuple[Annotated[float, Field(gt=0, lt=1)], ...] = (0.1, 0.01)
+
+
+class MIAConfig(Section):
+    svc: SVCMIAConfig = SVCMIAConfig()
+    threshold: ThresholdMIAConfig = ThresholdMIAConfig()
+
+
+class ToWConfig(Section):
+    """Tug of war (RUM): prod over terms of (1 - |acc gap to retrain|), against the retrain run
+    of the same forget set found in logs_dir; ToW-MIA swaps the forget term for the MIA gap."""
+
+    enabled: bool = True
+    abs_gap: bool = True  # false: sharp-unlearn's signed gaps (can exceed 1)
+    terms: tuple[Literal["forget", "retain", "val", "test"], ...] = ("forget", "retain", "test")
+    mia_feature: Literal[MIA_FEATURES] = "confidence"
+
+
+class EvaluationConfig(Section):
+    """`evaluation:` what every run measures after unlearning, certified or not."""
+
+    mia: MIAConfig = MIAConfig()
+    tow: ToWConfig = ToWConfig()
 
 
 class WandbConfig(Section):
@@ -163,6 +296,7 @@ class ExperimentConfig(Section):
     post_unlearning: PostUnlearningConfig = PostUnlearningConfig()
     wandb: WandbConfig = WandbConfig()
     compat: CompatConfig = CompatConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     # Optional prefix of the run id; otherwise "<dataset>-<algorithm>".
     name: Optional[str] = None
     device: str = "auto"
@@ -196,6 +330,15 @@ class ExperimentConfig(Section):
         for key in method_section_keys():
             if data["unlearning"].get(key, 0) is None:
                 del data["unlearning"][key]
+        # Likewise later additions at their defaults (forget sets, metrics, SAM): a config
+        # that does not use them keeps the run id it had before they existed.
+        if self.dataset.forget == ForgetSetConfig():
+            del data["dataset"]["forget"]
+        if self.evaluation == EvaluationConfig():
+            del data["evaluation"]
+        for phase in ("training", "unlearning", "post_unlearning"):
+            if data[phase].get("sam", 0) is None:
+                del data[phase]["sam"]
         return data
 
 
@@ -400,7 +543,8 @@ def pretrained_key(config: ExperimentConfig) -> str:
             "seed": dataset.seed,
         },
         "model": config.model.model_dump(mode="json"),
-        "training": config.training.model_dump(mode="json", exclude={"pretrained", "group_dp"}),
+        "training": config.training.model_dump(
+            mode="json", exclude={"pretrained", "group_dp"} | ({"sam"} if config.training.sam is None else set())),
         "global_seed": config.global_seed,
     }
     if config.training.dp_sgd is not None:

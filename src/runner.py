@@ -17,7 +17,8 @@ from src.config import ExperimentConfig, pretrained_key, run_id
 from src.data.base_datamodule import SplitSizes
 from src.data.batches import make_generator, num_batches
 from src.data.datamodule import check_dataset_config, get_datamodule, split_sizes
-from src.errors import UserError
+from src.errors import ConfigError, UserError
+from src.evaluation.pipeline import evaluate_run
 from src.models.model import ModelFactory, count_parameters
 from src.seeds import derive_seed
 from src.tracking import RunDirectory, RunLogger, Stopwatch
@@ -84,6 +85,9 @@ def make_plan(config: ExperimentConfig, sizes: SplitSizes | None = None) -> Plan
     """Everything that can be decided and refused before data are loaded."""
     shape = check_dataset_config(config)
     cls = algorithm_class(config.unlearning.algorithm)
+    if config.unlearning.sam is not None and not cls.accepts_sam:
+        raise ConfigError(f"unlearning.sam is not allowed for '{cls.name}': a certified phase assumes one plain "
+                          "gradient per step (and Sharp MinMax / influence have their own keys); remove it")
     cls.check_config(config)
     present = True
     if sizes is None:
@@ -141,12 +145,14 @@ def load_pretrained(config: ExperimentConfig, model, device, console: Console, d
 # A run
 
 
-def attach_run(plan: Plan, device, pretrained_meta: dict | None = None):
-    """Give the planned algorithm what only a run has: the device, its noise, the model's record."""
+def attach_run(plan: Plan, device, pretrained_meta: dict | None = None, data=None):
+    """Give the planned algorithm what only a run has: the device, its noise, the model's
+    record, the splits."""
     config = plan.config
     context = plan.algorithm.context
     context.device = device
     context.pretrained_meta = pretrained_meta or {}
+    context.data = data
     context.noise_generator = make_generator(derive_seed(config.global_seed, "unlearning-noise"), device)
     context.noise = NoiseSource(context.noise_generator, plan.num_parameters, device, reuse=config.compat.reuse_noise)
     return plan.algorithm
@@ -174,14 +180,19 @@ def run(config: ExperimentConfig, config_file: str | None, device, console: Cons
             console.line(f"loaded pretrained model {meta['path']}: val accuracy {val_acc:.4f}")
         timings["fit_seconds"] = watch.seconds()
 
-        algorithm = attach_run(plan, device, meta)
+        algorithm = attach_run(plan, device, meta, data)
         trainer = Trainer(config, data, model, algorithm, logger, console)
         start = time.perf_counter()
         trainer.unlearn()
         timings["unlearn_seconds"] = time.perf_counter() - start
         trainer.test()
+        start = time.perf_counter()
+        evaluation = evaluate_run(config, data, model, logger.log, console)
+        timings["evaluation_seconds"] = time.perf_counter() - start
+        compute = {"gradient_evaluations": trainer.gradient_evaluations, "train_size": len(data.train)}
         extra = {"config_file": config_file, "certificate": trainer.certificate, "noisy_steps": trainer.noisy_steps,
-                 "plan": plan.as_dict(), "timings": {**timings, "total_seconds": watch.seconds()}}
+                 "plan": plan.as_dict(), "evaluation": evaluation, "compute": compute,
+                 "timings": {**timings, "total_seconds": watch.seconds()}}
         summary = logger.finish(extra)
         logger = None
         final = directory.commit()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from src.data.base_datamodule import DataModule, Split, SplitSizes, split_indices
+from src.data.base_datamodule import DataModule, Split, SplitSizes
+from src.data.forget_sets import build_split
 from src.data.cifar_dataset import CIFAR10
 from src.data.feature_dataset import FeatureDataset
 from src.data.mnist_dataset import MNIST, MNIST5k
@@ -69,7 +70,7 @@ def get_datamodule(config, device: torch.device | str) -> DataModule:
             f"dataset.input_shape: {list(shape)} does not match the data on disk, whose inputs are {list(raw.input_shape)}"
         )
     ds = config.dataset
-    indices = split_indices(raw.train_y.shape[0], ds.val_split, ds.forget_split, ds.seed)
+    indices = build_split(config, raw)
     if len(indices.forget) == 0 or len(indices.val) == 0:
         raise ConfigError(
             f"dataset.forget_split / dataset.val_split: with {raw.train_y.shape[0]} training examples the "

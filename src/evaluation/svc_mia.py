@@ -1,0 +1,52 @@
+"""SVC membership inference, the forget-efficacy protocol of SalUn and RUM (their
+evaluation/SVC_MIA.py): for each feature, scikit-learn's SVC (C 3, RBF kernel, gamma "auto",
+no feature scaling) is fit on shadow members (retain examples, label 1) against shadow
+non-members (test examples, label 0), and
+
+    MIA-efficacy = 1 - mean(SVC prediction on the forget set),
+
+the fraction of forget examples it calls non-members: higher is more forgetting. The paper's
+"MIA" column is the confidence feature. Shadow members are the first n retain examples in
+the paper (`shadow_sampling: first`); by default a seeded random sample.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from src.evaluation.features import feature
+
+
+def shadow_rows(n_available: int, n: int, sampling: str, rng: np.random.Generator) -> np.ndarray:
+    n = min(n, n_available)
+    return np.arange(n) if sampling == "first" else np.sort(rng.choice(n_available, size=n, replace=False))
+
+
+def svc_efficacy(member: np.ndarray, nonmember: np.ndarray, target: np.ndarray, C: float = 3.0,
+                 kernel: str = "rbf", gamma="auto") -> float:
+    """1 - the fraction of `target` rows an SVC fit on member (1) vs non-member (0) rows calls members."""
+    from sklearn.svm import SVC  # scikit-learn costs seconds to import; only runs need it
+
+    x = np.concatenate([member, nonmember]).reshape(len(member) + len(nonmember), -1)
+    labels = np.concatenate([np.ones(len(member)), np.zeros(len(nonmember))])
+    classifier = SVC(C=C, kernel=kernel, gamma=gamma)
+    classifier.fit(x, labels)
+    return float(1.0 - classifier.predict(target.reshape(len(target), -1)).mean())
+
+
+def svc_mia(outputs: dict, cfg, rng: np.random.Generator) -> dict:
+    """{feature: efficacy} for the config's features (`evaluation.mia.svc`)."""
+    retain_p, retain_y = outputs["retain"]
+    other_p, other_y = outputs[cfg.shadow_nonmember]
+    n = cfg.n_shadow or min(len(retain_y), len(other_y))
+    members = shadow_rows(len(retain_y), n, cfg.shadow_sampling, rng)
+    nonmembers = shadow_rows(len(other_y), n, cfg.shadow_sampling, rng)
+    forget_p, forget_y = outputs["forget"]
+    result = {}
+    for name in cfg.features:
+        # The legacy m_entropy depends on the labels present in each evaluated set, as upstream.
+        legacy = cfg.legacy_m_entropy
+        result[name] = svc_efficacy(feature(name, retain_p[members], retain_y[members], legacy),
+                                    feature(name, other_p[nonmembers], other_y[nonmembers], legacy),
+                                    feature(name, forget_p, forget_y, legacy), cfg.C, cfg.kernel, cfg.gamma)
+    return result
