@@ -236,7 +236,7 @@ class SVCMIAConfig(Section):
 
 
 class ThresholdMIAConfig(Section):
-    """Song & Mittal's threshold attack, per class: thresholds from the same shadow sets,
+    """Song & Mittal's threshold attack, per class: thresholds from the SVC's shadow sets,
     scored on forget (members before unlearning) against the held-out split the shadow did
     not use (val when the shadow's non-members are test, and vice versa)."""
 

@@ -69,7 +69,6 @@ def get_datamodule(config, device: torch.device | str) -> DataModule:
         raise ConfigError(
             f"dataset.input_shape: {list(shape)} does not match the data on disk, whose inputs are {list(raw.input_shape)}"
         )
-    ds = config.dataset
     indices = build_split(config, raw)
     if len(indices.forget) == 0 or len(indices.val) == 0:
         raise ConfigError(

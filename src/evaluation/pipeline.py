@@ -19,7 +19,7 @@ import numpy as np
 from src.evaluation.accuracy import SPLITS, split_accuracies
 from src.evaluation.features import softmax_outputs
 from src.evaluation.reference import find_reference, forget_set_fingerprint, identity
-from src.evaluation.svc_mia import shadow_rows, svc_mia
+from src.evaluation.svc_mia import shadow_sets, svc_mia
 from src.evaluation.threshold_mia import threshold_attack
 from src.evaluation.tow import tow, tow_mia
 from src.seeds import derive_seed
@@ -34,14 +34,13 @@ def evaluate_run(config, data, model, log, console=None) -> dict:
     result = {"identity": identity(config, forget_set_fingerprint(config.dataset.name, data.indices)),
               "accuracy": accuracy, "forget_size": len(data.forget)}
     svc = ev.mia.svc
-    rng = np.random.default_rng(derive_seed(config.global_seed, "mia-shadow"))
+    # One pair of shadow sets for both attacks (the SVC's keys say how they are drawn).
+    members, nonmembers = shadow_sets(outputs, svc, np.random.default_rng(derive_seed(config.global_seed,
+                                                                                       "mia-shadow")))
     if svc.enabled:
-        result["mia_svc"] = svc_mia(outputs, svc, rng)
+        result["mia_svc"] = svc_mia(outputs, svc, members, nonmembers)
         result["mia_efficacy"] = result["mia_svc"].get(svc.report_feature)
     if ev.mia.threshold.enabled:
-        n = svc.n_shadow or min(len(data.retain), len(getattr(data, svc.shadow_nonmember)))
-        members = shadow_rows(len(data.retain), n, svc.shadow_sampling, rng)
-        nonmembers = shadow_rows(len(getattr(data, svc.shadow_nonmember)), n, svc.shadow_sampling, rng)
         result["mia_threshold"] = threshold_attack(outputs, ev.mia.threshold, svc.shadow_nonmember, members,
                                                    nonmembers)
     if ev.tow.enabled:

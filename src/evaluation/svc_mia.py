@@ -34,13 +34,19 @@ def svc_efficacy(member: np.ndarray, nonmember: np.ndarray, target: np.ndarray, 
     return float(1.0 - classifier.predict(target.reshape(len(target), -1)).mean())
 
 
-def svc_mia(outputs: dict, cfg, rng: np.random.Generator) -> dict:
-    """{feature: efficacy} for the config's features (`evaluation.mia.svc`)."""
+def shadow_sets(outputs: dict, cfg, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of retain (shadow members) and of `cfg.shadow_nonmember` (shadow non-members),
+    n of each: `cfg.n_shadow`, by default as many as the smaller split has."""
+    n_retain, n_other = len(outputs["retain"][1]), len(outputs[cfg.shadow_nonmember][1])
+    n = cfg.n_shadow or min(n_retain, n_other)
+    return shadow_rows(n_retain, n, cfg.shadow_sampling, rng), shadow_rows(n_other, n, cfg.shadow_sampling, rng)
+
+
+def svc_mia(outputs: dict, cfg, members: np.ndarray, nonmembers: np.ndarray) -> dict:
+    """{feature: efficacy} for the config's features (`evaluation.mia.svc`), the shadow sets
+    given as rows of retain and of the non-member split."""
     retain_p, retain_y = outputs["retain"]
     other_p, other_y = outputs[cfg.shadow_nonmember]
-    n = cfg.n_shadow or min(len(retain_y), len(other_y))
-    members = shadow_rows(len(retain_y), n, cfg.shadow_sampling, rng)
-    nonmembers = shadow_rows(len(other_y), n, cfg.shadow_sampling, rng)
     forget_p, forget_y = outputs["forget"]
     result = {}
     for name in cfg.features:

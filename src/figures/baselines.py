@@ -200,7 +200,7 @@ def csv_rows(rows: list[Row]) -> list[dict]:
     out = []
     for r in rows:
         row = {"forget_set": r.forget_set, "method": r.method,
-               "certified_epsilon": "none" if r.certified_epsilon is None else r.certified_epsilon,
+               "certified_epsilon": "none" if r.certified_epsilon is None else f"{r.certified_epsilon:g}",
                "setting": r.setting, "n_seeds": r.n_seeds, "selection_grid_tow_val": r.grid}
         for m in METRICS:
             mean, ci = r.stats[m] if r.stats[m] else (None, None)

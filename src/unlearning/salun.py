@@ -13,7 +13,6 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from src.config import Section
 from src.unlearning.base import register
 from src.unlearning.random_label import RandomLabelConfig, RandomLabelLoop
 from src.unlearning.saliency import forget_saliency, saliency_mask
