@@ -273,3 +273,23 @@ def test_sam_is_refused_in_certified_phases():
     with pytest.raises(ConfigError, match="training.sam|sam and dp_sgd"):
         load_config(QUICKSTART, ["training.sam.rho=0.1", "training.dp_sgd.l2_norm_clip=1",
                                  "training.dp_sgd.target_epsilon=1", "training.dp_sgd.target_delta=1e-5"])
+
+
+def test_sam_in_pretraining_is_part_of_the_recipe_and_rho_zero_is_the_plain_step(data):
+    from src.config import pretrained_key, run_id
+    from src.training.optim import SGD as SGDStep, ScheduledOptimizer, constant_schedule
+    from src.training.steps import EagerStep
+
+    plain = load_config(QUICKSTART)
+    with_sam = load_config(QUICKSTART, ["training.sam.rho=0.05"])
+    assert pretrained_key(with_sam) != pretrained_key(plain) and run_id(with_sam) != run_id(plain)
+    assert "sam" not in plain.to_dict()["training"]  # unused: not part of any existing identity
+    thetas = []
+    for sam in (None, SAMConfig(rho=0.0), SAMConfig(rho=0.05)):
+        model = build_model(plain, (28, 28, 1), "cpu")
+        optimizer = ScheduledOptimizer(SGDStep(model.theta, momentum=0.9), constant_schedule(0.1))
+        step = EagerStep(model, data.train, None, optimizer, sam=sam)
+        for start in range(0, 512, 128):
+            step(torch.arange(start, start + 128), None)
+        thetas.append(model.theta.detach().clone())
+    assert torch.equal(thetas[0], thetas[1]) and not torch.allclose(thetas[0], thetas[2])
