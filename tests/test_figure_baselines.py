@@ -115,3 +115,26 @@ def test_the_reference_is_the_retrain_run_of_the_same_forget_set_and_model(tmp_p
     assert find_reference(logs, {**me, "model": "tinier_net"}, "retrain") is None  # another model
     (logs / "rt-b" / "summary.json").write_text("{not json")  # a broken run is never a reference
     assert find_reference(logs, {**me, "fingerprint": "fp-b"}, "retrain") is None
+
+
+def test_the_comparison_folder_is_the_generators_and_every_config_plans():
+    from collections import Counter
+
+    from src.config import load_config
+    from src.runner import make_plan
+    from tests.conftest import REPO, run_cli
+
+    result = run_cli("tools/make_baseline_configs.py", "--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    files = sorted((REPO / "baselines_runs" / "mini-mnist5k").glob("*.yaml"))
+    algorithms = Counter()
+    for file in files:
+        plan = make_plan(load_config(file))
+        algorithms[plan.config.unlearning.algorithm] += 1
+        assert (plan.privacy.certified_epsilon is None) == (plan.config.unlearning.algorithm not in (
+            "retrain", "iteration", "contractive_coefficients", "dp-baseline"))
+    # 3 seeds x 2 forget sets: one run each of retrain and the certified methods, a grid of 3 for
+    # every empirical method (NegGrad+ twice: with and without SAM)
+    assert algorithms == {"retrain": 6, "iteration": 6, "contractive_coefficients": 6, "dp-baseline": 6,
+                          "ft": 18, "ga": 18, "neggrad_plus": 36, "l1_sparse": 18, "scrub": 18, "random_label": 18,
+                          "salun": 18, "influence": 18, "sharp_minmax": 18}
