@@ -293,3 +293,14 @@ def test_sam_in_pretraining_is_part_of_the_recipe_and_rho_zero_is_the_plain_step
             step(torch.arange(start, start + 128), None)
         thetas.append(model.theta.detach().clone())
     assert torch.equal(thetas[0], thetas[1]) and not torch.allclose(thetas[0], thetas[2])
+
+
+def test_shadow_sets_are_the_papers_first_rows_or_a_seeded_sample_capped_by_n_shadow():
+    from src.config import SVCMIAConfig
+    from src.evaluation.svc_mia import shadow_sets
+
+    outputs = {"retain": (None, np.zeros(3240)), "test": (None, np.zeros(1000))}
+    members, nonmembers = shadow_sets(outputs, SVCMIAConfig(shadow_sampling="first"), np.random.default_rng(0))
+    assert members.tolist() == list(range(1000)) and nonmembers.tolist() == list(range(1000))
+    members, nonmembers = shadow_sets(outputs, SVCMIAConfig(n_shadow=300), np.random.default_rng(0))
+    assert len(members) == len(set(members.tolist())) == 300 and members.max() >= 1000 and len(nonmembers) == 300
