@@ -1,6 +1,6 @@
-"""The empirical baselines and the forgetting metrics: the unit tests the baselines
-specification lists (mask selection, modified entropy, ToW, SVC-MIA, NegGrad+ and SCRUB
-degenerate cases, SAM at rho 0), against closed forms, hand computations and each other."""
+"""The empirical baselines and the forgetting metrics: mask selection, modified entropy, ToW,
+SVC-MIA, the NegGrad+ and SCRUB degenerate cases, SAM at rho 0, against closed forms, hand
+computations and each other."""
 
 from __future__ import annotations
 

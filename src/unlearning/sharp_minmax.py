@@ -10,8 +10,7 @@ parameters"), each half-step with its own SAM sign and its own optimizer state:
 Both optimizers are the `unlearning:` optimizer over all parameters (weight decay included,
 as upstream); the SAM perturbation uses the half-step's full gradient, the mask only the
 final one. Batches as NegGrad+: every retain batch, forget batches cycled. `mask_select:
-smallest` reproduces the mask sharp-unlearn's code actually builds (finding 3 of the spec
-notes: its README describes the largest).
+smallest` reproduces the mask sharp-unlearn's code builds (its README describes the largest).
 """
 
 from __future__ import annotations
