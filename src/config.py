@@ -56,6 +56,60 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+# -- forget sets (src/data/forget_sets.py) ------------------------------------------------
+
+
+class SubsampleConfig(Section):
+    """Memorization estimated here (Feldman & Zhang): `n_models` models of `model:` trained with
+    `training:`'s optimizer for `epochs` on random `fraction`s of the train split."""
+
+    n_models: int = Field(32, ge=2)
+    fraction: float = Field(0.5, gt=0, lt=1)
+    epochs: int = Field(10, gt=0)
+
+
+class MemorizationConfig(Section):
+    group: Literal["low", "mid", "high", "mix"] = "high"
+    # mid: scores nearest 0.5 (true memorization) or nearest the median (proxies).
+    mid_rule: Literal["closest_to_half", "closest_to_median"] = "closest_to_half"
+    source: Literal["subsample", "file"] = "subsample"
+    # source: file: a .npy array, or a .npz holding `key`. `original`: one score per example
+    # of the official train pool (Feldman's files); `post_split`: one per train-split example,
+    # in the split's order.
+    path: Optional[str] = None
+    key: str = "memorization"
+    index_space: Literal["original", "post_split"] = "original"
+    subsample: SubsampleConfig = SubsampleConfig()
+
+
+class ForgetSetConfig(Section):
+    """`dataset.forget:` which training examples form the forget set. `random` is the
+    reference's split (the default); the others keep its train/val split and choose the
+    forget set inside the train split: `dataset.forget_split` of it (memorization), or every
+    example of `classes` (class)."""
+
+    strategy: Literal["random", "class", "memorization"] = "random"
+    classes: Optional[tuple[int, ...]] = None
+    memorization: MemorizationConfig = MemorizationConfig()
+
+    @field_validator("classes")
+    @classmethod
+    def _some_classes(cls, classes):
+        if classes is not None and (not classes or any(c < 0 for c in classes) or len(set(classes)) != len(classes)):
+            raise ValueError("must be a non-empty list of distinct class indices >= 0")
+        return classes
+
+    @model_validator(mode="after")
+    def _strategy_inputs(self):
+        if self.strategy == "class" and self.classes is None:
+            raise ValueError("strategy 'class' needs classes: [...] (the classes to forget)")
+        if self.strategy != "class" and self.classes is not None:
+            raise ValueError(f"classes is only read by strategy 'class', not '{self.strategy}'")
+        if self.strategy == "memorization" and self.memorization.source == "file" and not self.memorization.path:
+            raise ValueError("memorization.source 'file' needs memorization.path")
+        return self
+
+
 class DatasetConfig(Section):
     name: Literal[DATASET_NAMES]
     # Channels-last, as the reference writes it ([28, 28, 1], [32, 32, 3], [512]); must
@@ -71,6 +125,7 @@ class DatasetConfig(Section):
     val_split: float = Probability
     forget_split: float = Probability
     seed: Seed = 0
+    forget: ForgetSetConfig = ForgetSetConfig()
 
     @field_validator("input_shape")
     @classmethod
@@ -85,6 +140,17 @@ class ModelConfig(Section):
     n_classes: int = Field(gt=1)
 
 
+class SAMConfig(Section):
+    """Sharpness-aware steps (Foret et al.; sign max as in Sharp MinMax): the gradient at
+    theta + rho T^2 g / ||T g|| (T = |theta| if adaptive, else I) enters as
+    g + sign * lamb * (g_adv - g); src/training/sam.py. Never part of a certified phase."""
+
+    rho: float = Field(0.1, ge=0)
+    adaptive: bool = False
+    lamb: float = Field(1.0, ge=0)
+    sign: Literal["min", "max"] = "min"
+
+
 class OptimizerConfig(Section):
     optim: Literal[OPTIMIZER_NAMES] = "SGD"
     max_lr: float = Field(gt=0)
@@ -92,6 +158,7 @@ class OptimizerConfig(Section):
     nesterov: bool = False
     weight_decay: float = Field(0.0, ge=0)
     lr_schedule: Literal[SCHEDULE_NAMES] = "constant"
+    sam: Optional[SAMConfig] = None
 
 
 class DPSGDConfig(Section):
@@ -137,6 +204,13 @@ class TrainingConfig(OptimizerConfig):
             return value
         raise ValueError("expected false (train now), 'auto' (the cache) or a checkpoint path")
 
+    @model_validator(mode="after")
+    def _no_sam_in_dp_sgd(self):
+        if self.sam is not None and self.dp_sgd is not None:
+            raise ValueError("sam and dp_sgd cannot be combined: the DP-SGD accountant assumes one clipped, noised "
+                             "gradient per step; remove training.sam")
+        return self
+
 
 class UnlearningConfig(OptimizerConfig):
     """The keys every method shares. Each method's own section (`unlearning.<method>:`)
@@ -171,7 +245,7 @@ class RequestsConfig(Section):
     sizes: Optional[list[Annotated[int, Field(gt=0)]]] = Field(None, min_length=1)
     per_class: bool = False
     # Seeds the order in which the forget examples (or, per class, the classes) are requested.
-    seed: int = 0
+    seed: Seed = 0
     # The compute budget of each request in epochs over its retain set; default unlearning.epochs.
     epochs: Optional[int] = Field(None, gt=0)
 
@@ -183,6 +257,66 @@ class RequestsConfig(Section):
             raise ValueError("exactly one of num_requests (equal sizes), sizes (a list) and per_class: true must "
                              f"be given; got {given or 'none'}")
         return self
+
+
+# -- forgetting metrics (src/evaluation/) -------------------------------------------------
+
+MIA_FEATURES = ("correctness", "confidence", "entropy", "m_entropy", "prob", "loss")
+
+
+class SVCMIAConfig(Section):
+    """SVC membership inference, forget-efficacy protocol (SalUn/RUM): one scikit-learn SVC
+    per feature, fit on shadow members (retain) vs non-members; efficacy = the fraction of
+    the forget set it calls non-member."""
+
+    enabled: bool = True
+    features: tuple[Literal[MIA_FEATURES], ...] = MIA_FEATURES
+    C: float = Field(3.0, gt=0)
+    kernel: Literal["rbf", "linear", "poly", "sigmoid"] = "rbf"
+    gamma: Union[Literal["auto", "scale"], float] = "auto"
+    shadow_nonmember: Literal["test", "val"] = "test"
+    # Examples per shadow class, at most the smaller split. The paper used every test example
+    # (10,000 on CIFAR); an RBF SVC costs O(n^2), so the default stops at 2,000.
+    n_shadow: int = Field(2000, gt=0)
+    # first: the first n retain examples (the paper); random: a seeded sample.
+    shadow_sampling: Literal["random", "first"] = "random"
+    report_feature: Literal[MIA_FEATURES] = "confidence"
+    # true: the upstream m_entropy (label-independent); false: Song & Mittal's.
+    legacy_m_entropy: bool = False
+
+
+class ThresholdMIAConfig(Section):
+    """Song & Mittal's threshold attack, per class: thresholds from the SVC's shadow sets,
+    scored on forget (members before unlearning) against the held-out split the shadow did
+    not use (val when the shadow's non-members are test, and vice versa)."""
+
+    enabled: bool = True
+    class_conditional: bool = True
+    features: tuple[Literal["confidence", "entropy", "m_entropy", "loss"], ...] = (
+        "confidence", "entropy", "m_entropy", "loss")
+    fpr: tuple[Annotated[float, Field(gt=0, lt=1)], ...] = (0.1, 0.01)
+
+
+class MIAConfig(Section):
+    svc: SVCMIAConfig = SVCMIAConfig()
+    threshold: ThresholdMIAConfig = ThresholdMIAConfig()
+
+
+class ToWConfig(Section):
+    """Tug of war (RUM): prod over terms of (1 - |acc gap to retrain|), against the retrain run
+    of the same forget set found in logs_dir; ToW-MIA swaps the forget term for the MIA gap."""
+
+    enabled: bool = True
+    abs_gap: bool = True  # false: sharp-unlearn's signed gaps (can exceed 1)
+    terms: tuple[Literal["forget", "retain", "val", "test"], ...] = ("forget", "retain", "test")
+    mia_feature: Literal[MIA_FEATURES] = "confidence"
+
+
+class EvaluationConfig(Section):
+    """`evaluation:` what every run measures after unlearning, certified or not."""
+
+    mia: MIAConfig = MIAConfig()
+    tow: ToWConfig = ToWConfig()
 
 
 class WandbConfig(Section):
@@ -214,6 +348,7 @@ class ExperimentConfig(Section):
     compat: CompatConfig = CompatConfig()
     # A stream of deletion requests instead of one forget set (docs/requests.md).
     requests: Optional[RequestsConfig] = None
+    evaluation: EvaluationConfig = EvaluationConfig()
     # Optional prefix of the run id; otherwise "<dataset>-<algorithm>".
     name: Optional[str] = None
     device: str = "auto"
@@ -260,6 +395,15 @@ class ExperimentConfig(Section):
         if data.get("requests", 0) is None:  # absent: run ids of single-request runs unchanged
             del data["requests"]
         _drop_default_training_algorithm(data["training"])
+        # Likewise later additions at their defaults (forget sets, metrics, SAM): a config
+        # that does not use them keeps the run id it had before they existed.
+        if self.dataset.forget == ForgetSetConfig():
+            del data["dataset"]["forget"]
+        if self.evaluation == EvaluationConfig():
+            del data["evaluation"]
+        for phase in ("training", "unlearning", "post_unlearning"):
+            if data[phase].get("sam", 0) is None:
+                del data[phase]["sam"]
         return data
 
 
@@ -443,8 +587,8 @@ def pretrained_key(config: ExperimentConfig) -> str:
             "seed": dataset.seed,
         },
         "model": config.model.model_dump(mode="json"),
-        "training": _drop_default_training_algorithm(
-            config.training.model_dump(mode="json", exclude={"pretrained", "group_dp"})),
+        "training": _drop_default_training_algorithm(config.training.model_dump(
+            mode="json", exclude={"pretrained", "group_dp"} | ({"sam"} if config.training.sam is None else set()))),
         "global_seed": config.global_seed,
     }
     if config.training.dp_sgd is not None:

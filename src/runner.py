@@ -19,6 +19,7 @@ from src.data.base_datamodule import SplitSizes
 from src.data.batches import make_generator, num_batches
 from src.data.datamodule import check_dataset_config, check_split_sizes, get_datamodule, split_sizes
 from src.errors import ConfigError, UserError
+from src.evaluation.pipeline import evaluate_run
 from src.models.model import ModelFactory, count_parameters
 from src.preflight import check_before_writing
 from src.request_stream.plan import plan_stream
@@ -109,6 +110,9 @@ def _plan_pass(config: ExperimentConfig, sizes: SplitSizes, present: bool) -> Pl
     """One pass through the phases: a single run, or one request of a stream."""
     shape = check_dataset_config(config)
     cls = algorithm_class(config.unlearning.algorithm)
+    if config.unlearning.sam is not None and not cls.accepts_sam:
+        raise ConfigError(f"unlearning.sam is not allowed for '{cls.name}': a certified phase assumes one plain "
+                          "gradient per step (and Sharp MinMax / influence have their own keys); remove it")
     cls.check_config(config)
     check_training(config, sizes)
     check_split_sizes(config, sizes)
@@ -242,7 +246,11 @@ def run(config: ExperimentConfig, config_file: str | None, device, console: Cons
             start = time.perf_counter()
             trainer.unlearn()
             extra = {"certificate": trainer.certificate, "noisy_steps": trainer.noisy_steps,
-                     "timings": {"unlearn_seconds": time.perf_counter() - start}, **trainer.test()}
+                     "timings": {"unlearn_seconds": time.perf_counter() - start}, **trainer.test(),
+                     "compute": {"gradient_evaluations": trainer.gradient_evaluations, "train_size": len(data.train)}}
+        start = time.perf_counter()
+        extra["evaluation"] = evaluate_run(config, data, model, logger.log, console)
+        extra["timings"]["evaluation_seconds"] = time.perf_counter() - start
         extra.update({"config_file": config_file, **run_outcome(extra["certificate"], extra["noisy_steps"]),
                       "plan": plan.as_dict()})
         extra["timings"] = {**timings, **extra["timings"], "total_seconds": watch.seconds()}

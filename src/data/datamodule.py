@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from src.data.base_datamodule import DataModule, Split, SplitSizes, split_indices
+from src.data.base_datamodule import DataModule, Split, SplitSizes
+from src.data.forget_sets import build_split
 from src.data.cifar_dataset import CIFAR10
 from src.data.convex_tasks import MNIST3v8, MNIST5k3v8, UnitFeatures
 from src.data.feature_dataset import FeatureDataset
@@ -93,7 +94,12 @@ def get_datamodule(config, device: torch.device | str) -> DataModule:
         )
     ds = config.dataset
     check_split_sizes(config, SplitSizes.from_pool(raw.train_y.shape[0], 0, ds.val_split, ds.forget_split))
-    indices = split_indices(raw.train_y.shape[0], ds.val_split, ds.forget_split, ds.seed)
+    indices = build_split(config, raw)
+    if len(indices.forget) == 0 or len(indices.val) == 0:
+        raise ConfigError(
+            f"dataset.forget_split / dataset.val_split: with {raw.train_y.shape[0]} training examples the "
+            f"forget set has {len(indices.forget)} and the validation set {len(indices.val)} examples; both must be non-empty"
+        )
 
     def take(idx):
         idx = idx.to(raw.train_x.device)

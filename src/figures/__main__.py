@@ -4,6 +4,9 @@
 
 Writes <out>/<prefix>figure<N>.png, .pdf and .csv (one row per plotted point). Problems with
 the input (no matching runs, a corrupt metrics.jsonl line) print one message and exit 2.
+
+`--figure baselines` compares certified and empirical unlearning (src/figures/baselines.py):
+<out>/<prefix>baselines.png, .pdf, .csv and .md.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ DESCRIPTIONS = {
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m src.figures", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--figure", type=int, choices=(1, 2, 3, 4), required=True)
+    p.add_argument("--figure", choices=("1", "2", "3", "4", "baselines"), required=True)
     p.add_argument("--logs", default="logs", help="directory of run directories (default: logs)")
     p.add_argument("--out", default="figures", help="output directory (default: figures)")
     p.add_argument("--folder", help="only runs launched from configs under this folder "
@@ -50,6 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--prefix", default="", help="prefix of the output file names")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     args = p.parse_args(argv)
+    if args.figure != "baselines":
+        args.figure = int(args.figure)
     if args.min_runs < 1 or args.every < 1:
         p.error("--min-runs and --every must be at least 1")
     return args
@@ -74,6 +79,11 @@ def make_figure(args) -> list:
         raise FigureInputError(f"no finished runs in {where}: a finished run is a directory "
                                "with config.yaml, metrics.jsonl and summary.json")
     figure = args.figure
+    if figure == "baselines":
+        from src.figures import baselines
+
+        title = "Certified and empirical unlearning on the same forget sets" + (f" ({args.folder})" if args.folder else "")
+        return baselines.make(runs, Path(args.out) / f"{args.prefix}baselines", title)
     if figure == 2:
         panels, dropped = aggregate.convergence(runs, args.epsilon_basis, args.max_epoch)
         series = [s for c in panels for s in (c.noisy, c.finetune, c.retrain) if s]

@@ -87,6 +87,10 @@ class FlatOptimizer:
         """One update with learning rate `lr` (a number, or a 0-d tensor inside a CUDA graph)."""
         raise NotImplementedError
 
+    def state_tensors(self) -> list[torch.Tensor]:
+        """The per-coordinate state (momentum, moments), e.g. to freeze coordinates."""
+        return [t for t in vars(self).values() if isinstance(t, torch.Tensor) and t is not self.theta]
+
 
 class SGD(FlatOptimizer):
     """optax.sgd after add_decayed_weights: trace t = g + mu t_prev (first step t = g);

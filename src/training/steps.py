@@ -15,16 +15,18 @@ from torch.nn import functional as F
 
 from src.data.base_datamodule import Split
 from src.training.optim import AdamW, ScheduledOptimizer
+from src.training.sam import sam_gradient
 
 
 class EagerStep:
-    def __init__(self, model, split: Split, augmentation, optimizer: ScheduledOptimizer, l2: float = 0.0):
+    def __init__(self, model, split: Split, augmentation, optimizer: ScheduledOptimizer, l2: float = 0.0, sam=None):
         self.model = model
         self.split = split
         self.augmentation = augmentation
         self.optimizer = optimizer
         # post-unlearning: 0.5 * wd * ||theta||^2 in the loss (upstream.md 3.8)
         self.l2 = l2
+        self.sam = sam  # a SAMConfig: the sharpness-aware gradient (src/training/sam.py)
 
     def _loss(self, x, y, choice=None):
         if self.augmentation is not None:
@@ -38,10 +40,11 @@ class EagerStep:
     def __call__(self, idx: torch.Tensor, generator: torch.Generator):
         """One update; returns (loss, number correct) as device tensors."""
         choice = self.augmentation.draw(idx.shape[0], generator) if self.augmentation is not None else None
-        loss, correct = self._loss(self.split.x[idx], self.split.y[idx], choice)
+        x, y = self.split.x[idx], self.split.y[idx]
         # autograd.grad, not backward(): no gradient accumulator stays attached to theta,
         # which would tie later CUDA-graph captures to the stream it was created on.
-        (self.model.theta.grad,) = torch.autograd.grad(loss, self.model.theta)
+        loss, correct, self.model.theta.grad = sam_gradient(lambda: self._loss(x, y, choice), self.model.theta,
+                                                            self.sam)
         self.optimizer.step()
         self.model.theta.grad = None
         return loss.detach(), correct
@@ -99,10 +102,11 @@ class GraphedStep(EagerStep):
         theta.grad = None
 
 
-def make_step(model, split: Split, augmentation, optimizer: ScheduledOptimizer, batch_size: int, l2: float = 0.0):
-    """A CUDA graph where it pays (a CUDA device, an optimizer whose state is all tensors),
-    the eager step elsewhere."""
-    graphable = model.device.type == "cuda" and not isinstance(optimizer.optimizer, AdamW)
+def make_step(model, split: Split, augmentation, optimizer: ScheduledOptimizer, batch_size: int, l2: float = 0.0,
+              sam=None):
+    """A CUDA graph where it pays (a CUDA device, an optimizer whose state is all tensors,
+    no SAM), the eager step elsewhere."""
+    graphable = model.device.type == "cuda" and not isinstance(optimizer.optimizer, AdamW) and sam is None
     if graphable:
         return GraphedStep(model, split, augmentation, optimizer, batch_size, l2)
-    return EagerStep(model, split, augmentation, optimizer, l2)
+    return EagerStep(model, split, augmentation, optimizer, l2, sam)

@@ -161,6 +161,7 @@ class Trainer:
         self.steps_per_epoch = num_batches(len(data.retain), config.dataset.batch_size)
         self.noisy_steps = 0
         self.post = None
+        self.gradient_evaluations = 0  # examples x loss gradients, the compute of the whole phase
         with torch.no_grad():
             algorithm.prepare(self.model, self.log)
         setup_acc = self.validate(data.val, "Val (Post Unlearning Setup)")
@@ -170,6 +171,8 @@ class Trainer:
             self._end_noisy_phase(epoch=0)
 
         for epoch in self.console.epochs(u.epochs, "unlearning"):
+            if not algorithm.finished and self._own_epoch(epoch):
+                continue
             sum_loss = torch.zeros((), device=self.device)
             sum_correct = torch.zeros((), device=self.device, dtype=torch.long)
             seen = 0
@@ -194,14 +197,29 @@ class Trainer:
                 seen += result.count
                 if u.fine_grained_validation:
                     self._fine_grained(epoch, i)
-            retain_loss, retain_acc = float(sum_loss) / seen, float(sum_correct) / seen
-            require_finite(f"in unlearning epoch {epoch}", self._advice(), retain_loss=retain_loss)
-            self.log({"retain_loss": retain_loss, "retain_accuracy": retain_acc, "unlearn_epoch": epoch})
-            val_acc = self.validate(data.val, "Val (Unlearn)", unlearn_epoch=epoch)
-            forget_acc = self.validate(data.forget, "Forget (Unlearn)", unlearn_epoch=epoch)
-            self.logger.flush()
-            self.console.line(f"unlearn epoch {epoch}/{u.epochs}  retain loss {fmt(retain_loss)} acc {fmt(retain_acc)}"
-                              f"  val acc {fmt(val_acc)}  forget acc {fmt(forget_acc)}")
+            self.gradient_evaluations += seen
+            self._end_epoch(epoch, float(sum_loss) / seen, float(sum_correct) / seen)
+
+    def _own_epoch(self, epoch: int) -> bool:
+        """An epoch the algorithm runs itself (UnlearningAlgorithm.unlearn_epoch), if it does."""
+        result = self.algorithm.unlearn_epoch(self.model, epoch, self.log)
+        if result is None:
+            return False
+        self.gradient_evaluations += result.examples
+        if self.algorithm.finished:
+            self._end_noisy_phase(epoch)
+        self._end_epoch(epoch, result.loss, result.accuracy)
+        return True
+
+    def _end_epoch(self, epoch: int, retain_loss: float, retain_acc: float) -> None:
+        data = self.data
+        require_finite(f"in unlearning epoch {epoch}", self._advice(), retain_loss=retain_loss)
+        self.log({"retain_loss": retain_loss, "retain_accuracy": retain_acc, "unlearn_epoch": epoch})
+        val_acc = self.validate(data.val, "Val (Unlearn)", unlearn_epoch=epoch)
+        forget_acc = self.validate(data.forget, "Forget (Unlearn)", unlearn_epoch=epoch)
+        self.logger.flush()
+        self.console.line(f"unlearn epoch {epoch}/{self.config.unlearning.epochs}  retain loss {fmt(retain_loss)} "
+                          f"acc {fmt(retain_acc)}  val acc {fmt(val_acc)}  forget acc {fmt(forget_acc)}")
 
     def test(self) -> dict:
         loss, acc = self.evaluate(self.data.test)
@@ -243,7 +261,7 @@ class Trainer:
         self.post = ScheduledOptimizer(make_optimizer(self.model.theta, post, weight_decay=0.0),
                                        make_schedule(post, total))
         self.post_step = make_step(self.model, self.data.retain, self.data.augmentation, self.post,
-                                   self.config.dataset.batch_size, l2=post.weight_decay)
+                                   self.config.dataset.batch_size, l2=post.weight_decay, sam=post.sam)
 
     def _post_step(self, idx):
         loss, correct = self.post_step(idx, self.data_generator)
@@ -290,7 +308,7 @@ def pretrain(config, data: DataModule, model: FlatModel, log, console: Console, 
     dp = DPSGD.from_config(config, data.train, len(data.forget), model, log) if t.dp_sgd else None
     optimizer = ScheduledOptimizer(make_optimizer(model.theta, t, t.weight_decay),
                                    make_schedule(t, max(t.epochs, 1) * steps_per_epoch))
-    step = None if dp else make_step(model, data.train, data.augmentation, optimizer, batch_size)
+    step = None if dp else make_step(model, data.train, data.augmentation, optimizer, batch_size, sam=t.sam)
     evaluate = Evaluator(model)
     meta = {"epochs": t.epochs, "dp_sgd": dp.record() if dp else None}
     if ckpt_dir is not None:

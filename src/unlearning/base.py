@@ -6,7 +6,9 @@ The trainer knows only this interface. An algorithm:
     (epsilon, delta); this is what `--dry-run` prints;
   * prepares the model for the noisy phase (`prepare`: initial projection, noise, re-init);
   * takes noisy steps (`noisy_step`) and says after each whether its accountant has
-    reached the target (`after_step`).
+    reached the target (`after_step`);
+  * or, for a method that draws its own batches (the empirical baselines: forget batches,
+    a teacher, a mask), runs whole epochs itself (`unlearn_epoch`) from `context.data`.
 Once it is finished, the trainer fine-tunes without noise for the rest of the budget.
 """
 
@@ -19,7 +21,7 @@ import torch
 from torch.nn import functional as F
 
 from src.config import ExperimentConfig
-from src.data.base_datamodule import SplitSizes
+from src.data.base_datamodule import DataModule, SplitSizes
 from src.errors import ConfigError
 from src.privacy.composition import basic_composition
 
@@ -38,8 +40,9 @@ class AlgorithmContext:
     noise: "NoiseSource | None" = None
     # The pretrained checkpoint's record of how it was trained (DP-SGD needs it).
     pretrained_meta: dict = field(default_factory=dict)
-    # The run's DataModule (full-batch methods read splits beyond the retain batches).
-    data: object | None = None
+    # The run's splits (forget, retain, val, ... and the augmentation), for methods that
+    # read more than the retain batches the trainer hands to noisy_step.
+    data: "DataModule | None" = None
 
     @property
     def budget_steps(self) -> int:
@@ -106,12 +109,25 @@ class StepResult:
     eta: float
 
 
+@dataclass
+class EpochResult:
+    """What one `unlearn_epoch` did: its mean training loss and accuracy, and its compute in
+    gradient evaluations (one per example per loss gradient taken)."""
+
+    loss: float
+    accuracy: float
+    examples: int
+
+
 class UnlearningAlgorithm:
     name: ClassVar[str]
     # The method's own keys, `unlearning.<name>:` in a config (a src.config.Section), and
     # the value used when a config leaves that section out (None: absent).
     section: ClassVar[type | None] = None
     section_default: ClassVar[object] = None
+    # Whether `unlearning.sam` (a sharpness-aware step) may be set: never for a certified
+    # phase, whose analysis assumes one plain gradient per step.
+    accepts_sam: ClassVar[bool] = False
 
     # True when the certificate holds whatever model a run starts from (the preparation
     # maps every model into one set, or discards it), so that in a stream of deletion
@@ -146,6 +162,12 @@ class UnlearningAlgorithm:
     def after_step(self, step: int, sigma: float, eta: float, log: LogFn) -> bool:
         """The accountant, after noisy step `step` (1-based). True when the target is reached."""
         raise NotImplementedError
+
+    def unlearn_epoch(self, model, epoch: int, log: LogFn) -> EpochResult | None:
+        """Epoch `epoch` (1-based) of a method that chooses its own batches and optimizer
+        (from `context.data`); it sets `finished` after its last. None, the default: the
+        trainer hands retain batches to `noisy_step` instead."""
+        return None
 
     def certificate_row(self) -> dict:
         """The final certificate under the reference's keys plus ours."""

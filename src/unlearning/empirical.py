@@ -1,0 +1,167 @@
+"""What the empirical unlearning baselines share: no certificate, their own optimizer and
+batches, optional SAM, optional gradient masks.
+
+They are the methods the unlearning literature compares against (SalUn, RUM, Sharp MinMax
+lineage): heuristics with no (epsilon, delta) guarantee, so their plan says
+`certified_epsilon: null`, `certificate_valid: false`, "empirical method". Each runs
+`unlearning.epochs` epochs of its own (`unlearn_epoch`), with the optimizer of the
+`unlearning:` section (`optim`, `max_lr`, `momentum`, `nesterov`, `weight_decay`,
+`lr_schedule`; SGD's decay coupled to the gradient as torch.optim.SGD, Adam decoupled as
+AdamW) and, when `unlearning.sam` is set, sharpness-aware gradients. Each data stream (retain
+order, forget order, random labels) has its own seeded generator, so two methods that read
+the retain set the same way see the same batches.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import torch
+from torch.nn import functional as F
+
+from src.data.base_datamodule import Split
+from src.data.batches import make_generator, num_batches, shuffled_batches
+from src.seeds import derive_seed
+from src.training.optim import ScheduledOptimizer, make_optimizer, make_schedule
+from src.training.sam import sam_gradient
+from src.unlearning.base import EpochResult, PrivacyPlan, UnlearningAlgorithm, certificate_row
+
+EMPIRICAL = "empirical method"
+
+
+class Batches:
+    """Shuffled batches of one split with the training augmentation, from its own generator."""
+
+    def __init__(self, split: Split, batch_size: int, augmentation, generator: torch.Generator):
+        self.split = split
+        self.batch_size = batch_size
+        self.augmentation = augmentation
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return num_batches(len(self.split), self.batch_size)
+
+    def take(self, idx):
+        x, y = self.split.x[idx], self.split.y[idx]
+        if self.augmentation is not None:
+            x = self.augmentation(x, self.generator)
+        return x, y
+
+    def epoch(self):
+        for idx in shuffled_batches(len(self.split), self.batch_size, self.generator, self.split.y.device):
+            yield self.take(idx)
+
+    def cycle(self):
+        """Endless: a new permutation whenever one is used up (NegGrad+'s forget loader)."""
+        while True:
+            yield from self.epoch()
+
+
+class Tally:
+    """Loss and accuracy of the retain batches an epoch stepped on, and its compute."""
+
+    def __init__(self):
+        self.loss = 0.0
+        self.correct = 0
+        self.count = 0
+        self.examples = 0
+
+    def retain(self, loss: torch.Tensor, correct: torch.Tensor, count: int) -> None:
+        self.loss += float(loss) * count
+        self.correct += int(correct)
+        self.count += count
+
+
+class EmpiricalUnlearning(UnlearningAlgorithm):
+    accepts_sam = True
+
+    def plan(self) -> PrivacyPlan:
+        return PrivacyPlan(noisy_steps=0, sigma_t=[], init_sigma=0.0, certified_epsilon=None, certified_delta=None,
+                           epsilon_published=None, certificate_valid=False, invalid_reasons=[EMPIRICAL])
+
+    def certificate_row(self) -> dict:
+        return certificate_row(self.plan())
+
+    # -- set-up --------------------------------------------------------------------------
+    def prepare(self, model, log) -> None:
+        self.model = model
+        # theta_o, the trained model: SCRUB's teacher, the masks' reference point.
+        self.original = model.theta.detach().clone()
+        self.optimizer = None
+        self.finished = False
+
+    @property
+    def data(self):
+        return self.context.data
+
+    def stream(self, split: Split, purpose: str) -> Batches:
+        seed = derive_seed(self.config.global_seed, f"unlearning-{purpose}")
+        return Batches(split, self.config.dataset.batch_size, self.data.augmentation,
+                       make_generator(seed, split.y.device))
+
+    @cached_property
+    def retain_batches(self) -> Batches:
+        return self.stream(self.data.retain, "retain-order")
+
+    @cached_property
+    def forget_batches(self) -> Batches:
+        return self.stream(self.data.forget, "forget-order")
+
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps in one epoch (the learning-rate schedule spans all of them)."""
+        return len(self.retain_batches)
+
+    def new_optimizer(self) -> ScheduledOptimizer:
+        u = self.config.unlearning
+        return ScheduledOptimizer(make_optimizer(self.model.theta, u, u.weight_decay),
+                                  make_schedule(u, u.epochs * self.steps_per_epoch()))
+
+    def setup(self, tally: Tally) -> None:
+        """One-time work before the first epoch (a saliency mask, ...), counted in `tally`."""
+
+    # -- steps ---------------------------------------------------------------------------
+    def descend(self, loss_fn, tally: Tally, count: int, optimizer=None, mask=None, sam="default"):
+        """One update on the gradient of `loss_fn()` -> (loss, correct), evaluated at theta;
+        `count` examples entered the loss. SAM per `unlearning.sam` unless given; the gradient
+        multiplied by `mask` (1 = moves) when one is given. Returns (loss, correct)."""
+        theta = self.model.theta
+        sam = self.config.unlearning.sam if sam == "default" else sam
+        loss, correct, grad = sam_gradient(loss_fn, theta, sam)
+        if mask is not None:
+            grad = grad * mask
+        optimizer = optimizer or self.optimizer
+        theta.grad = grad
+        optimizer.step()
+        theta.grad = None
+        self.after_update(optimizer)
+        tally.examples += count * (1 if sam is None else 2)
+        return loss, correct
+
+    def after_update(self, optimizer) -> None:
+        """Hook after every update (SalUn restores its frozen coordinates here)."""
+
+    def cross_entropy(self, x, y, theta=None):
+        """(mean CE, number correct) of the model at theta (default: the live parameters)."""
+        logits = self.model(x, theta)
+        return F.cross_entropy(logits, y), (logits.detach().argmax(1) == y).sum()
+
+    # -- the phase -----------------------------------------------------------------------
+    def unlearn_epoch(self, model, epoch: int, log) -> EpochResult:
+        tally = Tally()
+        with torch.enable_grad():
+            if self.optimizer is None:
+                self.setup(tally)
+                self.optimizer = self.new_optimizer()
+            self.run_epoch(epoch - 1, tally)
+        if epoch >= self.config.unlearning.epochs:
+            self.finished = True
+        if tally.count == 0:  # no retain batch this epoch (NegGrad): report the retain set as it is now
+            from src.training.trainer import Evaluator
+
+            loss, accuracy = Evaluator(model)(self.data.retain)
+            return EpochResult(loss, accuracy, tally.examples)
+        return EpochResult(tally.loss / tally.count, tally.correct / tally.count, tally.examples)
+
+    def run_epoch(self, e: int, tally: Tally) -> None:
+        """Epoch e (0-based) of the method."""
+        raise NotImplementedError

@@ -1,0 +1,107 @@
+"""Random labels (RL_og upstream; Golatkar et al.'s "random labels" baseline) and the loop
+SalUn builds on. Every epoch (or once, `resample_each_epoch: false`) the forget examples get
+labels drawn uniformly from the C classes (`exclude_true_label: true`: from the other C - 1),
+then CE is descended on
+
+* `concat` (sharp-unlearn / RUM): the relabelled forget set and the retain set shuffled
+  together, ceil((n_f + n_r) / b) steps per epoch;
+* `sequential` (SalUn's own code on CIFAR-10): a pass over the relabelled forget set, then
+  one over the retain set.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch.nn import functional as F
+
+from src.config import Section
+from src.data.base_datamodule import Split
+from src.data.batches import make_generator, num_batches, shuffled_batches
+from src.seeds import derive_seed
+from src.unlearning.base import register
+from src.unlearning.empirical import EmpiricalUnlearning
+
+
+class RandomLabelConfig(Section):
+    """`unlearning.random_label:`"""
+
+    resample_each_epoch: bool = True
+    exclude_true_label: bool = False
+    schedule: Literal["concat", "sequential"] = "concat"
+
+
+def random_labels(y: torch.Tensor, num_classes: int, exclude_true: bool, generator) -> torch.Tensor:
+    if exclude_true:
+        shift = torch.randint(1, num_classes, y.shape, generator=generator, device=y.device)
+        return (y + shift) % num_classes
+    return torch.randint(0, num_classes, y.shape, generator=generator, device=y.device)
+
+
+class RandomLabelLoop(EmpiricalUnlearning):
+    """The RL loop; `options` is the section with the RL keys, `mask` the gradient mask."""
+
+    mask = None
+
+    @property
+    def options(self):
+        return self.config.unlearning.random_label
+
+    def steps_per_epoch(self) -> int:
+        n_r, n_f, b = len(self.data.retain), len(self.data.forget), self.config.dataset.batch_size
+        if self.options.schedule == "concat":
+            return num_batches(n_r + n_f, b)
+        return num_batches(n_f, b) + num_batches(n_r, b)
+
+    def _labels(self, e: int) -> torch.Tensor:
+        if e == 0 or self.options.resample_each_epoch:
+            if not hasattr(self, "_label_generator"):
+                seed = derive_seed(self.config.global_seed, "unlearning-random-labels")
+                self._label_generator = make_generator(seed, self.data.forget.y.device)
+            self._forget_labels = random_labels(self.data.forget.y, self.data.num_classes,
+                                                self.options.exclude_true_label, self._label_generator)
+        return self._forget_labels
+
+    def run_epoch(self, e, tally) -> None:
+        labels = self._labels(e)
+        if self.options.schedule == "sequential":
+            relabelled = self.stream(Split(self.data.forget.x, labels), "forget-order")
+            for x, y in relabelled.epoch():
+                self.descend(lambda: self.cross_entropy(x, y), tally, y.shape[0], mask=self.mask)
+            for x, y in self.retain_batches.epoch():
+                loss, correct = self.descend(lambda: self.cross_entropy(x, y), tally, y.shape[0], mask=self.mask)
+                tally.retain(loss, correct, y.shape[0])
+            return
+        retain, augmentation = self.data.retain, self.data.augmentation
+        n_r = len(retain)
+        if not hasattr(self, "_mixed_x"):  # the inputs never change, only the forget labels
+            self._mixed_x = torch.cat([retain.x, self.data.forget.x])
+            seed = derive_seed(self.config.global_seed, "unlearning-mixed-order")
+            self._mixed_generator = make_generator(seed, retain.y.device)
+        generator = self._mixed_generator
+        y_all = torch.cat([retain.y, labels])
+        for idx in shuffled_batches(len(y_all), self.config.dataset.batch_size, generator, y_all.device):
+            x = self._mixed_x[idx]
+            if augmentation is not None:
+                x = augmentation(x, generator)
+            y, from_retain = y_all[idx], idx < n_r
+
+            def loss_fn(x=x, y=y, from_retain=from_retain):
+                logits = self.model(x)
+                losses = F.cross_entropy(logits, y, reduction="none")
+                kept = from_retain.sum()
+                retain_loss = (losses.detach() * from_retain).sum() / kept.clamp(min=1)
+                correct = ((logits.detach().argmax(1) == y) & from_retain).sum()
+                return losses.mean(), (retain_loss, correct, int(kept))
+
+            _, (retain_loss, correct, kept) = self.descend(loss_fn, tally, y.shape[0], mask=self.mask)
+            if kept:
+                tally.retain(retain_loss, correct, kept)
+
+
+@register
+class RandomLabel(RandomLabelLoop):
+    name = "random_label"
+    section = RandomLabelConfig
+    section_default = RandomLabelConfig()

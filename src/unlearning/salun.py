@@ -1,0 +1,52 @@
+"""SalUn (Fan et al., ICLR 2024): random-label unlearning restricted to the salient
+parameters. A mask m (src/unlearning/saliency.py) is computed once from the forget
+gradient at the trained model; every RL update's gradient is multiplied by m. With
+`restore_masked` (SalUn's 2026 fix) the frozen coordinates are put back to theta_o after
+every step and their optimizer state zeroed, so weight decay cannot move them; false
+reproduces the drift of the upstream code.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from src.unlearning.base import register
+from src.unlearning.random_label import RandomLabelConfig, RandomLabelLoop
+from src.unlearning.saliency import forget_saliency, saliency_mask
+
+
+class SalUnConfig(RandomLabelConfig):
+    """`unlearning.salun:` the random-label keys and the mask's."""
+
+    mask_ratio: float = Field(0.5, gt=0, le=1)
+    # largest: the paper (and SalUn's code since 2024-05); smallest: RUM / sharp-unlearn code.
+    mask_select: Literal["largest", "smallest"] = "largest"
+    restore_masked: bool = True
+
+
+@register
+class SalUn(RandomLabelLoop):
+    name = "salun"
+    section = SalUnConfig
+    section_default = SalUnConfig()
+
+    @property
+    def options(self):
+        return self.config.unlearning.salun
+
+    def setup(self, tally) -> None:
+        saliency = forget_saliency(self.model, self.data.forget, self.config.dataset.batch_size)
+        tally.examples += len(self.data.forget)
+        self.frozen = ~saliency_mask(saliency, self.options.mask_ratio, self.options.mask_select)
+        self.mask = (~self.frozen).to(self.model.theta.dtype)
+
+    def after_update(self, optimizer) -> None:
+        if not self.options.restore_masked:
+            return
+        with torch.no_grad():
+            self.model.theta[self.frozen] = self.original[self.frozen]
+            for state in optimizer.optimizer.state_tensors():
+                state[self.frozen] = 0
