@@ -47,7 +47,7 @@ def test_every_run_measures_forgetting_and_tow_finds_its_retrain_run(make_config
     assert t["tow"] == pytest.approx(expected) and t["tow"] < 1
     final = rows[-1]
     assert final["eval/tow"] == t["tow"] and final["eval/test_accuracy"] == acc["test"]
-    assert finetuned["Test_accuracy"] == pytest.approx(acc["test"])  # the trainer's test pass agrees
+    assert finetuned["test_accuracy"] == pytest.approx(acc["test"])  # the trainer's test pass agrees
     assert finetuned["compute"] == {"gradient_evaluations": 2 * 3240, "train_size": 3600}
     certified, _ = summary_of(logs, "gc")
     assert certified["evaluation"]["tow"]["reference_run"] == retrain["run_id"]

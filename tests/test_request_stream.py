@@ -147,8 +147,10 @@ def test_a_stream_of_one_request_is_the_single_run_bit_for_bit(name, overrides, 
     a = run(single, None, resolve_device("cpu"), Console(quiet=True))
     b = run(stream, None, resolve_device("cpu"), Console(quiet=True))
     assert torch.equal(thetas[0], thetas[1])
-    rows_a = rows_of(tmp_path / "single" / a["run_id"])
-    rows_b = rows_of(tmp_path / "stream" / b["run_id"])
+    # The forgetting metrics measured after unlearning (eval/...) are compared apart.
+    rows_a = [row for row in rows_of(tmp_path / "single" / a["run_id"]) if not any(k.startswith("eval/") for k in row)]
+    rows_b = [row for row in rows_of(tmp_path / "stream" / b["run_id"]) if not any(k.startswith("eval/") for k in row)]
+    assert a["evaluation"]["accuracy"] == b["evaluation"]["accuracy"]
     *trained, record = rows_b
     assert record["request"] == 1 and record["request_size"] == 360 and record["deleted_so_far"] == 360
     tagged = [row for row in trained if row.pop("request", None) == 1]
@@ -188,7 +190,10 @@ def test_no_deleted_example_is_read_after_its_request(name, overrides, tmp_path,
             strict(where, advice, *tensors, **values)
 
     monkeypatch.setattr(trainer_module, "require_finite", lenient_on_forget)
-    config = config_of(overrides + ["requests.sizes=[100, 200, 60]"], tmp_path, session_checkpoints, name)
+    # The attacks after unlearning would fit on the poison (NaN features): not measured here.
+    no_attacks = ["evaluation.mia.svc.enabled=false", "evaluation.mia.threshold.enabled=false"]
+    config = config_of(overrides + ["requests.sizes=[100, 200, 60]"] + no_attacks, tmp_path, session_checkpoints,
+                       name)
     summary = run(config, None, resolve_device("cpu"), Console(quiet=True))
     rows = rows_of(tmp_path / summary["run_id"])
     steps = [row for row in rows if "loss" in row]
