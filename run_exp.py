@@ -117,6 +117,7 @@ def main(argv=None) -> int:
         return 2
     slots, where = workers(args)
     if args.dry_run:
+        planning.claimed_elsewhere(jobs)
         print(render_plan(jobs, planning.missing_checkpoint_warnings(jobs), where))
         return 1 if any(job.status == FAILED for job in jobs) else 0
 
@@ -164,7 +165,7 @@ def workers(args) -> tuple[list, str]:
 
 def make_scheduler(args, jobs, slots, cwd: Path, display):
     if args.backend == "local":
-        return LocalScheduler(jobs, slots, EXPERIMENT_PY, cwd, display)
+        return LocalScheduler(jobs, slots, EXPERIMENT_PY, cwd, display, force=args.force)
     from src.launch.slurm import SlurmOptions, SubmititScheduler  # imports submitit
 
     options = SlurmOptions(cluster=args.cluster, folder=Path(args.run_logs) / "_submitit", partition=args.partition,

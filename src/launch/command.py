@@ -134,6 +134,30 @@ def run_logged(argv: list[str], log: str, cwd: str, env_updates: dict) -> float:
     return seconds
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGINT):
+    """A Popen preexec_fn that ties the child to this process: when this process dies,
+    however it dies (SIGKILL too), the kernel sends the child `sig` (Linux prctl
+    PR_SET_PDEATHSIG). SIGINT by default: experiment.py then drops its staging directory
+    and exits. None where prctl does not exist (the child then outlives a killed parent)."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the line above: do not outlive it
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
+
+
 def stop_gently(process, grace_seconds: float = 20.0) -> None:
     """SIGINT (experiment.py then abandons its staging directory), SIGKILL if it lingers."""
     if process.poll() is None:
