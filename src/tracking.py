@@ -116,10 +116,15 @@ class RunDirectory:
             self._claim = None
 
     def _remove_stale_partials(self) -> None:
+        """Leftovers of killed attempts. Under the claim nobody else computes this run, so
+        every other staging directory is stale, whichever host left it (a pid says nothing
+        about another host); without a claim, only those of processes dead on this host."""
         for pattern in (f"{self.run_id}.partial-*", f".trash-{self.run_id}-*"):
             for path in self.logs_dir.glob(pattern):
                 pid = path.name.rsplit("-", 1)[-1]
-                if pid.isdigit() and not _alive(int(pid)):
+                if path == self.staging or not pid.isdigit():
+                    continue
+                if self._claim is not None or not _alive(int(pid)):
                     shutil.rmtree(path, ignore_errors=True)
 
 

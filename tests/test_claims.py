@@ -177,3 +177,20 @@ def test_two_processes_claiming_the_same_300_runs_compute_each_once(tmp_path):
     committed, winners = race(tmp_path, "claims")
     assert sum(committed.values()) == 300  # every run claimed by exactly one of them
     assert winners == Counter({pid: count for pid, count in committed.items() if count})
+
+
+def test_under_its_claim_a_run_removes_stale_staging_left_on_another_host(tmp_path):
+    """A staging directory named after a pid that is alive here may come from a killed run
+    on another host (shared logs): under the claim nobody else computes this run."""
+    logs = tmp_path / "logs"
+    elsewhere = touch_dir(logs / "run-1.partial-1")  # pid 1 is alive here, yet this is debris
+    unclaimed = touch_dir(logs / "run-2.partial-1")
+    RunDirectory(logs, "run-1").create()
+    assert not elsewhere.exists()
+    RunDirectory(logs, "run-2", claim=False).create()  # without a claim, a live pid's directory stays
+    assert unclaimed.exists()
+
+
+def touch_dir(path: Path) -> Path:
+    (path / "ckpt").mkdir(parents=True)
+    return path
