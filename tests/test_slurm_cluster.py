@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 import run_exp
+from src import claims
 from src.launch import command, slurm_cli
 from src.launch.plan import BLOCKED, FAILED, OK, RUNNING, LaunchError, build_jobs, read_config, ConfigFile
 from src.launch.report import ProgressDisplay
@@ -394,16 +395,38 @@ def test_slurm_a_refused_submission_cancels_what_was_submitted_and_touches_no_lo
     assert not list((tmp_path / "run_logs").rglob("*.job"))
 
 
-def test_slurm_arrays_are_cut_to_max_array_size(cluster, tmp_path):
-    n = cluster.max_array_size + 1
+def test_slurm_arrays_are_cut_to_max_array_size_and_claimed_runs_are_skipped(cluster, tmp_path):
+    n = cluster.max_array_size + 2
     for i in range(n):
         tiny_config(tmp_path / "exps" / f"r{i}.yaml", tmp_path, f"r{i}", training__pretrained=False)
-    result = slurm_launch(tmp_path, "-e", "exps", "--no-wait")
+    busy = read_config(ConfigFile(Path("exps/r0.yaml"), "exps/r0.yaml"), tmp_path).run_dir
+    with claims.try_claim(busy, "run_exp.py, exps/r0.yaml"):  # another launcher computes r0 right now
+        result = slurm_launch(tmp_path, "-e", "exps", "--no-wait")
     try:
         assert result.returncode == 0, result.stdout + result.stderr
+        assert f"skipped  exps/r0.yaml: claimed by pid {os.getpid()} on " in result.stderr
         arrays = re.findall(r"submitted (\d+) job\(s\)", result.stderr)
         assert arrays == [str(cluster.max_array_size), "1"], result.stderr
     finally:
         jobs = [json.loads(p.read_text())["job_id"] for p in (tmp_path / "run_logs").rglob("*.job")]
         subprocess.run(["scancel", *jobs])
-    assert len(jobs) == n
+    assert len(jobs) == n - 1
+
+
+def test_slurm_ctrl_c_cancels_the_jobs_the_launcher_submitted(cluster, tmp_path):
+    tiny_config(tmp_path / "exps" / "a.yaml", tmp_path, "a", training__pretrained=False)
+    launcher = subprocess.Popen([sys.executable, str(ROOT / "run_exp.py"), "--backend", "slurm", "--cpus-per-run",
+                                 "1", "-e", "exps"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+    record = tmp_path / "run_logs" / "exps" / "a.job"
+    deadline = time.monotonic() + 120
+    while not record.is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    job = json.loads(record.read_text())["job_id"]
+    launcher.send_signal(signal.SIGINT)
+    out, err = launcher.communicate(timeout=120)
+    assert launcher.returncode == 130, out + err
+    assert f"cancelled (Slurm job {job})" in out and "interrupted" in out
+    state = queue([job]).get(job)
+    assert state is None or state.state == "CANCELLED", state
+    assert not record.exists()

@@ -182,21 +182,31 @@ class SlurmScheduler:
     def _submit_wave(self, executor, wave: list[Job]) -> None:
         self._skip_dependents()
         ready = [job for job in wave if job.status == PENDING]
-        limit = max(1, self.options.max_array_size)
         for extra, group in dependency_groups(ready, self.job_ids):
-            for i in range(0, len(group), limit):
-                self._submit_array(executor, extra, group[i:i + limit])
+            self._submit_group(executor, extra, group)
 
-    def _submit_array(self, executor, extra: dict, group: list[Job]) -> None:
+    def _submit_group(self, executor, extra: dict, group: list[Job]) -> None:
+        """The claimed jobs of a group, as job arrays of at most MaxArraySize tasks."""
+        limit = max(1, self.options.max_array_size)
         held: list[tuple[Job, object]] = []
         try:
             for job in group:
                 claim = self._claim(job)
                 if claim is not None:
                     held.append((job, claim))
+                if len(held) == limit:
+                    self._submit_array(executor, extra, held)
+                    held = []
+            if held:
+                self._submit_array(executor, extra, held)
+                held = []
+        finally:
+            for _, claim in held:
+                claim.release()
+
+    def _submit_array(self, executor, extra: dict, held: list[tuple[Job, object]]) -> None:
+        try:
             jobs = [job for job, _ in held]
-            if not jobs:
-                return
             executor.update_parameters(slurm_additional_parameters=extra)
             args = [job_arguments(job, self.options, self.experiment_py, self.cwd) for job in jobs]
             try:
@@ -220,7 +230,10 @@ class SlurmScheduler:
         """The job's claim for its submission, or None when it is not to be submitted
         (someone else computes it, it has finished meanwhile, another launcher submitted it)."""
         target = claim_target(job)
-        claim = claims.try_claim(target, f"run_exp.py, {claims.SUBMITTING}", wait_seconds=10)
+        what = f"run_exp.py, {claims.SUBMITTING}"
+        claim = claims.try_claim(target, what)
+        if claim is None and claims.SUBMITTING in (claims.holder(target) or ""):
+            claim = claims.try_claim(target, what, wait_seconds=30)  # another launcher's sbatch: then its record
         if claim is None:
             who = claims.holder(target) or "another process"
             if job.kind == "pretrain":
