@@ -189,6 +189,32 @@ def test_following_without_accounting_never_waits_on_a_job_slurm_has_given_up(tm
                                              "Slurm (no accounting to ask)"])
 
 
+def test_the_table_says_time_limit_and_cancelled(tmp_path, monkeypatch):
+    jobs = build_jobs([info(tmp_path, "slow"), info(tmp_path, "stopped"), info(tmp_path, "gone")], tmp_path / "rl")
+    slow, stopped, gone = jobs
+    S = slurm_cli.JobState
+    slurm = ScriptedSlurm([{"9": S("TIMEOUT", "TimeLimit"), "10": S("CANCELLED", "None"), "11": S("COMPLETED")}])
+    monkeypatch.setattr(slurm_cli, "job_states", slurm.job_states)
+    monkeypatch.setattr(slurm_cli, "cancel", slurm.cancel)
+    touch(slow.log, "[run_exp] python experiment.py\n[run_exp] slurm job 9 on node\nepoch 7\n")  # killed by Slurm
+    touch(stopped.log, "[run_exp] python experiment.py\n[run_exp] slurm job 10 on node\ninterrupted\n\n"
+                       "[run_exp] exit code 130 after 5.0 s\n")
+    touch(gone.log, "[run_exp] python experiment.py\n[run_exp] slurm job 11 on node\n\n"
+                    "[run_exp] stopped: time limit (--time 5 min)\n[run_exp] exit code 130 after 301.0 s\n")
+    scheduler = SlurmScheduler(jobs, SlurmOptions(poll_seconds=0.01, accounting=False), Path("experiment.py"),
+                               tmp_path, ProgressDisplay(io.StringIO()))
+    scheduler.job_ids = {slow: "9", stopped: "10", gone: "11"}
+    scheduler.started = {job: time.monotonic() - 60 for job in jobs}
+    for job in jobs:
+        job.status = RUNNING
+    scheduler._follow()
+    assert slow.detail == ["time limit: Slurm job 9 reached its Slurm limit (the run's --time plus 3 min)"]
+    assert stopped.detail == ["cancelled: Slurm job 10 was cancelled (CANCELLED; scancel, or by the cluster)",
+                              "interrupted"]
+    assert gone.detail == ["time limit (--time 5 min), Slurm job 11"]
+    assert {job.status for job in jobs} == {FAILED} and gone.seconds == 301.0
+
+
 def test_a_job_record_is_the_job_id_of_its_run(tmp_path):
     (job,) = build_jobs([info(tmp_path, "a")], tmp_path / "rl")
     write_record(job, "12_3")
@@ -320,7 +346,7 @@ def test_slurm_time_limit_and_scancel_say_so_and_a_rerun_finishes(cluster, tmp_p
     assert rows["exps/short.yaml"].split()[0] == "FAILED"
     assert f"cancelled: Slurm job {cancelled} was cancelled" in rows["exps/short.yaml"]
     assert rows["exps/long.yaml"].split()[0] == "FAILED"
-    assert "time limit: time limit (--time 1 min)" in rows["exps/long.yaml"], rows["exps/long.yaml"]
+    assert "time limit (--time 1 min), Slurm job" in rows["exps/long.yaml"], rows["exps/long.yaml"]
     seconds = float(rows["exps/long.yaml"].split()[1].rstrip("s"))
     assert 60 <= seconds < 60 + 30  # it had its whole minute (not 90 s less), then a clean stop
     assert not list((tmp_path / "logs").glob("*.partial-*"))  # both dropped their staging directories

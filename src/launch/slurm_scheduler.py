@@ -34,7 +34,7 @@ from src.launch import command, slurm_cli
 from src.launch.plan import (BLOCKED, FAILED, INTERRUPTED, OK, PENDING, RUNNING, SKIPPED, Job, block_dependents,
                              block_reason, claim_target, dependency_levels, skip_dependents)
 from src.launch.report import ProgressDisplay, estimate_remaining, job_event, progress_line
-from src.launch.slurm import (SlurmOptions, _id_range, _pickle_job_body_by_value, dependency_groups, job_arguments,
+from src.launch.slurm import (SLURM_MARGIN_MIN, SlurmOptions, _id_range, _pickle_job_body_by_value, dependency_groups, job_arguments,
                               make_executor)
 
 VISIBLE_AFTER_S = 30  # a job just submitted that squeue does not list yet is not taken for ended
@@ -161,7 +161,10 @@ class SlurmScheduler:
 
     def _adopt_if_live(self, job: Job, record: dict, state) -> bool:
         if state is None or not state.active:
-            drop_record(job, record["job_id"])  # it has ended: its outcome is in its log
+            drop_record(job, record["job_id"])  # it has ended (unwatched): say how, then it goes again
+            ended = state.describe() if state is not None else "ended (no longer known to Slurm)"
+            self.display.event(f"earlier  {job.name}: Slurm job {record['job_id']} {ended.lower()}; not finished, "
+                               f"so it is submitted again")
             return False
         if record.get("target") != str(claim_target(job)):
             job.status = FAILED
@@ -266,6 +269,7 @@ class SlurmScheduler:
         for job in ours:
             drop_record(job, self.job_ids[job])
             job.status, job.detail = INTERRUPTED, ["not run: cancelled because a later submission failed"]
+        self._leave_theirs()
         self.failure = error
         if ids:
             self.failure += (f"; the {len(ids)} job(s) submitted before it were cancelled ({_id_text(ids)})" if not problem
@@ -320,8 +324,9 @@ class SlurmScheduler:
         elif block_reason(job):
             self._finish(job, BLOCKED, [block_reason(job)])
         elif (stopped and "time limit" in stopped) or (state is not None and state.state in ("TIMEOUT", "DEADLINE")):
-            self._finish(job, FAILED, [f"time limit: {stopped or where + ' reached its time limit'} "
-                                       f"({where}; --time is the run's own limit)"])
+            self._finish(job, FAILED, [f"{stopped}, {where}" if stopped else
+                                       f"time limit: {where} reached its Slurm limit (the run's --time "
+                                       f"plus {SLURM_MARGIN_MIN} min)"])
         elif state is not None and state.state == "CANCELLED":
             self._finish(job, FAILED, [f"cancelled: {where} was cancelled ({state.describe()}; scancel, or by the "
                                        f"cluster)"] + (command.log_excerpt(job.log, 2) if mine else []))
@@ -361,8 +366,12 @@ class SlurmScheduler:
         for job in ours:
             drop_record(job, self.job_ids[job])
             job.status, job.detail = INTERRUPTED, [f"cancelled (Slurm job {self.job_ids[job]})"]
-        for job in live:
-            if job not in self.ours:
+        self._leave_theirs()
+
+    def _leave_theirs(self) -> None:
+        """Jobs an earlier launcher submitted are not this one's to cancel."""
+        for job in self.job_ids:
+            if job.status == RUNNING and job not in self.ours:
                 job.status = INTERRUPTED
                 job.detail = [f"still in Slurm as job {self.job_ids[job]} (submitted earlier, not cancelled); "
                               f"run again to follow it, or scancel {self.job_ids[job]}"]
