@@ -36,10 +36,11 @@ def claim_path(directory: str | Path) -> Path:
 
 
 class Claim:
-    def __init__(self, path: Path, fd: int, owner: bool = True):
+    def __init__(self, path: Path, fd: int, owner: bool = True, made: tuple[Path, ...] = ()):
         self.path = path
         self.fd = fd
         self.owner = owner  # False for an adopted claim: its giver removes the file
+        self.made = made    # folders above .claims/ that claiming created (a logs/ that did not exist)
 
     def fileno(self) -> int:
         return self.fd
@@ -55,10 +56,11 @@ class Claim:
         os.close(self.fd)
         self.fd = -1
         if self.owner:
-            try:
-                self.path.parent.rmdir()  # the last claim gone: leave no .claims/ behind
-            except OSError:
-                pass  # others are in it
+            for folder in (self.path.parent, *self.made):
+                try:
+                    folder.rmdir()  # the last claim gone: leave no .claims/ (nor a logs/ it made) behind
+                except OSError:
+                    break  # others are in it
 
     def __enter__(self):
         return self
@@ -71,6 +73,7 @@ def try_claim(directory: str | Path, what: str, wait_seconds: float | None = 0.0
     """The claim on `directory`, or None if someone else holds it after waiting up to
     `wait_seconds` for them to let go (None: wait as long as it takes)."""
     path = claim_path(directory)
+    made = tuple(folder for folder in Path(directory).parents if not folder.exists())  # deepest first
     deadline = None if wait_seconds is None else time.monotonic() + wait_seconds
     while True:
         try:
@@ -91,7 +94,7 @@ def try_claim(directory: str | Path, what: str, wait_seconds: float | None = 0.0
             raise
         if _names_same_file(fd, path):
             _write_holder(fd, what)
-            return Claim(path, fd)
+            return Claim(path, fd, made=made)
         os.close(fd)  # its holder removed it on release after we opened it: lock the new one
 
 

@@ -56,6 +56,9 @@ def test_a_claim_is_exclusive_says_who_holds_it_and_dies_with_its_holder(tmp_pat
     with claims.try_claim(run, "me") as mine:
         assert mine is not None and "me, since" in claims.holder(run)
     assert not (tmp_path / "logs" / ".claims").exists()  # nothing left behind
+    with claims.try_claim(tmp_path / "new" / "logs" / "run-1", "me"):
+        assert (tmp_path / "new" / "logs" / ".claims").is_dir()
+    assert not (tmp_path / "new").exists()  # not even the folders claiming made
     assert claims.holder(run) is None and not (tmp_path / "logs" / ".claims").exists()  # asking writes nothing
 
 
