@@ -325,7 +325,7 @@ def test_slurm_a_failed_pretraining_blocks_its_runs_at_once(cluster, tmp_path):
 
 def test_slurm_time_limit_and_scancel_say_so_and_a_rerun_finishes(cluster, tmp_path):
     tiny_config(tmp_path / "exps" / "long.yaml", tmp_path, "long", training__pretrained=False,
-                training__epochs=400)  # far more than a minute
+                training__epochs=20000)  # far more than a minute on any CPU
     tiny_config(tmp_path / "exps" / "short.yaml", tmp_path, "short", training__pretrained=False)
     launcher = subprocess.Popen([sys.executable, str(ROOT / "run_exp.py"), "--backend", "slurm", "--cpus-per-run",
                                  "1", "--time", "1", "-e", "exps"], cwd=tmp_path, stdout=subprocess.PIPE,
