@@ -66,10 +66,14 @@ class RunDirectory:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         if self._want_claim:
             self._claim = self._take_claim()
-        self._remove_stale_partials()
-        if self.staging.exists():
-            shutil.rmtree(self.staging)
-        (self.staging / "ckpt").mkdir(parents=True)
+        try:
+            self._remove_stale_partials()
+            if self.staging.exists():
+                shutil.rmtree(self.staging)
+            (self.staging / "ckpt").mkdir(parents=True)
+        except BaseException:
+            self._release()  # a full disk, say: the run did not start, so it is nobody's
+            raise
         return self.staging
 
     def _take_claim(self):
