@@ -9,6 +9,7 @@ from src.data.cifar_dataset import CIFAR10
 from src.data.feature_dataset import FeatureDataset
 from src.data.mnist_dataset import MNIST, MNIST5k
 from src.errors import ConfigError
+from src.seeds import derive_seed
 
 DATASETS = {
     "mnist": MNIST(),
@@ -69,7 +70,10 @@ def get_datamodule(config, device: torch.device | str) -> DataModule:
             f"dataset.input_shape: {list(shape)} does not match the data on disk, whose inputs are {list(raw.input_shape)}"
         )
     ds = config.dataset
-    indices = split_indices(raw.train_y.shape[0], ds.val_split, ds.forget_split, ds.seed)
+    # The split's stream is derived from dataset.seed for its purpose, like every other
+    # stream: with the raw seed, a training.dp_sgd.seed equal to it would replay the split's
+    # draws as DP-SGD noise (the noise would then depend on who is in the forget set).
+    indices = split_indices(raw.train_y.shape[0], ds.val_split, ds.forget_split, derive_seed(ds.seed, "split"))
     if len(indices.forget) == 0 or len(indices.val) == 0:
         raise ConfigError(
             f"dataset.forget_split / dataset.val_split: with {raw.train_y.shape[0]} training examples the "
