@@ -31,6 +31,10 @@ MODEL_NAMES = ("two_layer_net", "three_layer_net", "tiny_net", "tinier_net", "ti
 OPTIMIZER_NAMES = ("SGD", "RMSprop", "Adam")
 SCHEDULE_NAMES = ("constant", "cos", "onecycle")
 
+# Every float key of the schema (core and methods' sections) is a FiniteFloat: inf and
+# nan (YAML's .inf, .nan, or 1e309, which reads as inf) are refused with the key's name.
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
 Probability = Field(gt=0, lt=1)
 
 
@@ -41,7 +45,7 @@ def _false_or_positive(value):
 
 
 # A clip that is off (`false`) or a positive radius.
-OptionalClip = Annotated[Union[Literal[False], float], AfterValidator(_false_or_positive)]
+OptionalClip = Annotated[Union[Literal[False], FiniteFloat], AfterValidator(_false_or_positive)]
 
 
 class Section(BaseModel):
@@ -60,8 +64,8 @@ class DatasetConfig(Section):
     batch_size: int = Field(128, gt=0)
     # Accepted for compatibility: data lives as tensors on the device, no loader workers.
     num_workers: int = Field(0, ge=0)
-    val_split: float = Probability
-    forget_split: float = Probability
+    val_split: FiniteFloat = Probability
+    forget_split: FiniteFloat = Probability
     seed: int = 0
 
     @field_validator("input_shape")
@@ -79,18 +83,18 @@ class ModelConfig(Section):
 
 class OptimizerConfig(Section):
     optim: Literal[OPTIMIZER_NAMES] = "SGD"
-    max_lr: float = Field(gt=0)
-    momentum: float = Field(0.0, ge=0, lt=1)
+    max_lr: FiniteFloat = Field(gt=0)
+    momentum: FiniteFloat = Field(0.0, ge=0, lt=1)
     nesterov: bool = False
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: FiniteFloat = Field(0.0, ge=0)
     lr_schedule: Literal[SCHEDULE_NAMES] = "constant"
 
 
 class DPSGDConfig(Section):
-    l2_norm_clip: float = Field(gt=0)
+    l2_norm_clip: FiniteFloat = Field(gt=0)
     # The guarantee for the whole forget set (group privacy), as in the reference.
-    target_epsilon: float = Field(gt=0)
-    target_delta: float = Probability
+    target_epsilon: FiniteFloat = Field(gt=0)
+    target_delta: FiniteFloat = Probability
     seed: int = 0
 
 
@@ -118,19 +122,19 @@ class UnlearningConfig(OptimizerConfig):
 
     epochs: int = Field(gt=0)
     noise_schedule: Literal["constant", "decreasing"] = "constant"
-    init_model_clip: float = Field(0.0, ge=0)
+    init_model_clip: FiniteFloat = Field(0.0, ge=0)
     init_model_clip_type: Literal["clip", "clamp"] = "clip"
-    init_sigma: float = Field(0.0, ge=0)
+    init_sigma: FiniteFloat = Field(0.0, ge=0)
     # Checked against the registry of methods when the schema is composed.
     algorithm: str
-    delta: float = Probability
+    delta: FiniteFloat = Probability
     fine_grained_validation: bool = False
 
 
 class PostUnlearningConfig(OptimizerConfig):
     # Defaults are the values of every reference config.
-    max_lr: float = Field(0.1, gt=0)
-    weight_decay: float = Field(5e-4, ge=0)
+    max_lr: FiniteFloat = Field(0.1, gt=0)
+    weight_decay: FiniteFloat = Field(5e-4, ge=0)
     lr_schedule: Literal[SCHEDULE_NAMES] = "onecycle"
     post_unlearn_clip: OptionalClip = False
 
@@ -151,7 +155,9 @@ class CompatConfig(Section):
     renyi_conversion: Literal["correct", "upstream"] = "correct"
     pabi_lambda0: Literal["unified", "upstream"] = "unified"
     augment_eval: bool = False
-    group_privacy: Literal["tight", "upstream"] = "tight"
+    # exact: the forget set's Binomial(k, q) members per batch, composed by privacy loss
+    # distributions; tight: the (eps, delta) group lemma; upstream: the reference's (D4).
+    group_privacy: Literal["exact", "tight", "upstream"] = "exact"
     dp_sgd_sampling: Literal["poisson", "shuffle"] = "poisson"
 
 
@@ -168,8 +174,9 @@ class ExperimentConfig(Section):
     device: str = "auto"
     logs_dir: str = "logs"
     checkpoints_dir: str = "checkpoints"
-    # Never implemented by the reference; refusing True is better than pretending.
-    secure_rng: Literal[False] = False
+    # Release mode: noise from OS entropy, never written; no metric of a model before its
+    # certificate logged or printed; the summary says releasable: true (src/entropy.py).
+    secure_rng: bool = False
     save_every: int = Field(1, gt=0)
     global_seed: int = 0
 
@@ -383,8 +390,9 @@ def run_id(config: ExperimentConfig) -> str:
     return f"{prefix}-{stable_hash(data)}"
 
 
-# Bumped whenever pretraining code changes what a given recipe produces.
-PRETRAIN_FORMAT = 1
+# Bumped whenever pretraining code changes what a given recipe produces
+# (2: splits and DP-SGD noise from purpose-derived seeds, records bound by a content hash).
+PRETRAIN_FORMAT = 2
 
 
 def pretrained_key(config: ExperimentConfig) -> str:
@@ -411,4 +419,6 @@ def pretrained_key(config: ExperimentConfig) -> str:
             "group_privacy": config.compat.group_privacy,
             "dp_sgd_sampling": config.compat.dp_sgd_sampling,
         }
+        # Release mode needs DP-SGD noise no seed replays: never the research-mode model.
+        identity["secure_rng"] = config.secure_rng
     return f"{dataset.name}-{config.model.name}-{stable_hash(identity, 12)}"

@@ -27,7 +27,7 @@ from src.training.checkpoints import checkpoint_name, save_checkpoint
 from src.training.flat_model import FlatModel
 from src.training.optim import ScheduledOptimizer, make_optimizer, make_schedule
 from src.training.steps import make_step
-from src.unlearning.base import StepResult, UnlearningAlgorithm, project_l2_
+from src.unlearning.base import StepResult, UnlearningAlgorithm, certificate_scope, project_l2_
 
 EVAL_CHUNK = 2048
 
@@ -115,6 +115,9 @@ class Trainer:
         self.console = console
         self.device = model.device
         self.pending = StepRows()
+        # Release mode (secure_rng): nothing measured on a model before its certificate
+        # holds (the pretrained model, the noisy phase) is logged or printed.
+        self.log_pre_noise = not config.secure_rng
         self.data_generator = make_generator(derive_seed(config.global_seed, "unlearning-data"), self.device)
         eval_aug = data.augmentation if config.compat.augment_eval else None
         self.evaluate = Evaluator(model)
@@ -144,7 +147,8 @@ class Trainer:
         self.post = None
         with torch.no_grad():
             algorithm.prepare(self.model, self.log)
-        self.validate(data.val, "Val (Post Unlearning Setup)")
+        if self.log_pre_noise:
+            self.validate(data.val, "Val (Post Unlearning Setup)")
         if algorithm.finished:
             self._end_noisy_phase(epoch=0)
 
@@ -154,13 +158,15 @@ class Trainer:
             seen = 0
             batches = shuffled_batches(len(data.retain), config.dataset.batch_size, self.data_generator, self.device)
             for i, idx in enumerate(batches):
-                if not algorithm.finished:
+                noisy = not algorithm.finished
+                if noisy:
                     x, y = self._batch(data.retain, idx)
                     self.noisy_steps += 1
                     result = algorithm.noisy_step(self.model, x, y, self.noisy_steps - 1)
                     stopped = algorithm.after_step(self.noisy_steps, result.sigma, result.eta, self.log)
-                    self.pending.add(result.loss, result.correct, result.count,
-                                     {"sigma_t": result.sigma, "eta_t": result.eta, "state_step": self.noisy_steps})
+                    if self.log_pre_noise:
+                        self.pending.add(result.loss, result.correct, result.count,
+                                         {"sigma_t": result.sigma, "eta_t": result.eta, "state_step": self.noisy_steps})
                     if stopped:
                         self._end_noisy_phase(epoch)
                 else:
@@ -168,18 +174,25 @@ class Trainer:
                     self.pending.add(result.loss, result.correct, result.count,
                                      {"sigma_t": 0.0, "eta_t": result.eta,
                                       "state_step": self.noisy_steps + self.post.step_count})
-                sum_loss += result.loss * result.count
-                sum_correct += result.correct
-                seen += result.count
-                if u.fine_grained_validation:
+                if self.log_pre_noise or not noisy:
+                    sum_loss += result.loss * result.count
+                    sum_correct += result.correct
+                    seen += result.count
+                if u.fine_grained_validation and (self.log_pre_noise or algorithm.finished):
                     self._fine_grained(epoch, i)
-            retain_loss, retain_acc = float(sum_loss) / seen, float(sum_correct) / seen
-            self.log({"retain_loss": retain_loss, "retain_accuracy": retain_acc, "unlearn_epoch": epoch})
+            if not (self.log_pre_noise or algorithm.finished):
+                # Release mode: a state of the noisy phase is covered by no certificate.
+                self.console.line(f"unlearn epoch {epoch}/{u.epochs}  (noisy phase: no metrics in release mode)")
+                continue
+            line = f"unlearn epoch {epoch}/{u.epochs}"
+            if seen:
+                retain_loss, retain_acc = float(sum_loss) / seen, float(sum_correct) / seen
+                self.log({"retain_loss": retain_loss, "retain_accuracy": retain_acc, "unlearn_epoch": epoch})
+                line += f"  retain loss {fmt(retain_loss)} acc {fmt(retain_acc)}"
             val_acc = self.validate(data.val, "Val (Unlearn)", unlearn_epoch=epoch)
             forget_acc = self.validate(data.forget, "Forget (Unlearn)", unlearn_epoch=epoch)
             self.logger.flush()
-            self.console.line(f"unlearn epoch {epoch}/{u.epochs}  retain loss {fmt(retain_loss)} acc {fmt(retain_acc)}"
-                              f"  val acc {fmt(val_acc)}  forget acc {fmt(forget_acc)}")
+            self.console.line(f"{line}  val acc {fmt(val_acc)}  forget acc {fmt(forget_acc)}")
 
     def test(self) -> float:
         acc = self.validate(self.data.test, "Test")
@@ -188,7 +201,7 @@ class Trainer:
 
     # -- the end of the noisy phase and the fine-tuning that follows ----------------------
     def _end_noisy_phase(self, epoch: int) -> None:
-        row = self.algorithm.certificate_row()
+        row = {**self.algorithm.certificate_row(), **certificate_scope(self.config)}
         if self.noisy_steps == 0:
             row["state_step"] = 0
         self.log(row)
@@ -205,6 +218,9 @@ class Trainer:
         if not row["certificate_valid"]:
             reasons = "; ".join(self.algorithm.plan().invalid_reasons) or "see the plan"
             self.console.line(f"WARNING: the certificate does not hold for this run: {reasons}")
+        for key in ("certificate_scope", "certificate_rests_on"):
+            if row.get(key):
+                self.console.line(f"{key.replace('_', ' ')}: {row[key]}")
 
     def _start_post_phase(self) -> None:
         post = self.config.post_unlearning
@@ -262,7 +278,8 @@ def pretrain(config, data: DataModule, model: FlatModel, log, console: Console, 
                                    make_schedule(t, max(t.epochs, 1) * steps_per_epoch))
     step = None if dp else make_step(model, data.train, data.augmentation, optimizer, batch_size)
     evaluate = Evaluator(model)
-    meta = {"epochs": t.epochs, "dp_sgd": dp.record() if dp else None}
+    # secure_rng: whether DP-SGD's noise came from OS entropy (release mode needs it).
+    meta = {"epochs": t.epochs, "dp_sgd": dp.record() if dp else None, "secure_rng": config.secure_rng}
     if ckpt_dir is not None:
         save_checkpoint(ckpt_dir / checkpoint_name(0), model.state_dict(), {**meta, "epoch": 0})
 

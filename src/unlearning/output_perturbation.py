@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from src.config import Section
+from src.config import FiniteFloat, Section
 from src.privacy.gaussian import output_perturbation_sigma, theta_eps
 from src.privacy.pabi import init_ball_radius
 from src.unlearning.base import (PrivacyPlan, UnlearningAlgorithm, certificate_row, register,
@@ -27,7 +27,7 @@ from src.unlearning.initial_projection import initial_projection_
 class DPBaselineConfig(Section):
     """`unlearning.dp-baseline:` the keys of Output Perturbation."""
 
-    epsilon_target: float = Field(gt=0)
+    epsilon_target: FiniteFloat = Field(gt=0)
     # classical: the reference's Dwork-Roth sigma; analytic: smallest sigma with
     # theta_eps(2 C0 / sigma) <= delta (docs/differences.md).
     calibration: Literal["classical", "analytic"] = "classical"
@@ -42,6 +42,12 @@ class OutputPerturbation(UnlearningAlgorithm):
     def check_config(cls, config) -> None:
         require_section(config, "dp-baseline", cls.name)
         require_positive_init_clip(config, "Output Perturbation")
+
+    @classmethod
+    def certificate_keys(cls, config) -> dict:
+        u = config.unlearning
+        return {"unlearning.init_model_clip": u.init_model_clip, "unlearning.delta": u.delta,
+                "unlearning.dp-baseline.epsilon_target": u.dp_baseline.epsilon_target}
 
     @cached_property
     def sigma(self) -> float:
