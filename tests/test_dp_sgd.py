@@ -243,3 +243,22 @@ def test_the_exact_accountant_end_to_end(features_config, tmp_path):
     assert summary["certified_delta"] <= 1e-5 and summary["dp_sigma"] == details["dp_sgd_noise_multiplier"]
     ckpt = torch.load(tmp_path / "logs" / plan.run_id / "ckpt" / "checkpoint_2.pt", weights_only=True)
     assert ckpt["meta"]["dp_sgd"]["group_rule"] == "exact"
+
+
+def test_release_mode_needs_a_model_whose_dp_noise_no_seed_replays(features_config, tmp_path):
+    from src.config import pretrained_key
+
+    research = features_config("name=research")
+    assert pretrained_key(features_config("secure_rng=true")) != pretrained_key(research)
+    run(research, None, resolve_device("cpu"), Console(quiet=True))
+    ckpt = tmp_path / "logs" / make_plan(research).run_id / "ckpt"
+    with pytest.raises(CheckpointError, match="research mode"):
+        run(features_config(f"training.pretrained={ckpt}", "secure_rng=true", "name=release"), None,
+            resolve_device("cpu"), Console(quiet=True))
+    # trained in release mode: DP-SGD's noise and memberships from the OS, nothing written of them
+    released = features_config("secure_rng=true", "name=released")
+    summary = run(released, None, resolve_device("cpu"), Console(quiet=True))
+    assert summary["releasable"] is True and summary["certificate_valid"] is True
+    rows = [json.loads(line) for line in (tmp_path / "logs" / make_plan(released).run_id / "metrics.jsonl")
+            .read_text().splitlines()]
+    assert not any("train_loss" in row for row in rows)
