@@ -120,7 +120,10 @@ def _check_dp_sgd_noise_scale(config: ExperimentConfig) -> None:
 
 
 def ensure_pretrained(config: ExperimentConfig, device, console: Console, data=None) -> Path:
-    """The cached model for `training.pretrained: auto`, trained now if nobody has yet."""
+    """The cached model for `training.pretrained: auto`, trained now if nobody has yet.
+    In release mode (secure_rng) its training is not printed (the cache keeps its log)."""
+    if config.secure_rng:
+        console = Console(quiet=True)
     key = pretrained_key(config)
     cache = PretrainedCache(config.checkpoints_dir)
     with cache.lock(key):
