@@ -101,6 +101,7 @@ DPSGD = ["unlearning.algorithm=dp-sgd", "training.dp_sgd.l2_norm_clip=0.5", "tra
     (GC, "unlearning.init_model_clip", 1e308),
     (GC, "unlearning.iteration.grad_clip", 1e308),
     (GC, "unlearning.iteration.epsilon_target", 1e308),
+    (GC + ["unlearning.weight_decay=0"], "unlearning.max_lr", 1e308),
     (GC + ["unlearning.iteration.epsilon_target=null", "unlearning.iteration.epsilon_renyi_target=1e-300"],
      "unlearning.iteration.epsilon_renyi_target", 1e-300),
     (CC, "unlearning.contractive_coefficients.sigma", 1e308),

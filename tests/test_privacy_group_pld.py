@@ -14,7 +14,7 @@ from src.privacy.dpsgd_calibration import calibrate_dp_sgd
 from src.privacy.group_pld import binomial_group_weights, calibrate_exact_group, exact_group_delta
 
 
-def monte_carlo_delta(sigma, q, steps, k, epsilon, n=100_000, seed=0):
+def monte_carlo_delta(sigma, q, steps, k, epsilon, n=60_000, seed=0):
     """delta(eps) = E[(1 - e^(eps - L))_+] of the composed privacy loss L, both directions,
     sampled directly: each step draws m ~ Bin(k, q) and x ~ N(m, sigma^2) (remove) or
     x ~ N(0, sigma^2) (add); L sums log of the mixture's density ratio. Returns (delta, its
@@ -56,7 +56,7 @@ def test_a_group_of_one_is_dp_accountings_subsampled_gaussian():
     assert ours == pytest.approx(reference, rel=1e-3)
 
 
-@pytest.mark.parametrize("q, steps, k", [(0.1, 20, 5), (128 / 2000, 160, 20), (0.01, 500, 50)])
+@pytest.mark.parametrize("q, steps, k", [(0.1, 20, 5), (0.01, 500, 50)])
 def test_the_exact_accountant_is_never_looser_than_the_lemma(q, steps, k):
     target_epsilon, target_delta = 10.0, 1e-5
     eps1, delta1 = group_privacy_to_example(target_epsilon, target_delta, k)
