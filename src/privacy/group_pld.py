@@ -20,7 +20,7 @@ the Dots"); adaptive composition holds because the per-step pair dominates every
 The (eps, delta) group lemma applied to an RDP per-example guarantee, the rule it
 replaces, loses twice: RDP -> (eps, delta) per example, then k-fold group privacy. For the
 Figure 3 target (epsilon 50, delta 1e-5 for k = 225) the exact accountant needs about 30%
-less noise (tests/test_privacy_group_pld.py).
+less noise (12.75 instead of 18.03; tests/test_dp_sgd.py).
 
 Truncation, accounted for. The binomial's tail above m_max, of mass t <= 1e-25 / steps,
 is dropped from the mixture. Removing it changes the composed distribution on the mixture
