@@ -502,7 +502,7 @@ def _describe(error: ValidationError, data: dict) -> str:
     for item in error.errors():
         loc = [str(p) for p in item["loc"]]
         # Union members add their own level to the location; a user thinks in keys.
-        loc = [p for p in loc if not p.startswith(("literal[", "function-after[", "float", "str", "bool", "int"))]
+        loc = [p for p in loc if not p.startswith(("literal[", "function-after[", "constrained-", "float", "str", "bool", "int"))]
         dotted = config_yaml.cut(".".join(loc), 120) or "(top level)"
         value = item.get("input")
         if item["type"] == "extra_forbidden":

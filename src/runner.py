@@ -232,9 +232,12 @@ def attach_run(plan: Plan, device, pretrained_meta: dict | None = None, seed_tag
 
 
 def run_outcome(certificate: dict, noisy_steps: int) -> dict:
-    """The top of summary.json: what was certified for the released model."""
+    """The top of summary.json: what was certified for the released model, and what the
+    certificate covers (releasable, its scope, the record it rests on)."""
     keys = ("certified_epsilon", "certified_delta", "certificate_valid", "epsilon_published")
-    return {**{key: certificate[key] for key in keys}, "noisy_steps": noisy_steps}
+    covers = {key: certificate[key] for key in ("releasable", "certificate_scope", "certificate_rests_on")
+              if key in certificate}
+    return {**{key: certificate[key] for key in keys}, **covers, "noisy_steps": noisy_steps}
 
 
 def run(config: ExperimentConfig, config_file: str | None, device, console: Console) -> dict:

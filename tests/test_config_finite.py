@@ -20,6 +20,7 @@ ALL_SECTIONS = {
     "unlearning.dp-baseline": {"epsilon_target": 1},
     "training.dp_sgd": {"l2_norm_clip": 0.5, "target_epsilon": 50, "target_delta": 1e-5},
     "post_unlearning.post_unlearn_clip": 1.0,
+    "training.langevin": {"sigma": 0.1},
 }
 
 
@@ -60,6 +61,8 @@ def float_keys(model=None, prefix=""):
 
 
 FLOAT_KEYS = sorted(set(float_keys()))
+# Keys holding a list of numbers (e.g. [0.1, 0.01]): the non-finite number goes inside.
+SEQUENCE_KEYS = {key for key in FLOAT_KEYS if key.split(".")[-1] in ("fpr", "alpha_range")}
 
 
 def test_the_walk_finds_the_float_keys_of_core_and_methods():
@@ -79,10 +82,10 @@ def test_every_float_key_refuses_non_finite_numbers(key, value):
     parts = key.split(".")
     for part in parts[:-1]:
         node = node.setdefault(part, {})
-    node[parts[-1]] = value
+    node[parts[-1]] = [1e-3, value] if key in SEQUENCE_KEYS else value
     with pytest.raises(ConfigError) as info:
         validate_config(data)
-    line = next(line for line in str(info.value).splitlines() if line.strip().startswith(key + ":"))
+    line = next(line for line in str(info.value).splitlines() if line.strip().startswith(key))
     assert "finite" in line or "greater than" in line or "less than" in line
 
 

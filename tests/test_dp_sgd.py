@@ -241,7 +241,7 @@ def test_the_exact_accountant_end_to_end(features_config, tmp_path):
     assert details["dp_sgd_noise_multiplier"] < details["lemma_noise_multiplier"]
     summary = run(config, None, resolve_device("cpu"), Console(quiet=True))
     assert summary["certificate_valid"] is True and summary["certified_epsilon"] == 50
-    assert summary["certified_delta"] <= 1e-5 and summary["dp_sigma"] == details["dp_sgd_noise_multiplier"]
+    assert summary["certified_delta"] <= 1e-5 and summary["last_logged"]["dp_sigma"] == details["dp_sgd_noise_multiplier"]
     ckpt = torch.load(tmp_path / "logs" / plan.run_id / "ckpt" / "checkpoint_2.pt", weights_only=True)
     assert ckpt["meta"]["dp_sgd"]["group_rule"] == "exact"
 

@@ -55,7 +55,7 @@ class LangevinConfig(Section):
     delta_rule: Literal["target", "one_over_n"] = "target"
     conversion: Literal["mironov", "balle2020"] = "mironov"
     # Renyi orders searched; the original code used (1, 1e4), (2, 1e4) or (2, 1e5).
-    alpha_range: tuple[float, float] = (1.0001, 1e5)
+    alpha_range: tuple[FiniteFloat, FiniteFloat] = (1.0001, 1e5)
     min_steps: int = Field(1, ge=0)  # the original code never stops at K = 0
     step_lattice: int = Field(1, ge=1)  # 10 with min_steps 1 reproduces its K in 1, 11, 21, ...
     # Warn when a request's learning bound is evaluated at an order above this: the weak
