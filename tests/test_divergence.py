@@ -47,9 +47,15 @@ def test_a_huge_fine_tuning_learning_rate_fails_the_run(make_config, tmp_path, c
 
 
 def test_an_overflowing_init_sigma_fails_at_the_initial_noise(make_config, tmp_path, capsys):
+    # A sigma float32 cannot hold is refused by the plan, before anything runs ...
     path, _ = make_config("sigma", {"unlearning.init_sigma": 1e300})
     assert run_main("--config", path, "--quiet") == 2
-    assert "unlearning.init_sigma: 1e+300 overflows the weights" in capsys.readouterr().err
+    assert "unlearning.init_sigma: 1e+300 gives no finite certificate" in capsys.readouterr().err
+    assert nothing_recorded(tmp_path)
+    # ... one it can hold still overflows the weights once multiplied by the noise
+    path, _ = make_config("sigma-f32", {"unlearning.init_sigma": 3e38})
+    assert run_main("--config", path, "--quiet") == 2
+    assert "unlearning.init_sigma: 3e+38 overflows the weights" in capsys.readouterr().err
     assert nothing_recorded(tmp_path)
 
 

@@ -453,6 +453,10 @@ def test_slurm_ctrl_c_cancels_the_jobs_the_launcher_submitted(cluster, tmp_path)
     out, err = launcher.communicate(timeout=120)
     assert launcher.returncode == 130, out + err
     assert f"cancelled (Slurm job {job})" in out and "interrupted" in out
-    state = queue([job]).get(job)
+    # scancel returns at once; the job passes through COMPLETING while Slurm tears it down
+    state, deadline = queue([job]).get(job), time.monotonic() + 60
+    while state is not None and state.state == "COMPLETING" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        state = queue([job]).get(job)
     assert state is None or state.state == "CANCELLED", state
     assert not record.exists()
