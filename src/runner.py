@@ -7,6 +7,7 @@ the plan in a staging directory that becomes logs/<run_id> only once it has fini
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,9 +103,12 @@ def make_plan(config: ExperimentConfig, sizes: SplitSizes | None = None) -> Plan
 # Pretrained models
 
 
-def ensure_pretrained(config: ExperimentConfig, device, console: Console, data=None) -> Path:
-    """The cached model for `training.pretrained: auto`, trained now if nobody has yet."""
-    key = pretrained_key(config)
+def ensure_pretrained(config: ExperimentConfig, device, console: Console, data=None,
+                      without_forget: bool = False) -> Path:
+    """The cached model for `training.pretrained: auto`, trained now if nobody has yet.
+
+    `without_forget`: the same recipe on the retain set alone (the audit's world B)."""
+    key = pretrained_key(config, without_forget)
     cache = PretrainedCache(config.checkpoints_dir)
     with cache.lock(key):
         if cache.has(key):
@@ -113,6 +117,8 @@ def ensure_pretrained(config: ExperimentConfig, device, console: Console, data=N
         entry = cache.entry(key)
         entry.mkdir(parents=True, exist_ok=True)
         data = data if data is not None else get_datamodule(config, device)
+        if without_forget:
+            data = dataclasses.replace(data, train=data.retain)
         model = build_model(config, data.input_shape, device)
         recipe = {k: v for k, v in config.to_dict().items() if k in ("dataset", "model", "training", "global_seed", "compat")}
         logger = RunLogger(entry, recipe, key)
