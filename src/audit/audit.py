@@ -27,6 +27,7 @@ from src.runner import make_plan
 from src.seeds import derive_seed
 from src.training.ensemble import EnsembleModel, EnsembleTrainer, attach_ensemble, default_chunk
 from src.training.trainer import build_model
+from src.unlearning.base import algorithm_class
 
 # Chains run as one ensemble at a time (memory: theta, noise and batches of a group).
 GROUP = 512
@@ -49,10 +50,14 @@ class WeakenedNoise:
         return self.scale * self.noise.fresh()
 
 
+def auditable(config) -> bool:
+    return algorithm_class(config.unlearning.algorithm).noise_after_pretraining
+
+
 def check_auditable(config) -> None:
-    if config.unlearning.algorithm == "dp-sgd":
-        raise UserError("unlearning.algorithm: 'dp-sgd' cannot be audited here: its noise is in the DP-SGD "
-                        "pretraining, not in a noisy phase after it (auditing it needs N DP-SGD trainings per world)")
+    if not auditable(config):
+        raise UserError(f"unlearning.algorithm: '{config.unlearning.algorithm}' cannot be audited here: its noise is "
+                        "drawn in pretraining, not after it (auditing it needs N noisy pretrainings per world)")
 
 
 def chain_seeds(seed: int, world: str, n: int) -> list[int]:

@@ -1,14 +1,15 @@
 """One config per method of a folder, for the tightness table.
 
 Configs that differ only in their seeds (dataset.seed, global_seed) and name are the same
-method; the first of each group (by file name) is audited. DP-SGD configs are left out:
-their noise is in pretraining (audit.check_auditable).
+method; the first of each group (by file name) is audited. Methods whose noise is drawn in
+pretraining (DP-SGD) are left out (audit.check_auditable).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from src.audit.audit import auditable
 from src.config import load_config, stable_hash
 from src.errors import UserError
 
@@ -34,7 +35,7 @@ def folder_configs(folder, overrides=()) -> list[tuple[Path, object]]:
     chosen, seen = [], set()
     for path in paths:
         config = load_config(path, overrides)
-        if config.unlearning.algorithm == "dp-sgd":
+        if not auditable(config):
             continue
         key = method_key(config)
         if key not in seen:

@@ -216,37 +216,30 @@ def member_batches(n: int, batch_size: int, generators, device) -> list[torch.Te
     return [torch.stack(step) for step in zip(*per_member)]
 
 
-_PADDED: dict = {}
+class MemberBatches:
+    """Batches of one split for every member; the split is padded once for the
+    augmentation's gather (GatherAugmentation.apply_rows), when it has one."""
 
+    def __init__(self, split: Split, augmentation):
+        self.split, self.augmentation = split, augmentation
+        self.padded = augmentation.pad(split.x) if hasattr(augmentation, "apply_rows") else None
 
-def padded_split(split: Split, augmentation):
-    """The split padded for the augmentation's gather, made once per (split, augmentation)."""
-    if not hasattr(augmentation, "apply_rows"):
-        return None
-    key = (id(split.x), id(augmentation))
-    if key not in _PADDED:
-        _PADDED.clear()  # one split at a time: the retain set of the current phase
-        _PADDED[key] = (split.x, augmentation.pad(split.x))
-    return _PADDED[key][1]
-
-
-def draw_batch(split: Split, idx: torch.Tensor, augmentation, generators) -> tuple[EnsembleBatch, torch.Tensor]:
-    """Indices [N, b] -> the members' batch; each member's augmentation from its own generator."""
-    if augmentation is None:
-        return EnsembleBatch(split, idx), split.y[idx]
-    choice = torch.stack([augmentation.draw(idx.shape[1], generator) for generator in generators])
-    return EnsembleBatch(split, idx, augmentation, choice, padded_split(split, augmentation)), split.y[idx]
+    def draw(self, idx: torch.Tensor, generators) -> tuple[EnsembleBatch, torch.Tensor]:
+        """Indices [N, b] -> the members' batch; each member's augmentation from its own generator."""
+        if self.augmentation is None:
+            return EnsembleBatch(self.split, idx), self.split.y[idx]
+        choice = torch.stack([self.augmentation.draw(idx.shape[1], generator) for generator in generators])
+        return EnsembleBatch(self.split, idx, self.augmentation, choice, self.padded), self.split.y[idx]
 
 
 class EnsembleStep:
     """A noise-free optimizer update of every member (steps.EagerStep, vectorised)."""
 
-    def __init__(self, model: EnsembleModel, split: Split, augmentation, optimizer: ScheduledOptimizer,
-                 l2: float = 0.0):
-        self.model, self.split, self.augmentation, self.optimizer, self.l2 = model, split, augmentation, optimizer, l2
+    def __init__(self, model: EnsembleModel, batches: MemberBatches, optimizer: ScheduledOptimizer, l2: float = 0.0):
+        self.model, self.batches, self.optimizer, self.l2 = model, batches, optimizer, l2
 
     def __call__(self, idx: torch.Tensor, generators):
-        batch, y = draw_batch(self.split, idx, self.augmentation, generators)
+        batch, y = self.batches.draw(idx, generators)
         loss, correct, grad = self.model.loss_and_grad(batch, y, self.l2)
         self.model.theta.grad = grad
         self.optimizer.step()
@@ -300,7 +293,7 @@ def pretrain_ensemble(config, data: DataModule, seeds, device, chunk: int | None
     generators = [make_generator(derive_seed(seed, "pretrain-data"), device) for seed in seeds]
     optimizer = ScheduledOptimizer(make_optimizer(model.theta, t, t.weight_decay),
                                    make_schedule(t, max(t.epochs, 1) * num_batches(len(data.train), batch_size)))
-    step = EnsembleStep(model, data.train, data.augmentation, optimizer)
+    step = EnsembleStep(model, MemberBatches(data.train, data.augmentation), optimizer)
     for epoch in range(1, t.epochs + 1):
         for idx in member_batches(len(data.train), batch_size, generators, device):
             step(idx, generators)
@@ -326,6 +319,7 @@ class EnsembleTrainer:
         self.data_generators = [make_generator(derive_seed(s, "unlearning-data"), self.device) for s in seeds]
         self.eval_augmentation = data.augmentation if config.compat.augment_eval else None
         self.eval_generators = [make_generator(derive_seed(s, "eval-augmentation"), self.device) for s in seeds]
+        self.retain_batches = MemberBatches(data.retain, data.augmentation)
         self.history: list[dict] = []
         self.noisy_output = None
         self.certificate = None
@@ -360,7 +354,7 @@ class EnsembleTrainer:
             seen = 0
             for idx in member_batches(len(data.retain), batch_size, self.data_generators, self.device):
                 if not algorithm.finished:
-                    batch, y = draw_batch(data.retain, idx, data.augmentation, self.data_generators)
+                    batch, y = self.retain_batches.draw(idx, self.data_generators)
                     self.noisy_steps += 1
                     result = algorithm.noisy_step(self.model, batch, y, self.noisy_steps - 1)
                     if algorithm.after_step(self.noisy_steps, result.sigma, result.eta, self.log):
@@ -401,5 +395,4 @@ class EnsembleTrainer:
         total = self.config.unlearning.epochs * self.steps_per_epoch
         optimizer = ScheduledOptimizer(make_optimizer(self.model.theta, post, weight_decay=0.0),
                                        make_schedule(post, total))
-        self.post_step = EnsembleStep(self.model, self.data.retain, self.data.augmentation, optimizer,
-                                      l2=post.weight_decay)
+        self.post_step = EnsembleStep(self.model, self.retain_batches, optimizer, l2=post.weight_decay)

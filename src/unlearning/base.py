@@ -88,6 +88,10 @@ class StepResult:
 
 class UnlearningAlgorithm:
     name: ClassVar[str]
+    # Whether the noise the certificate rests on is drawn after pretraining (in `prepare`
+    # and the noisy steps), so that noisy phases from two starting points can be audited
+    # (src/audit/). DP-SGD's noise is in the pretraining itself.
+    noise_after_pretraining: ClassVar[bool] = True
 
     def __init__(self, context: AlgorithmContext):
         self.context = context
