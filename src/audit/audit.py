@@ -154,6 +154,10 @@ def audit(config, start_a: torch.Tensor, start_b: torch.Tensor, chains: int, *, 
         outputs[world], steps = noisy_phase_outputs(config, data, start, chain_seeds(seed, world, chains), device,
                                                     noise_scale, chunk)
         seconds[f"chains_{world}"] = round(time.perf_counter() - clock, 3)
+        diverged = int((~torch.isfinite(outputs[world]).all(dim=1)).sum())
+        if diverged:
+            raise UserError(f"{diverged} of {chains} noisy phases of world {world} ended with non-finite parameters "
+                            "(the noisy phase diverged); nothing can be audited, check the config's step size")
         if console is not None:
             console.line(f"world {world}: {chains} noisy phases of {steps} steps in {seconds[f'chains_{world}']:.1f} s")
     clock = time.perf_counter()

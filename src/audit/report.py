@@ -64,15 +64,14 @@ def plot_audit(result, path: Path) -> None:
     right.plot(grid, grid, color="gray", linestyle=":", label="no information")
     if result.certified_epsilon is not None:
         allowed = np.minimum(1.0, np.exp(result.certified_epsilon) * grid + bound.delta)
-        right.plot(grid, allowed, color="tab:green", label=f"certificate: TPR <= e^{result.certified_epsilon:.3g} FPR + delta")
+        right.plot(grid, allowed, color="tab:green",
+                   label=f"certificate: TPR <= e^{result.certified_epsilon:.3g} FPR + delta")
     right.set_xscale("log")
     right.set_yscale("log")
     right.set_xlabel(f"FPR = {q_name}(R)")
     right.set_ylabel(f"TPR = {p_name}(R)")
     right.legend(fontsize=8, loc="lower right")
-    certified = "none" if result.certified_epsilon is None else f"{result.certified_epsilon:.3f}"
-    right.set_title(f"certified epsilon {certified}, lower bound {bound.epsilon:.3f} "
-                    f"({100 * bound.confidence:g}%), ceiling {bound.ceiling:.3f}", fontsize=9)
+    right.set_title(result.line(), fontsize=9)
     fig.tight_layout()
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     fig.savefig(tmp, dpi=110)
