@@ -114,6 +114,7 @@ def run_one(args, console) -> int:
 
 
 def run_folder(args, console) -> int:
+    from src.audit.audit import rounded_down, rounded_up
     from src.audit.report import tightness_table, write_text
     from src.audit.tightness import folder_configs
 
@@ -125,10 +126,10 @@ def run_folder(args, console) -> int:
         print(f"{path.stem}: {result.line()}", flush=True)
         certified = result.certified_epsilon
         rows.append({"method": config.unlearning.algorithm, "config": path.stem,
-                     "certified epsilon": "none" if certified is None else f"{certified:.3f}",
-                     "lower bound": f"{result.bound.epsilon:.3f}",
+                     "certified epsilon": "none" if certified is None else rounded_up(certified),
+                     "lower bound": rounded_down(result.bound.epsilon),
                      "ratio": f"{result.bound.epsilon / certified:.3f}" if certified else "-",
-                     "ceiling": f"{result.bound.ceiling:.3f}", "N": result.chains, "seconds": f"{seconds:.0f}"})
+                     "ceiling": rounded_down(result.bound.ceiling), "N": result.chains, "seconds": f"{seconds:.0f}"})
         if violated(result, args.noise_scale):
             status = EXCEEDED
     table = tightness_table(rows)

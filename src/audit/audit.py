@@ -119,17 +119,18 @@ class AuditResult:
 
     def line(self) -> str:
         pct = f"{100 * self.bound.confidence:g}%"
-        certified = "none" if self.certified_epsilon is None else f"{_up(self.certified_epsilon)}"
-        return (f"certified epsilon {certified}, empirical lower bound {_down(self.bound.epsilon)} ({pct}), "
-                f"ceiling {_down(self.bound.ceiling)}")
+        certified = "none" if self.certified_epsilon is None else f"{rounded_up(self.certified_epsilon)}"
+        return (f"certified epsilon {certified}, empirical lower bound {rounded_down(self.bound.epsilon)} ({pct}), "
+                f"ceiling {rounded_down(self.bound.ceiling)}")
 
 
-def _down(x: float) -> str:
+def rounded_down(x: float) -> str:
     """A lower bound printed rounded down (never more than it is)."""
     return f"{math.floor(x * 1000) / 1000:.3f}"
 
 
-def _up(x: float) -> str:
+def rounded_up(x: float) -> str:
+    """A certificate printed rounded up (never less than it is)."""
     return f"{math.ceil(x * 1000) / 1000:.3f}"
 
 
