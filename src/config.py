@@ -574,8 +574,11 @@ def run_id(config: ExperimentConfig) -> str:
 PRETRAIN_FORMAT = 1
 
 
-def pretrained_key(config: ExperimentConfig) -> str:
-    """Everything that determines the pretrained model, the split seed included (D12)."""
+def pretrained_key(config: ExperimentConfig, without_forget: bool = False) -> str:
+    """Everything that determines the pretrained model, the split seed included (D12).
+
+    `without_forget`: the same recipe trained on the retain set alone (the audit's world
+    B, src/audit/), which also depends on the forget split."""
     dataset = config.dataset
     identity = {
         "format": PRETRAIN_FORMAT,
@@ -599,4 +602,8 @@ def pretrained_key(config: ExperimentConfig) -> str:
             "group_privacy": config.compat.group_privacy,
             "dp_sgd_sampling": config.compat.dp_sgd_sampling,
         }
+    if without_forget:
+        identity["dataset"]["forget_split"] = dataset.forget_split
+        identity["trained_on"] = "retain"
+        return f"{dataset.name}-{config.model.name}-retain-{stable_hash(identity, 12)}"
     return f"{dataset.name}-{config.model.name}-{stable_hash(identity, 12)}"

@@ -7,6 +7,7 @@ the plan in a staging directory that becomes logs/<run_id> only once it has fini
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from dataclasses import dataclass
@@ -146,9 +147,12 @@ def check_model_runs(model, config: ExperimentConfig, shape: tuple[int, ...]) ->
 # Pretrained models
 
 
-def ensure_pretrained(config: ExperimentConfig, device, console: Console, data=None) -> Path:
-    """The cached model for `training.pretrained: auto`, trained now if nobody has yet."""
-    key = pretrained_key(config)
+def ensure_pretrained(config: ExperimentConfig, device, console: Console, data=None,
+                      without_forget: bool = False) -> Path:
+    """The cached model for `training.pretrained: auto`, trained now if nobody has yet.
+
+    `without_forget`: the same recipe on the retain set alone (the audit's world B)."""
+    key = pretrained_key(config, without_forget)
     cache = PretrainedCache(config.checkpoints_dir)
     with cache.lock(key):
         if cache.has(key):
@@ -160,6 +164,8 @@ def ensure_pretrained(config: ExperimentConfig, device, console: Console, data=N
         try:
             entry.mkdir(parents=True, exist_ok=True)
             data = data if data is not None else get_datamodule(config, device)
+            if without_forget:
+                data = dataclasses.replace(data, train=data.retain)
             model = build_model(config, data.input_shape, device)
             recipe = {k: v for k, v in config.to_dict().items()
                       if k in ("dataset", "model", "training", "global_seed", "compat")}

@@ -43,6 +43,9 @@ class AlgorithmContext:
     # The run's splits (forget, retain, val, ... and the augmentation), for methods that
     # read more than the retain batches the trainer hands to noisy_step.
     data: "DataModule | None" = None
+    # An ensemble's members (src/training/ensemble.py): each member's global seed, for
+    # what an algorithm draws from a seed rather than from `noise`. Empty: a single run.
+    member_seeds: tuple[int, ...] = ()
 
     @property
     def budget_steps(self) -> int:
@@ -134,6 +137,10 @@ class UnlearningAlgorithm:
     # requests each request may start from the model the previous one deployed
     # (docs/requests.md). A method that has not shown this is refused in a stream.
     sequential_requests: ClassVar[bool] = False
+    # Whether the noise the certificate rests on is drawn after pretraining (in `prepare`
+    # and the noisy steps), so that noisy phases from two starting points can be audited
+    # (src/audit/). DP-SGD's noise is in the pretraining itself.
+    noise_after_pretraining: ClassVar[bool] = True
 
     def __init__(self, context: AlgorithmContext):
         self.context = context
@@ -203,17 +210,19 @@ def certificate_row(plan: PrivacyPlan, epsilon=None, delta=None) -> dict:
 
 # ---------------------------------------------------------------------------------------
 # Operations on the parameter vector shared by the algorithms (global norms, D33).
+# theta is [d] in a single run and [N, d] in an ensemble: norms are over the last axis,
+# one per member (for [d] the same number as the norm of the whole vector).
 
 
 def project_l2_(theta: torch.Tensor, radius: float) -> torch.Tensor:
     """theta <- theta * min(1, radius / ||theta||) in place (the reference's clip_params)."""
-    norm = torch.linalg.vector_norm(theta)
+    norm = torch.linalg.vector_norm(theta, dim=-1, keepdim=True)
     theta.mul_(torch.clamp(radius / norm, max=1.0).nan_to_num(1.0))
     return theta
 
 
 def clip_l2(v: torch.Tensor, bound: float) -> torch.Tensor:
-    norm = torch.linalg.vector_norm(v)
+    norm = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
     return v * torch.clamp(bound / norm, max=1.0).nan_to_num(1.0)
 
 
@@ -247,7 +256,12 @@ class NoiseSource:
 
 
 def batch_loss_and_grad(model, x, y):
-    """Mean cross-entropy of the batch and its gradient with respect to theta."""
+    """Mean cross-entropy of the batch and its gradient with respect to theta.
+
+    An ensemble computes them itself, per member ([N] losses, [N, d] gradients), in
+    chunks of members (src/training/ensemble.py)."""
+    if hasattr(model, "loss_and_grad"):
+        return model.loss_and_grad(x, y)
     theta = model.theta
     logits = model(x)
     loss = F.cross_entropy(logits, y)

@@ -175,7 +175,7 @@ class ModelClipping(UnlearningAlgorithm):
             project_l2_(theta, cc.model_clip)
             if cc.noise_addition_after_projection:
                 theta.add_(cc.sigma * self.context.noise.draw())
-        return StepResult(loss, correct, y.shape[0], cc.sigma, eta)
+        return StepResult(loss, correct, y.shape[-1], cc.sigma, eta)
 
     def after_step(self, step: int, sigma: float, eta: float, log) -> bool:
         trajectory = self._trajectory
