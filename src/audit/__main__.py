@@ -1,10 +1,13 @@
-"""Audit certificates empirically: python -m src.audit --config FILE | --folder DIR.
+"""Audit certificates empirically: python -m src.audit --config FILE | --folder DIR | --stream-run DIR --request K.
 
 Runs N independent noisy phases from each of the two worlds of the definition (A: the
 model trained on all the data; B: the model trained without the forget set) and prints
 one line: `certified epsilon X, empirical lower bound Y (95%), ceiling Z`. Writes
 audits/<id>/audit.json and audit.png. --folder audits one config per method of a folder
-and writes the tightness table audits/tightness-<folder>.md. A lower bound above a valid
+and writes the tightness table audits/tightness-<folder>.md. --stream-run with --request K
+audits request K of a finished stream against its own per-request certificate (A: the
+model deployed before request K; B: the same recipe trained on what remains after it;
+src/audit/request.py), in audits/<run_id>-request-<K>/. A lower bound above a valid
 certificate (noise not weakened) is a bug in that certificate: exit status 3.
 """
 
@@ -23,6 +26,10 @@ def parse_args(argv=None):
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--config", help="experiment YAML to audit")
     what.add_argument("--folder", help="audit one config per method of this folder (tightness table)")
+    what.add_argument("--stream-run", metavar="RUN_DIR",
+                      help="a finished stream of deletion requests (LOGS/<run_id>); audit its request --request K")
+    parser.add_argument("--request", type=int, metavar="K",
+                        help="with --stream-run: the request to audit (1 = the first), against its own certificate")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                         help="set a dotted config key (repeatable)")
     parser.add_argument("--chains", type=int, default=1024, help="noisy phases per world (default 1024)")
@@ -53,12 +60,24 @@ def check_args(args) -> None:
         raise UserError(f"--noise-scale: {args.noise_scale} must be a finite number >= 0")
     if not 0 < args.confidence < 1:
         raise UserError(f"--confidence: {args.confidence} must be in (0, 1)")
+    if args.stream_run is not None and args.request is None:
+        raise UserError("--stream-run: which request to audit? add --request K (1 = the first request)")
+    if args.request is not None and args.stream_run is None:
+        raise UserError(f"--request {args.request}: only with --stream-run RUN_DIR (a finished stream)")
+    if args.stream_run is not None and args.override:
+        raise UserError(f"--override {args.override[0]}: not with --stream-run; request K is audited as the stream "
+                        "ran it (its config.yaml)")
 
 
 def audit_id(config, args) -> str:
     from src.config import run_id
 
-    name = run_id(config)
+    return run_id(config) + variant_suffix(args)
+
+
+def variant_suffix(args) -> str:
+    """What an audit id says besides what was audited: the start, weakened noise, the seed."""
+    name = ""
     if args.start != "pretrained":
         name += f"-{args.start}"
     if args.noise_scale != 1.0:
@@ -113,6 +132,20 @@ def run_one(args, console) -> int:
     return 0
 
 
+def run_request(args, console) -> int:
+    from src.audit.request import audit_request
+
+    clock = time.perf_counter()
+    result, path = audit_request(args.stream_run, args.request, args, console, variant_suffix(args))
+    console.line(f"audit: {path} ({time.perf_counter() - clock:.1f} s)")
+    print(result.line(), flush=True)
+    if violated(result, args.noise_scale):
+        print(f"CERTIFICATE EXCEEDED: the empirical lower bound is above request {args.request}'s certified epsilon "
+              "with the stream's own noise; this is a bug in the certificate", file=sys.stderr)
+        return EXCEEDED
+    return 0
+
+
 def run_folder(args, console) -> int:
     from src.audit.audit import rounded_down, rounded_up
     from src.audit.report import tightness_table, write_text
@@ -157,6 +190,8 @@ def main(argv=None) -> int:
         if args.threads:
             torch.set_num_threads(args.threads)
         console = Console(quiet=args.quiet)
+        if args.stream_run:
+            return run_request(args, console)
         return run_folder(args, console) if args.folder else run_one(args, console)
     except UserError as e:
         if args.debug:

@@ -66,14 +66,15 @@ def chain_seeds(seed: int, world: str, n: int) -> list[int]:
 
 
 def noisy_phase_outputs(config, data, start: torch.Tensor, seeds, device, noise_scale: float = 1.0,
-                        chunk: int | None = None, group: int = GROUP) -> tuple[torch.Tensor, int]:
-    """theta [len(seeds), d] at the end of each chain's noisy phase, and the noisy steps taken."""
+                        chunk: int | None = None, group: int = GROUP, sizes=None) -> tuple[torch.Tensor, int]:
+    """theta [len(seeds), d] at the end of each chain's noisy phase, and the noisy steps taken
+    (planned for `sizes`, default the data's own)."""
     network = build_model(config, data.input_shape, device)
     chunk = chunk or default_chunk(device, config.dataset.batch_size)
     outputs, steps = [], 0
     for g0 in range(0, len(seeds), group):
         members = seeds[g0:g0 + group]
-        plan = make_plan(config, data.sizes)  # a fresh algorithm (its accountant has state)
+        plan = make_plan(config, sizes or data.sizes)  # a fresh algorithm (its accountant has state)
         algorithm = attach_ensemble(plan, device, members)
         if noise_scale != 1.0:
             algorithm.context.noise = WeakenedNoise(algorithm.context.noise, noise_scale)
@@ -97,6 +98,9 @@ class AuditResult:
     scores: dict
     seconds: dict
     invalid_reasons: list = field(default_factory=list)
+    # what is audited, when not a single run's certificate (e.g. "request 2 of 3 (per-request
+    # certificate)"): it starts the printed line
+    label: str | None = None
     # the selected score of every chain, for the figure (not in audit.json)
     selected_a: np.ndarray | None = None
     selected_b: np.ndarray | None = None
@@ -120,7 +124,7 @@ class AuditResult:
     def line(self) -> str:
         pct = f"{100 * self.bound.confidence:g}%"
         certified = "none" if self.certified_epsilon is None else f"{rounded_up(self.certified_epsilon)}"
-        return (f"certified epsilon {certified}, empirical lower bound {rounded_down(self.bound.epsilon)} ({pct}), "
+        return (f"{self.label + ': ' if self.label else ''}certified epsilon {certified}, empirical lower bound {rounded_down(self.bound.epsilon)} ({pct}), "
                 f"ceiling {rounded_down(self.bound.ceiling)}")
 
 
@@ -136,8 +140,12 @@ def rounded_up(x: float) -> str:
 
 def audit(config, start_a: torch.Tensor, start_b: torch.Tensor, chains: int, *, data, device="cpu",
           confidence: float = 0.95, noise_scale: float = 1.0, seed: int | None = None, chunk: int | None = None,
-          describe: dict | None = None, console=None) -> AuditResult:
-    """Audit `config`'s certificate between worlds starting at start_a and start_b ([d] each)."""
+          describe: dict | None = None, console=None, sizes=None, label: str | None = None) -> AuditResult:
+    """Audit `config`'s certificate between worlds starting at start_a and start_b ([d] each).
+
+    `sizes`: the split sizes the pass is planned (and certified) for, when they are not the
+    data's own (a request of a stream: its plan's sizes, while `data.forget`, which only the
+    scores read, is everything deleted so far)."""
     check_auditable(config)
     if chains < 4:
         raise UserError(f"--chains: {chains} is too few; at least 4 per world (2 choose the test, 2 evaluate it)")
@@ -145,7 +153,7 @@ def audit(config, start_a: torch.Tensor, start_b: torch.Tensor, chains: int, *, 
         raise UserError(f"--noise-scale: {noise_scale} must be a finite number >= 0")
     if not 0 < confidence < 1:
         raise UserError(f"--confidence: {confidence} must be in (0, 1)")
-    plan = make_plan(config, data.sizes)
+    plan = make_plan(config, sizes or data.sizes)
     privacy = plan.privacy
     seed = config.global_seed if seed is None else seed
     seconds = {}
@@ -153,7 +161,7 @@ def audit(config, start_a: torch.Tensor, start_b: torch.Tensor, chains: int, *, 
     for world, start in (("A", start_a), ("B", start_b)):
         clock = time.perf_counter()
         outputs[world], steps = noisy_phase_outputs(config, data, start, chain_seeds(seed, world, chains), device,
-                                                    noise_scale, chunk)
+                                                    noise_scale, chunk, sizes=sizes)
         seconds[f"chains_{world}"] = round(time.perf_counter() - clock, 3)
         diverged = int((~torch.isfinite(outputs[world]).all(dim=1)).sum())
         if diverged:
@@ -182,4 +190,4 @@ def audit(config, start_a: torch.Tensor, start_b: torch.Tensor, chains: int, *, 
         epsilon_published=privacy.epsilon_published, certificate_valid=privacy.certificate_valid,
         invalid_reasons=list(privacy.invalid_reasons), chains=chains, noisy_steps=steps, bound=bound,
         scores=summary(scores_a, scores_b, names), seconds=seconds,
-        selected_a=scores_a[:, column], selected_b=scores_b[:, column])
+        selected_a=scores_a[:, column], selected_b=scores_b[:, column], label=label)
