@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import signal
 import sys
 import time
 
@@ -41,6 +42,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from src.errors import UserError
 
+    if argv is None:  # as a program: SIGTERM (scancel, a cluster's stop) ends the run like Ctrl-C
+        signal.signal(signal.SIGTERM, _interrupted)
+
     try:
         return _main(args)
     except UserError as e:
@@ -58,6 +62,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted: nothing of this run was kept", file=sys.stderr)
         return 130
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt  # the run drops its staging directory on the way out
 
 
 def _main(args) -> int:

@@ -26,10 +26,13 @@ from pathlib import Path
 from src.launch import plan as planning
 from src.launch.command import MARK
 from src.launch.local import LocalScheduler, make_slots
-from src.launch.plan import FAILED, PENDING, RUNNING, SKIPPED, LaunchError
+from src.launch.plan import BLOCKED, FAILED, PENDING, SKIPPED, LaunchError
 from src.launch.report import ProgressDisplay, exit_code, job_event, render_plan, render_table
 from src.errors import UserError
 from src.preflight import check_output_dir
+
+SLURM_MARGIN_MIN = 3  # as src.launch.slurm (not imported here: it needs submitit)
+DEFAULT_TIME_MIN = 24 * 60
 
 ROOT = Path(__file__).resolve().parent
 EXPERIMENT_PY = ROOT / "experiment.py"
@@ -59,9 +62,12 @@ def parse_args(argv=None):
                         help="local: child processes on this machine (default); slurm: submit through submitit")
 
     slurm = parser.add_argument_group("slurm backend")
-    slurm.add_argument("--partition", help="Slurm partition")
-    slurm.add_argument("--time", type=int, default=24 * 60, metavar="MINUTES", help="time limit per run (default 1440)")
-    slurm.add_argument("--gpus-per-run", type=int, default=1, metavar="N", help="GPUs per run (default 1)")
+    slurm.add_argument("--partition", help="Slurm partition (default: the cluster's default partition)")
+    slurm.add_argument("--time", type=int, default=None, metavar="MINUTES",
+                       help="time limit of each run; its job asks Slurm for %d minutes more, to start and stop "
+                            "cleanly (default 1440, or what the partition allows)" % SLURM_MARGIN_MIN)
+    slurm.add_argument("--gpus-per-run", type=int, default=None, metavar="N",
+                       help="GPUs per run (default: 1 on a partition with GPUs, 0 on a CPU partition)")
     slurm.add_argument("--cpus-per-run", type=int, default=2, metavar="N",
                        help="CPU cores per run, also its --threads (default 2)")
     slurm.add_argument("--array-parallelism", type=int, default=256, metavar="N",
@@ -69,8 +75,9 @@ def parse_args(argv=None):
     slurm.add_argument("--cluster", choices=["slurm", "local", "debug"], default="slurm",
                        help="submitit executor; local and debug run on this machine, for testing (default slurm)")
     slurm.add_argument("--no-wait", action="store_true",
-                       help="submit everything and exit (Slurm only); run the same command later to see what is "
-                            "missing. Without it the launcher waits, and Ctrl-C cancels the submitted jobs")
+                       help="submit everything and exit (Slurm only); the same command run later follows the jobs "
+                            "still queued or running (nothing is submitted twice) and submits what is missing. "
+                            "Without it the launcher waits, and Ctrl-C cancels the jobs it submitted")
     args = parser.parse_args(argv)
     for name in ("gpus", "offset", "jobs", "time", "gpus_per_run", "cpus_per_run", "array_parallelism"):
         value = getattr(args, name)
@@ -113,12 +120,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     cwd = Path.cwd()
     try:
+        slots, where = workers(args)  # on Slurm: the cluster is asked first (before anything is written)
         jobs = plan_jobs(args, cwd)
     except LaunchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    slots, where = workers(args)
     if args.dry_run:
+        planning.claimed_elsewhere(jobs)
         print(render_plan(jobs, planning.missing_checkpoint_warnings(jobs), where))
         return 1 if any(job.status == FAILED for job in jobs) else 0
 
@@ -132,13 +140,17 @@ def main(argv=None) -> int:
             display.event(job_event(job))
 
     start = time.monotonic()
-    signal_number = make_scheduler(args, jobs, slots, cwd, display).run()
-    if args.no_wait:
-        submitted = sum(job.kind == "run" and job.status == RUNNING for job in jobs)
-        print(f"submitted {submitted} run(s); their logs go to {args.run_logs}/; "
-              f"run the same command again to see what is missing")
-        return 0
+    scheduler = make_scheduler(args, jobs, slots, cwd, display)
+    signal_number = scheduler.run()
+    failure = getattr(scheduler, "failure", None)
+    if args.no_wait and not failure and signal_number is None:
+        print(f"{scheduler.submitted_summary()}; their logs go to {args.run_logs}/. Run the same command again "
+              f"to follow them (it submits nothing twice) and see the table")
+        return 1 if any(job.status in (FAILED, BLOCKED) for job in jobs) else 0
     print(render_table(jobs, time.monotonic() - start, interrupted=signal_number is not None))
+    if failure:
+        print(f"error: {failure}", file=sys.stderr)
+        return 2
     return exit_code(jobs, signal_number)
 
 
@@ -157,9 +169,17 @@ def plan_jobs(args, cwd: Path) -> list:
 
 
 def workers(args) -> tuple[list, str]:
-    """The local backend's slots, and a description of where the runs go."""
+    """The local backend's slots, and a description of where the runs go. On Slurm, the
+    cluster is checked first and the defaults fitted to it (args updated)."""
     if args.backend != "local":
-        return [], f"submitit ({args.cluster}), {args.gpus_per_run} GPU(s) and {args.cpus_per_run} CPU(s) per run"
+        if args.cluster == "slurm":
+            fit_to_cluster(args)
+        else:
+            args.gpus_per_run = args.gpus_per_run or 0
+            args.time = args.time or DEFAULT_TIME_MIN
+        where = f"{args.gpus_per_run} GPU(s), {args.cpus_per_run} CPU(s), {args.time} min per run"
+        return [], (f"{args.cluster_info.describe()}: {where}" if args.cluster == "slurm"
+                    else f"submitit ({args.cluster}), {where}")
     gpus, note = choose_gpus(args.gpus, count_gpus())
     if note:
         print(f"note: {note}", file=sys.stderr)
@@ -168,15 +188,49 @@ def workers(args) -> tuple[list, str]:
     return slots, f"{where}, {slots[0].threads} thread(s) each"
 
 
+def fit_to_cluster(args) -> None:
+    """Ask the cluster (sinfo, scontrol show config) and check the request against it
+    before anything is submitted or written: a job Slurm would refuse, or keep pending
+    forever (a time over the partition's limit), is a clear error here instead."""
+    from src.launch.slurm_cli import probe_cluster
+
+    info = probe_cluster(args.partition)
+    args.cluster_info = info
+    args.partition = info.partition
+    limit = None if info.max_time_min is None else info.max_time_min - SLURM_MARGIN_MIN
+    if args.time is None:
+        args.time = DEFAULT_TIME_MIN if limit is None else min(DEFAULT_TIME_MIN, limit)
+    if limit is not None and args.time > limit:
+        raise LaunchError(f"--time {args.time}: partition {info.partition} allows {info.max_time_min} min per job, "
+                          f"and a job needs {SLURM_MARGIN_MIN} min more than its run; use --time {limit} or less")
+    if limit is not None and limit < 1:
+        raise LaunchError(f"partition {info.partition} allows only {info.max_time_min} min per job")
+    if args.gpus_per_run is None:
+        args.gpus_per_run = 1 if info.has_gpus else 0
+    elif args.gpus_per_run > 0 and not info.has_gpus:
+        raise LaunchError(f"--gpus-per-run {args.gpus_per_run}: partition {info.partition} has no GPU (sinfo lists "
+                          f"no gpu GRES); use --gpus-per-run 0, or a partition with GPUs (--partition)")
+    if args.cpus_per_run > info.max_cpus > 0:
+        raise LaunchError(f"--cpus-per-run {args.cpus_per_run}: the nodes of partition {info.partition} have at most "
+                          f"{info.max_cpus} CPU(s)")
+
+
 def make_scheduler(args, jobs, slots, cwd: Path, display):
     if args.backend == "local":
-        return LocalScheduler(jobs, slots, EXPERIMENT_PY, cwd, display)
+        return LocalScheduler(jobs, slots, EXPERIMENT_PY, cwd, display, force=args.force)
     from src.launch.slurm import SlurmOptions, SubmititScheduler  # imports submitit
 
+    info = getattr(args, "cluster_info", None)
     options = SlurmOptions(cluster=args.cluster, folder=Path(args.run_logs) / "_submitit", partition=args.partition,
                            time_min=args.time, gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run,
                            array_parallelism=args.array_parallelism, wait=not args.no_wait,
-                           poll_seconds=2.0 if args.cluster == "slurm" else 0.3)
+                           poll_seconds=2.0 if args.cluster == "slurm" else 0.3, force=args.force,
+                           max_array_size=info.max_array_size if info else 1001,
+                           accounting=info.accounting if info else True)
+    if args.cluster == "slurm":
+        from src.launch.slurm_scheduler import SlurmScheduler
+
+        return SlurmScheduler(jobs, options, EXPERIMENT_PY, cwd, display)
     return SubmititScheduler(jobs, options, EXPERIMENT_PY, cwd, display)
 
 

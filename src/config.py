@@ -34,6 +34,10 @@ MODEL_NAMES += ("linear",)
 OPTIMIZER_NAMES = ("SGD", "RMSprop", "Adam")
 SCHEDULE_NAMES = ("constant", "cos", "onecycle")
 
+# Every float key of the schema (core and methods' sections) is a FiniteFloat: inf and
+# nan (YAML's .inf, .nan, or 1e309, which reads as inf) are refused with the key's name.
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
 Probability = Field(gt=0, lt=1)
 # Seeds reach torch generators, which take 64 bits; negative seeds would alias positive
 # ones (torch maps -1 to 2**64 - 1). Refused here, not by an overflow mid-run.
@@ -49,7 +53,7 @@ def _false_or_positive(value):
 
 
 # A clip that is off (`false`) or a positive radius.
-OptionalClip = Annotated[Union[Literal[False], float], AfterValidator(_false_or_positive)]
+OptionalClip = Annotated[Union[Literal[False], FiniteFloat], AfterValidator(_false_or_positive)]
 
 
 class Section(BaseModel):
@@ -64,7 +68,7 @@ class SubsampleConfig(Section):
     `training:`'s optimizer for `epochs` on random `fraction`s of the train split."""
 
     n_models: int = Field(32, ge=2)
-    fraction: float = Field(0.5, gt=0, lt=1)
+    fraction: FiniteFloat = Field(0.5, gt=0, lt=1)
     epochs: int = Field(10, gt=0)
 
 
@@ -122,8 +126,8 @@ class DatasetConfig(Section):
     batch_size: int = Field(128, gt=0)
     # Accepted for compatibility: data lives as tensors on the device, no loader workers.
     num_workers: int = Field(0, ge=0)
-    val_split: float = Probability
-    forget_split: float = Probability
+    val_split: FiniteFloat = Probability
+    forget_split: FiniteFloat = Probability
     seed: Seed = 0
     forget: ForgetSetConfig = ForgetSetConfig()
 
@@ -145,27 +149,27 @@ class SAMConfig(Section):
     theta + rho T^2 g / ||T g|| (T = |theta| if adaptive, else I) enters as
     g + sign * lamb * (g_adv - g); src/training/sam.py. Never part of a certified phase."""
 
-    rho: float = Field(0.1, ge=0)
+    rho: FiniteFloat = Field(0.1, ge=0)
     adaptive: bool = False
-    lamb: float = Field(1.0, ge=0)
+    lamb: FiniteFloat = Field(1.0, ge=0)
     sign: Literal["min", "max"] = "min"
 
 
 class OptimizerConfig(Section):
     optim: Literal[OPTIMIZER_NAMES] = "SGD"
-    max_lr: float = Field(gt=0)
-    momentum: float = Field(0.0, ge=0, lt=1)
+    max_lr: FiniteFloat = Field(gt=0)
+    momentum: FiniteFloat = Field(0.0, ge=0, lt=1)
     nesterov: bool = False
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: FiniteFloat = Field(0.0, ge=0)
     lr_schedule: Literal[SCHEDULE_NAMES] = "constant"
     sam: Optional[SAMConfig] = None
 
 
 class DPSGDConfig(Section):
-    l2_norm_clip: float = Field(gt=0)
+    l2_norm_clip: FiniteFloat = Field(gt=0)
     # The guarantee for the whole forget set (group privacy), as in the reference.
-    target_epsilon: float = Field(gt=0)
-    target_delta: float = Probability
+    target_epsilon: FiniteFloat = Field(gt=0)
+    target_delta: FiniteFloat = Probability
     seed: Seed = 0
 
 
@@ -218,19 +222,19 @@ class UnlearningConfig(OptimizerConfig):
 
     epochs: int = Field(gt=0)
     noise_schedule: Literal["constant", "decreasing"] = "constant"
-    init_model_clip: float = Field(0.0, ge=0)
+    init_model_clip: FiniteFloat = Field(0.0, ge=0)
     init_model_clip_type: Literal["clip", "clamp"] = "clip"
-    init_sigma: float = Field(0.0, ge=0)
+    init_sigma: FiniteFloat = Field(0.0, ge=0)
     # Checked against the registry of methods when the schema is composed.
     algorithm: str
-    delta: float = Probability
+    delta: FiniteFloat = Probability
     fine_grained_validation: bool = False
 
 
 class PostUnlearningConfig(OptimizerConfig):
     # Defaults are the values of every reference config.
-    max_lr: float = Field(0.1, gt=0)
-    weight_decay: float = Field(5e-4, ge=0)
+    max_lr: FiniteFloat = Field(0.1, gt=0)
+    weight_decay: FiniteFloat = Field(5e-4, ge=0)
     lr_schedule: Literal[SCHEDULE_NAMES] = "onecycle"
     post_unlearn_clip: OptionalClip = False
 
@@ -271,9 +275,9 @@ class SVCMIAConfig(Section):
 
     enabled: bool = True
     features: tuple[Literal[MIA_FEATURES], ...] = MIA_FEATURES
-    C: float = Field(3.0, gt=0)
+    C: FiniteFloat = Field(3.0, gt=0)
     kernel: Literal["rbf", "linear", "poly", "sigmoid"] = "rbf"
-    gamma: Union[Literal["auto", "scale"], float] = "auto"
+    gamma: Union[Literal["auto", "scale"], FiniteFloat] = "auto"
     shadow_nonmember: Literal["test", "val"] = "test"
     # Examples per shadow class, at most the smaller split. The paper used every test example
     # (10,000 on CIFAR); an RBF SVC costs O(n^2), so the default stops at 2,000.
@@ -294,7 +298,7 @@ class ThresholdMIAConfig(Section):
     class_conditional: bool = True
     features: tuple[Literal["confidence", "entropy", "m_entropy", "loss"], ...] = (
         "confidence", "entropy", "m_entropy", "loss")
-    fpr: tuple[Annotated[float, Field(gt=0, lt=1)], ...] = (0.1, 0.01)
+    fpr: tuple[Annotated[FiniteFloat, Field(gt=0, lt=1)], ...] = (0.1, 0.01)
 
 
 class MIAConfig(Section):
@@ -334,7 +338,9 @@ class CompatConfig(Section):
     renyi_conversion: Literal["correct", "upstream"] = "correct"
     pabi_lambda0: Literal["unified", "upstream"] = "unified"
     augment_eval: bool = False
-    group_privacy: Literal["tight", "upstream"] = "tight"
+    # exact: the forget set's Binomial(k, q) members per batch, composed by privacy loss
+    # distributions; tight: the (eps, delta) group lemma; upstream: the reference's (D4).
+    group_privacy: Literal["exact", "tight", "upstream"] = "exact"
     dp_sgd_sampling: Literal["poisson", "shuffle"] = "poisson"
 
 
@@ -354,8 +360,9 @@ class ExperimentConfig(Section):
     device: str = "auto"
     logs_dir: str = "logs"
     checkpoints_dir: str = "checkpoints"
-    # Never implemented by the reference; refusing True is better than pretending.
-    secure_rng: Literal[False] = False
+    # Release mode: noise from OS entropy, never written; no metric of a model before its
+    # certificate logged or printed; the summary says releasable: true (src/entropy.py).
+    secure_rng: bool = False
     save_every: int = Field(1, gt=0)
     global_seed: Seed = 0
 
@@ -495,7 +502,7 @@ def _describe(error: ValidationError, data: dict) -> str:
     for item in error.errors():
         loc = [str(p) for p in item["loc"]]
         # Union members add their own level to the location; a user thinks in keys.
-        loc = [p for p in loc if not p.startswith(("literal[", "function-after[", "float", "str", "bool", "int"))]
+        loc = [p for p in loc if not p.startswith(("literal[", "function-after[", "constrained-", "float", "str", "bool", "int"))]
         dotted = config_yaml.cut(".".join(loc), 120) or "(top level)"
         value = item.get("input")
         if item["type"] == "extra_forbidden":
@@ -570,8 +577,9 @@ def run_id(config: ExperimentConfig) -> str:
     return f"{prefix}-{stable_hash(data)}"
 
 
-# Bumped whenever pretraining code changes what a given recipe produces.
-PRETRAIN_FORMAT = 1
+# Bumped whenever pretraining code changes what a given recipe produces
+# (2: DP-SGD noise and batches from purpose-derived seeds, records bound by a content hash).
+PRETRAIN_FORMAT = 2
 
 
 def pretrained_key(config: ExperimentConfig, without_forget: bool = False) -> str:
@@ -602,6 +610,8 @@ def pretrained_key(config: ExperimentConfig, without_forget: bool = False) -> st
             "group_privacy": config.compat.group_privacy,
             "dp_sgd_sampling": config.compat.dp_sgd_sampling,
         }
+        # Release mode needs DP-SGD noise no seed replays: never the research-mode model.
+        identity["secure_rng"] = config.secure_rng
     if without_forget:
         identity["dataset"]["forget_split"] = dataset.forget_split
         identity["trained_on"] = "retain"

@@ -17,8 +17,9 @@ import torch
 
 from src.config import ExperimentConfig, pretrained_key, run_id
 from src.data.base_datamodule import SplitSizes
-from src.data.batches import make_generator, num_batches
+from src.data.batches import num_batches
 from src.data.datamodule import check_dataset_config, check_split_sizes, get_datamodule, split_sizes
+from src.entropy import randomness
 from src.errors import ConfigError, UserError
 from src.evaluation.pipeline import evaluate_run
 from src.models.model import ModelFactory, count_parameters
@@ -31,7 +32,8 @@ from src.training.checkpoints import (PretrainedCache, load_checkpoint, require_
                                       resolve_pretrained_path, save_checkpoint)
 from src.training.langevin import check_training
 from src.training.trainer import Console, Evaluator, Trainer, build_model, pretrain
-from src.unlearning.base import AlgorithmContext, NoiseSource, algorithm_class
+from src.unlearning.base import (FLOAT32_MAX, AlgorithmContext, NoiseSource, algorithm_class, certificate_numbers,
+                                 certificate_scope, require_finite_certificate)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -89,6 +91,7 @@ class Plan:
         out.update(self.privacy.as_dict())
         if self.stream is not None:
             out["requests"] = self.stream.as_dict()
+        out.update(certificate_scope(c))
         return out
 
 
@@ -123,8 +126,12 @@ def _plan_pass(config: ExperimentConfig, sizes: SplitSizes, present: bool) -> Pl
     context = AlgorithmContext(config=config, num_parameters=count_parameters(model), input_shape=shape,
                                sizes=sizes, steps_per_epoch=steps)
     algorithm = cls(context)
-    privacy = algorithm.plan()
-    algorithm.check_plan(privacy)
+    keys = cls.certificate_keys(config)
+    with certificate_numbers(keys):
+        privacy = algorithm.plan()
+        algorithm.check_plan(privacy)
+    require_finite_certificate(privacy, keys)
+    _check_dp_sgd_noise_scale(config)
     return Plan(config, run_id(config), shape, sizes, present, steps, context.num_parameters, algorithm, privacy)
 
 
@@ -143,6 +150,16 @@ def check_model_runs(model, config: ExperimentConfig, shape: tuple[int, ...]) ->
                           f"for inputs {list(shape)}, not model.n_classes = {config.model.n_classes}")
 
 
+def _check_dp_sgd_noise_scale(config: ExperimentConfig) -> None:
+    """DP-SGD draws N(0, (clip * multiplier)^2) in float32, the multiplier up to 1e5 (the
+    calibration's search range): a clip beyond float32 / 1e5 could not be drawn."""
+    dp = config.training.dp_sgd
+    if dp is not None and dp.l2_norm_clip * 1e5 > FLOAT32_MAX:
+        raise ConfigError(f"training.dp_sgd.l2_norm_clip: {dp.l2_norm_clip!r} times a noise multiplier of up to 1e5 "
+                          f"exceeds float32 ({FLOAT32_MAX:.4g}), in which DP-SGD's noise is drawn; use a clip below "
+                          f"{FLOAT32_MAX / 1e5:.3g}")
+
+
 # ---------------------------------------------------------------------------------------
 # Pretrained models
 
@@ -150,8 +167,11 @@ def check_model_runs(model, config: ExperimentConfig, shape: tuple[int, ...]) ->
 def ensure_pretrained(config: ExperimentConfig, device, console: Console, data=None,
                       without_forget: bool = False) -> Path:
     """The cached model for `training.pretrained: auto`, trained now if nobody has yet.
+    In release mode (secure_rng) its training is not printed (the cache keeps its log).
 
     `without_forget`: the same recipe on the retain set alone (the audit's world B)."""
+    if config.secure_rng:
+        console = Console(quiet=True)
     key = pretrained_key(config, without_forget)
     cache = PretrainedCache(config.checkpoints_dir)
     with cache.lock(key):
@@ -194,7 +214,9 @@ def load_pretrained(config: ExperimentConfig, model, device, console: Console, d
     remedy = f"delete {Path(path).parent} to train it again" if pretrained == "auto" else "retrain it"
     require_finite_weights(state, path, remedy)
     model.load_state_dict(state, source=str(path))
-    return {**meta, "path": str(path)}
+    # Where the model and its record come from: the auto cache (trained by this code for
+    # this recipe), or a path (trained by anyone: a certificate resting on it says so).
+    return {**meta, "path": str(path), "provenance": "auto" if pretrained == "auto" else "path"}
 
 
 # ---------------------------------------------------------------------------------------
@@ -210,15 +232,18 @@ def attach_run(plan: Plan, device, pretrained_meta: dict | None = None, seed_tag
     context.device = device
     context.pretrained_meta = pretrained_meta or {}
     context.data = data
-    context.noise_generator = make_generator(derive_seed(config.global_seed, "unlearning-noise" + seed_tag), device)
-    context.noise = NoiseSource(context.noise_generator, plan.num_parameters, device, reuse=config.compat.reuse_noise)
+    source = randomness(config.secure_rng, derive_seed(config.global_seed, "unlearning-noise" + seed_tag), device)
+    context.noise = NoiseSource(source, plan.num_parameters, device, reuse=config.compat.reuse_noise)
     return plan.algorithm
 
 
 def run_outcome(certificate: dict, noisy_steps: int) -> dict:
-    """The top of summary.json: what was certified for the released model."""
+    """The top of summary.json: what was certified for the released model, and what the
+    certificate covers (releasable, its scope, the record it rests on)."""
     keys = ("certified_epsilon", "certified_delta", "certificate_valid", "epsilon_published")
-    return {**{key: certificate[key] for key in keys}, "noisy_steps": noisy_steps}
+    covers = {key: certificate[key] for key in ("releasable", "certificate_scope", "certificate_rests_on")
+              if key in certificate}
+    return {**{key: certificate[key] for key in keys}, **covers, "noisy_steps": noisy_steps}
 
 
 def run(config: ExperimentConfig, config_file: str | None, device, console: Console) -> dict:
@@ -235,13 +260,20 @@ def run(config: ExperimentConfig, config_file: str | None, device, console: Cons
             plan = make_plan(config, data.sizes, data.forget.y)
         model = build_model(config, data.input_shape, device)
         timings = {}
+        # Release mode: the model before unlearning is measured nowhere in this run's output
+        # (no metrics, no lines, no checkpoints in its directory).
+        release = config.secure_rng
+        fit_console = Console(quiet=True) if release else console
         if config.training.pretrained is False:
-            meta = pretrain(config, data, model, logger.log, console, ckpt_dir=run_dir / "ckpt")
+            meta = pretrain(config, data, model, (lambda row: None) if release else logger.log, fit_console,
+                            ckpt_dir=None if release else run_dir / "ckpt")
+            meta["provenance"] = "this run"
         else:
-            meta = load_pretrained(config, model, device, console, data)
-            val_loss, val_acc = Evaluator(model)(data.val)
-            logger.log({"Val (Train)_loss": val_loss, "Val (Train)_accuracy": val_acc})
-            console.line(f"loaded pretrained model {meta['path']}: val accuracy {val_acc:.4f}")
+            meta = load_pretrained(config, model, device, fit_console, data)
+            if not release:
+                val_loss, val_acc = Evaluator(model)(data.val)
+                logger.log({"Val (Train)_loss": val_loss, "Val (Train)_accuracy": val_acc})
+                console.line(f"loaded pretrained model {meta['path']}: val accuracy {val_acc:.4f}")
         timings["fit_seconds"] = watch.seconds()
 
         if plan.stream is not None:  # deletion requests over time: one pass per request

@@ -79,47 +79,125 @@ def write_json_atomic(path: Path, data) -> None:
 
 
 class RunDirectory:
-    """logs/<run_id>, built in logs/<run_id>.partial-<pid> until the run finishes."""
+    """logs/<run_id>, built in logs/<run_id>.partial-<pid> until the run finishes.
 
-    def __init__(self, logs_dir: str | Path, run_id: str):
+    `create` first claims the run (src/claims.py): a second process asked for the same run
+    while this one computes it is refused before it computes anything. `commit` puts the
+    finished run in place under a commit lock, in one atomic exchange where the file
+    system allows it, so that two processes finishing the same run at once (one not using
+    claims, or --force twice) leave one whole result and no debris."""
+
+    def __init__(self, logs_dir: str | Path, run_id: str, claim: bool = True, what: str = "experiment.py"):
         self.logs_dir = Path(logs_dir)
         self.run_id = run_id
         self.final = self.logs_dir / run_id
         self.staging = self.logs_dir / f"{run_id}.partial-{os.getpid()}"
+        self._want_claim = claim
+        self._what = what
+        self._claim = None
 
     def create(self) -> Path:
         self._made_logs_dir = not self.logs_dir.exists()  # then a failed run removes it again
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        self._remove_stale_partials()
-        if self.staging.exists():
-            shutil.rmtree(self.staging)
-        (self.staging / "ckpt").mkdir(parents=True)
+        if self._want_claim:
+            self._claim = self._take_claim()
+        try:
+            self._remove_stale_partials()
+            if self.staging.exists():
+                shutil.rmtree(self.staging)
+            (self.staging / "ckpt").mkdir(parents=True)
+        except BaseException:
+            self._release()  # a full disk, say: the run did not start, so it is nobody's
+            raise
         return self.staging
+
+    def _take_claim(self):
+        from src import claims
+
+        claim = claims.adopt_or_claim(self.final, self._what)
+        if claim is None and claims.SUBMITTING in (claims.holder(self.final) or ""):
+            # the launcher that submitted this very job lets go as soon as sbatch returns
+            claim = claims.try_claim(self.final, self._what, wait_seconds=120)
+        if claim is None:
+            from src.errors import UserError
+
+            who = claims.holder(self.final) or "another process (it has just finished)"
+            raise UserError(f"run {self.run_id} is being computed by {who}; this one did not start "
+                            f"(claim file {claims.claim_path(self.final)}). Wait for it, or stop that process")
+        return claim
 
     def commit(self) -> Path:
         """Move the finished run into place; the old result, if any, goes only then."""
-        trash = None
-        if self.final.exists():
-            trash = self.logs_dir / f".trash-{self.run_id}-{os.getpid()}"
-            os.replace(self.final, trash)
-        os.replace(self.staging, self.final)
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
+        from src import claims
+
+        with claims.try_claim(self.logs_dir / f"{self.run_id}.commit", f"committing {self.run_id}",
+                              wait_seconds=None):
+            if self.final.exists() and _exchange(self.staging, self.final):
+                shutil.rmtree(self.staging, ignore_errors=True)  # now the old result
+            else:
+                trash = None
+                if self.final.exists():
+                    trash = self.logs_dir / f".trash-{self.run_id}-{os.getpid()}"
+                    os.replace(self.final, trash)
+                os.replace(self.staging, self.final)
+                if trash is not None:
+                    shutil.rmtree(trash, ignore_errors=True)
+        self._release()
         return self.final
 
     def abandon(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
+        self._release()
         if getattr(self, "_made_logs_dir", False):
-            try:
-                self.logs_dir.rmdir()  # only if empty: another run may have written there since
-            except OSError:
-                pass
+            # only if empty: another run may have written there since
+            for folder in (self.logs_dir / ".claims", self.logs_dir):
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
+
+    def _release(self) -> None:
+        if self._claim is not None:
+            self._claim.release()
+            self._claim = None
 
     def _remove_stale_partials(self) -> None:
-        for path in self.logs_dir.glob(f"{self.run_id}.partial-*"):
-            pid = path.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and not _alive(int(pid)):
-                shutil.rmtree(path, ignore_errors=True)
+        """Leftovers of killed attempts. Under the claim nobody else computes this run, so
+        every other staging directory is stale, whichever host left it (a pid says nothing
+        about another host); without a claim, only those of processes dead on this host."""
+        for pattern in (f"{self.run_id}.partial-*", f".trash-{self.run_id}-*"):
+            for path in self.logs_dir.glob(pattern):
+                pid = path.name.rsplit("-", 1)[-1]
+                if path == self.staging or not pid.isdigit():
+                    continue
+                if self._claim is not None or not _alive(int(pid)):
+                    shutil.rmtree(path, ignore_errors=True)
+
+
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories in one step (Linux renameat2); False where that is not
+    available, and the caller falls back to two renames under its lock."""
+    if _renameat2 is None:
+        return False
+    return _renameat2(-100, os.fsencode(a), -100, os.fsencode(b), _RENAME_EXCHANGE) == 0  # -100: AT_FDCWD
+
+
+def _load_renameat2():
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        function = libc.renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return function
+
+
+_renameat2 = _load_renameat2()
 
 
 def _alive(pid: int) -> bool:

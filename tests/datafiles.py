@@ -259,17 +259,19 @@ def write_cifar100_pickles(root, n_train: int, n_test: int, seed: int) -> dict:
 # ---------------------------------------------------------------------------- feature files
 
 
-def write_feature_files(root, name: str, n_train: int, n_test: int, dim: int = 512, n_classes: int = 10, seed: int = 0) -> dict:
+def write_feature_files(root, name: str, n_train: int, n_test: int, dim: int = 512, n_classes: int = 10, seed: int = 0,
+                        mean_scale: float = 2.0) -> dict:
     """Write ``<root>/<name>_features/<name>_{train,test}_features.pt`` like the reference.
 
-    Features: a class mean (shared by both splits) plus noise, non-negative like the
-    post-ReLU average-pooled ResNet features. Returns ``{"train": (features, labels), ...}``
-    as torch tensors.
+    Features: a class mean (uniform in [0, mean_scale] per dimension, shared by both splits)
+    plus N(0, 0.5^2) noise, non-negative like the post-ReLU average-pooled ResNet features;
+    a small mean_scale makes the classes hard to tell apart. Returns ``{"train": (features,
+    labels), ...}`` as torch tensors.
     """
     import torch
 
     rng = np.random.default_rng(seed)
-    means = rng.uniform(0.0, 2.0, size=(n_classes, dim))
+    means = rng.uniform(0.0, mean_scale, size=(n_classes, dim))
     folder = Path(root) / f"{name}_features"
     folder.mkdir(parents=True, exist_ok=True)
     out = {}

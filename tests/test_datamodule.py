@@ -11,7 +11,9 @@ from src.config import load_config
 from src.data.base_datamodule import SplitSizes, split_indices
 from src.data.batches import CifarAugmentation, MnistAugmentation, make_generator, poisson_batches, shuffled_batches
 from src.data.datamodule import get_datamodule, split_sizes
+from src.entropy import SeededRandomness
 from src.errors import ConfigError
+from src.seeds import derive_seed
 from tests.conftest import QUICKSTART
 from tests.datafiles import write_cifar10_pickles, write_feature_files, write_mnist_idx
 
@@ -53,11 +55,15 @@ def test_mnist_5k_datamodule_on_the_device():
     assert data.test.y.bincount().tolist() == [100] * 10
     # normalised with MNIST's constants: a black pixel is -0.1307/0.3081
     assert data.train.x.min().item() == pytest.approx(-0.1307 / 0.3081, rel=1e-5)
-    # the split is a function of dataset.seed only
+    # the split is a function of dataset.seed only: the original's procedure on the raw seed,
+    # so the index sets are the original's (the other streams derive their seeds by purpose)
     again = get_datamodule(load_config(QUICKSTART, ["global_seed=5"]), "cpu")
     assert torch.equal(again.indices.forget, data.indices.forget)
     other = get_datamodule(load_config(QUICKSTART, ["dataset.seed=230"]), "cpu")
     assert not torch.equal(other.indices.forget, data.indices.forget)
+    seed = config.dataset.seed
+    assert torch.equal(data.indices.forget, split_indices(4000, 0.1, 0.1, seed).forget)
+    assert not torch.equal(data.indices.forget, split_indices(4000, 0.1, 0.1, derive_seed(seed, "split")).forget)
 
 
 def test_mnist_idx_files_through_the_mnist_dataset(tmp_path):
@@ -106,10 +112,21 @@ def test_batches_are_a_seeded_permutation():
 
 
 def test_poisson_batches_have_the_right_mean_size():
-    batches = poisson_batches(10000, 0.0128, 400, make_generator(0, "cpu"), "cpu")
+    batches = poisson_batches(10000, 0.0128, 400, SeededRandomness(make_generator(0, "cpu")), "cpu")
     sizes = torch.tensor([len(b) for b in batches], dtype=torch.float)
     assert sizes.mean().item() == pytest.approx(128, abs=3 * math.sqrt(128 / 400) + 0.5)
     assert sizes.var().item() == pytest.approx(128 * (1 - 0.0128), rel=0.2)  # binomial variance
+
+
+def test_poisson_memberships_compare_float64_uniforms_with_the_rate():
+    # a float32 uniform (2^-24 grid) joins with a probability up to 2^-24 above the rate; the
+    # memberships are float64 draws < rate, exactly
+    rate = 0.0128
+    batches = poisson_batches(5000, rate, 3, SeededRandomness(make_generator(7, "cpu")), "cpu")
+    generator = make_generator(7, "cpu")
+    for batch in batches:
+        expected = (torch.rand(5000, generator=generator, dtype=torch.float64) < rate).nonzero().squeeze(1)
+        assert torch.equal(batch, expected)
 
 
 def test_mnist_augmentation_rotates_and_flips_with_black_fill():

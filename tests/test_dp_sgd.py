@@ -123,11 +123,23 @@ def test_the_reference_noise_multiplier_under_the_reference_switches(folder, exp
 
 
 @pytest.mark.parametrize("folder, expected", [("dp-sgd-cifar10-fc", 18.0344), ("dp-sgd-cifar100-fc", 25.4254)])
-def test_the_sound_default_needs_slightly_more_noise_and_certifies_the_target(folder, expected):
-    privacy = _reference_plan(folder)
+def test_the_tight_lemma_needs_slightly_more_noise_and_certifies_the_target(folder, expected):
+    privacy = _reference_plan(folder, ["compat.group_privacy=tight"])
     assert privacy.details["dp_sgd_noise_multiplier"] == pytest.approx(expected, abs=1e-4)
     assert privacy.certificate_valid is True
     assert privacy.certified_epsilon <= 50 and privacy.certified_delta <= 1e-5
+
+
+def test_the_exact_default_needs_about_30_percent_less_noise_for_figure_3():
+    # Figure 3's DP-SGD baseline (epsilon 50, delta 1e-5 for the k = 225 forget examples,
+    # q = 128/45000, 50 epochs): the exact accountant against the tight lemma's 18.0344
+    privacy = _reference_plan("dp-sgd-cifar10-fc")
+    sigma = privacy.details["dp_sgd_noise_multiplier"]
+    assert privacy.details["group_privacy"] == "exact"
+    assert privacy.details["lemma_noise_multiplier"] == pytest.approx(18.0344, abs=1e-4)
+    assert sigma == pytest.approx(12.754, abs=0.01)  # 29% less noise
+    assert privacy.certificate_valid is True
+    assert privacy.certified_epsilon == 50 and 0.99e-5 < privacy.certified_delta <= 1e-5
 
 
 def test_the_upstream_group_rule_alone_understates_delta():
@@ -146,6 +158,7 @@ def features_config(tmp_path, session_checkpoints):
             "dataset.input_shape=[512]", "dataset.forget_split=0.01", "model.name=three_layer_net",
             "training.epochs=2", "training.pretrained=false", "training.dp_sgd.l2_norm_clip=0.5",
             "training.dp_sgd.target_epsilon=50", "training.dp_sgd.target_delta=1e-5", "training.dp_sgd.seed=1234",
+            "compat.group_privacy=tight",  # the lemma calibrates in a second; the exact rule has its own tests
             "unlearning.algorithm=dp-sgd", "unlearning.epochs=2", f"logs_dir={tmp_path / 'logs'}",
             f"checkpoints_dir={session_checkpoints}", *overrides])
 
@@ -186,3 +199,67 @@ def test_dp_sgd_refuses_a_model_not_trained_for_its_certificate(features_config,
         run(features_config(f"training.pretrained={plain_ckpt}", "name=plainload"), None, resolve_device("cpu"),
             Console(quiet=True))
     assert not list((tmp_path / "logs").glob("*.partial-*"))
+
+
+def test_a_forged_record_is_refused_and_a_foreign_one_is_named(features_config, tmp_path):
+    trained = features_config("name=trained")
+    run(trained, None, resolve_device("cpu"), Console(quiet=True))
+    genuine = tmp_path / "logs" / make_plan(trained).run_id / "ckpt" / "checkpoint_2.pt"
+    plain = features_config("training.dp_sgd=null", "unlearning.algorithm=retrain", "name=plain")
+    run(plain, None, resolve_device("cpu"), Console(quiet=True))
+    plain_ckpt = torch.load(tmp_path / "logs" / make_plan(plain).run_id / "ckpt" / "checkpoint_2.pt",
+                            weights_only=True)
+    record = torch.load(genuine, weights_only=True)["meta"]
+    # a model trained without DP-SGD, given the DP model's record (its hash included)
+    forged = tmp_path / "forged.pt"
+    torch.save({"state_dict": plain_ckpt["state_dict"], "meta": record}, forged)
+    with pytest.raises(CheckpointError, match="does not match its weights"):
+        run(features_config(f"training.pretrained={forged}", "name=forged"), None, resolve_device("cpu"),
+            Console(quiet=True))
+    # ... or with the hash removed
+    unbound = tmp_path / "unbound.pt"
+    torch.save({"state_dict": plain_ckpt["state_dict"], "meta": {k: v for k, v in record.items()
+                                                                  if k != "content_sha256"}}, unbound)
+    with pytest.raises(CheckpointError, match="no content hash"):
+        run(features_config(f"training.pretrained={unbound}", "name=unbound"), None, resolve_device("cpu"),
+            Console(quiet=True))
+    # the genuine file loads, and its certificate says what it rests on
+    config = features_config(f"training.pretrained={genuine}", "name=genuine")
+    assert str(genuine) in make_plan(config).as_dict()["certificate_rests_on"]
+    summary = run(config, None, resolve_device("cpu"), Console(quiet=True))
+    assert summary["certificate_valid"] is True and str(genuine) in summary["certificate_rests_on"]
+    # a model from this run states nothing of the kind
+    assert "certificate_rests_on" not in make_plan(trained).as_dict()
+    assert not list((tmp_path / "logs").glob("*.partial-*"))
+
+
+def test_the_exact_accountant_end_to_end(features_config, tmp_path):
+    config = features_config("compat.group_privacy=exact", "name=exact")
+    plan = make_plan(config)
+    details = plan.privacy.details
+    assert details["group_privacy"] == "exact" and details["train_epsilon"] is None
+    assert details["dp_sgd_noise_multiplier"] < details["lemma_noise_multiplier"]
+    summary = run(config, None, resolve_device("cpu"), Console(quiet=True))
+    assert summary["certificate_valid"] is True and summary["certified_epsilon"] == 50
+    assert summary["certified_delta"] <= 1e-5 and summary["last_logged"]["dp_sigma"] == details["dp_sgd_noise_multiplier"]
+    ckpt = torch.load(tmp_path / "logs" / plan.run_id / "ckpt" / "checkpoint_2.pt", weights_only=True)
+    assert ckpt["meta"]["dp_sgd"]["group_rule"] == "exact"
+
+
+def test_release_mode_needs_a_model_whose_dp_noise_no_seed_replays(features_config, tmp_path):
+    from src.config import pretrained_key
+
+    research = features_config("name=research")
+    assert pretrained_key(features_config("secure_rng=true")) != pretrained_key(research)
+    run(research, None, resolve_device("cpu"), Console(quiet=True))
+    ckpt = tmp_path / "logs" / make_plan(research).run_id / "ckpt"
+    with pytest.raises(CheckpointError, match="research mode"):
+        run(features_config(f"training.pretrained={ckpt}", "secure_rng=true", "name=release"), None,
+            resolve_device("cpu"), Console(quiet=True))
+    # trained in release mode: DP-SGD's noise and memberships from the OS, nothing written of them
+    released = features_config("secure_rng=true", "name=released")
+    summary = run(released, None, resolve_device("cpu"), Console(quiet=True))
+    assert summary["releasable"] is True and summary["certificate_valid"] is True
+    rows = [json.loads(line) for line in (tmp_path / "logs" / make_plan(released).run_id / "metrics.jsonl")
+            .read_text().splitlines()]
+    assert not any("train_loss" in row for row in rows)

@@ -17,7 +17,7 @@ from src.privacy.contraction import (
     step_radius,
     stop_step,
 )
-from src.privacy.gaussian import theta_eps
+from src.privacy.gaussian import theta_eps, theta_eps_upper
 
 CC_CASES = reference_cases("cc_delta_trajectory")
 IDS = [case_id(c) for c in CC_CASES]
@@ -79,7 +79,7 @@ def test_accurate_trajectory_agrees_with_reference(case):
     i = case["inputs"]
     delta0, trajectory = trajectory_of(case, upstream=False)
     assert trajectory.stop_step == value["stop_step"]
-    assert delta0 == pytest.approx(value["delta_0"], rel=1e-12)
+    assert delta0 == pytest.approx(value["delta_0"], rel=1e-10)  # an upper bound, within theta's error
     # The reference's theta carries an absolute error ~e^eps~ * 2^-52 from its 1 - erf.
     # Where that is not negligible next to gamma (or gamma underflowed to 0), the
     # reference has no correct digits to compare with: use 60-digit arithmetic instead.
@@ -131,7 +131,10 @@ def test_gamma_is_theta_of_eps_tilde():
     for delta in (1.0, 0.3, 1e-3, 1e-12):
         et = math.log(1 + (math.e - 1) / delta)
         assert eps_tilde(1.0, delta) == pytest.approx(et, rel=1e-14)
-        assert contraction_gamma(1.0, delta, 2.0) == theta_eps(eps_tilde(1.0, delta), 2.0)
+        # an upper bound on theta: raised by theta's rounding error, and no more
+        exact = gamma_high_precision(1.0, delta, 2.0)
+        assert exact <= contraction_gamma(1.0, delta, 2.0) <= exact * (1 + 1e-11)
+        assert contraction_gamma(1.0, delta, 2.0) == theta_eps_upper(eps_tilde(1.0, delta), 2.0)
     assert eps_tilde(1.0, 0.0) == math.inf
     assert contraction_gamma(1.0, 0.0, 2.0) == 0.0
     assert eps_tilde(0.0, 0.5) == 0.0
@@ -156,7 +159,8 @@ def test_per_step_radii_sequence():
 
 def test_initial_delta():
     assert initial_delta(1.0, 7.0, 0.0) == 1.0
-    assert initial_delta(1.0, 7.0, 7.0) == theta_eps(1.0, 2.0) == pytest.approx(0.50986166005467, rel=1e-12)
+    assert initial_delta(1.0, 7.0, 7.0) == theta_eps_upper(1.0, 2.0) == pytest.approx(0.50986166005467, rel=1e-11)
+    assert initial_delta(1.0, 7.0, 7.0) > theta_eps(1.0, 2.0)
     assert isinstance(ContractionTrajectory(), ContractionTrajectory)
 
 

@@ -17,6 +17,7 @@ from src.data.datamodule import get_datamodule
 from src.errors import ConfigError
 from src.privacy.composition import gaussian_composition
 from src.privacy.rdp import linear_rdp_to_dp
+from src.privacy.rounding import round_up
 from src.request_stream.audit import request_starting_points
 from src.request_stream.schedule import make_schedule
 from src.runner import attach_run, make_plan, resolve_device, run
@@ -242,12 +243,17 @@ def test_each_request_logs_the_certificate_of_the_dry_run(name, overrides, tmp_p
 def test_every_request_draws_its_own_noise_and_request_1_the_single_runs():
     config = load_config(QUICKSTART, ["requests.num_requests=3"])
     plan = make_plan(config)
+    def first_draw(algorithm):
+        xi = torch.zeros(algorithm.context.num_parameters)
+        algorithm.context.noise.add_(xi, 1.0)
+        return xi
+
     draws = []
     for request in plan.stream.requests:
         algorithm = attach_run(request.plan, torch.device("cpu"), seed_tag=stream_run.seed_tag(request.index))
-        draws.append(algorithm.context.noise.draw())
+        draws.append(first_draw(algorithm))
     single = attach_run(make_plan(load_config(QUICKSTART)), torch.device("cpu"))
-    assert torch.equal(draws[0], single.context.noise.draw())
+    assert torch.equal(draws[0], first_draw(single))
     assert not torch.equal(draws[0], draws[1]) and not torch.equal(draws[1], draws[2])
 
 
@@ -300,7 +306,7 @@ def test_gradient_clipping_composes_renyi_dp_and_converts_once():
     eps_renyi = stream.requests[0].plan.privacy.details["epsilon_renyi_of_sigmas"]
     first, last = stream.requests[0].all_models, stream.requests[-1].all_models
     assert first.epsilon == stream.requests[0].plan.privacy.certified_epsilon  # one request: its own
-    assert last.epsilon == pytest.approx(linear_rdp_to_dp(4 * eps_renyi, 1e-5), rel=1e-12)
+    assert last.epsilon == pytest.approx(round_up(linear_rdp_to_dp(4 * eps_renyi, 1e-5)), rel=1e-12)  # printed up
     assert last.delta == 1e-5 and 1.0 < last.epsilon < 4.0  # better than adding the epsilons
 
 
@@ -322,7 +328,7 @@ def test_model_clipping_composes_the_last_noisy_step_whose_input_lies_in_the_bal
     config, _, algorithm, model, x, y = setup_one(overrides)
     with torch.no_grad():
         model.theta.normal_(0, 100.0)  # far outside every ball
-    algorithm.context.noise.draw = lambda: torch.zeros_like(model.theta)
+    algorithm.context.noise.add_ = lambda theta, sigma: None  # no noise: the projection alone
     algorithm.noisy_step(model, x, y, 0)
     assert model.norm() <= model_clip * (1 + 1e-6)
     stream = stream_plan(overrides)
@@ -335,14 +341,20 @@ def test_model_clipping_composes_the_last_noisy_step_whose_input_lies_in_the_bal
 
 
 def test_model_clipping_with_noise_before_the_projection_has_no_last_step_bound_at_one_step():
-    """Step 1 starts in the C0-ball, not the R-ball: one noisy step has no such bound."""
-    stream = stream_plan(CC + ["unlearning.contractive_coefficients.noise_addition_after_projection=false",
-                               "unlearning.contractive_coefficients.noise_addition_before_projection=true",
-                               "unlearning.contractive_coefficients.grad_clip=1.0",
-                               "unlearning.contractive_coefficients.model_clip=0.001"])
-    privacy = stream.requests[0].plan.privacy
+    """Step 1 starts in the C0-ball, not the R-ball: one noisy step has no such bound; from
+    step 2 on the input lies in the R-ball, so a last step at 2 or later has one."""
+    before = CC + ["unlearning.contractive_coefficients.noise_addition_after_projection=false",
+                   "unlearning.contractive_coefficients.noise_addition_before_projection=true",
+                   "unlearning.contractive_coefficients.grad_clip=1.0",
+                   "unlearning.contractive_coefficients.model_clip=0.001"]
+    one = stream_plan(before + ["unlearning.init_model_clip=0.001"])
+    privacy = one.requests[0].plan.privacy
     assert privacy.noisy_steps == 1 and privacy.details["last_step_radius"] is None
-    assert stream.requests[-1].all_models.rule.startswith("basic composition")
+    assert one.requests[-1].all_models.rule.startswith("basic composition")
+    # C0 = 7: step 1's contraction (radius 2 (C0 + eta C1) / sigma) is weak, a second step is needed
+    two = stream_plan(before).requests[0].plan.privacy
+    assert two.noisy_steps == 2
+    assert two.details["last_step_radius"] == pytest.approx(2 * (0.001 + 1e-4 * 1.0) / 0.01, rel=1e-12)
 
 
 def test_retrain_composes_to_zero():

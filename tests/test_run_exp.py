@@ -293,7 +293,8 @@ def test_slurm_submission_file(tmp_path, monkeypatch):
     (extra, group), = dependency_groups([run], {pretrain: "12_0"})
     executor.update_parameters(slurm_additional_parameters=extra)
     text = slurm._make_sbatch_string(command="CMD", folder=tmp_path, map_count=20, **executor._executor.parameters)
-    for line in ["--array=0-19%8", "--partition=gpu", "--time=90", "--gpus-per-node=1", "--cpus-per-task=4",
+    # --time=93: the run's 90 minutes, and 3 for submitit's USR2 90 s before the end, start-up and a clean stop
+    for line in ["--array=0-19%8", "--partition=gpu", "--time=93", "--gpus-per-node=1", "--cpus-per-task=4",
                  "--dependency=afterok:12_0", "--kill-on-invalid-dep=yes"]:
         assert f"#SBATCH {line}\n" in text, line
 
@@ -332,7 +333,7 @@ def finished_runs(tmp_path: Path) -> list[str]:
 
 def assert_results_whole(tmp_path: Path, names: list[str]) -> None:
     """One result directory per config, no staging leftovers, every metrics line JSON."""
-    dirs = sorted(p.name for p in (tmp_path / "logs").iterdir())
+    dirs = sorted(p.name for p in (tmp_path / "logs").iterdir())  # no .claims/ left either
     assert [d.rsplit("-", 1)[0] for d in dirs] == sorted(names), dirs
     for d in (tmp_path / "logs").iterdir():
         assert (d / "summary.json").is_file()

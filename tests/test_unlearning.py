@@ -18,7 +18,7 @@ from src.privacy.gaussian import classical_gaussian_sigma
 from src.runner import attach_run, make_plan, resolve_device, run
 from src.seeds import derive_seed
 from src.training.trainer import Console, build_model
-from tests.conftest import QUICKSTART, UPSTREAM_CONFIGS
+from tests.conftest import QUICKSTART, REPO, UPSTREAM_CONFIGS
 from tests.reference_values import case_id, reference_cases
 
 GC = ["unlearning.algorithm=iteration"]
@@ -236,7 +236,15 @@ def test_model_clipping_plans_stop_where_the_reference_stops(case):
             make_plan(config)
         return
     plan = make_plan(config)
-    assert plan.privacy.noisy_steps == value["stop_step"]
+    stop = value["stop_step"]
+    if case["variant"].startswith("grad_clip="):
+        # Noise before the projection: the first step starts in the C0-ball (C0 = 7 or 30),
+        # r = 2(C0 + eta C1)/sigma, where the reference used the R-ball; that step contracts
+        # nothing (gamma = 1 in double precision), so the reference's trajectory comes one
+        # step later.
+        assert plan.privacy.details["gamma"][0] == 1.0
+        stop += 1
+    assert plan.privacy.noisy_steps == stop
     assert plan.privacy.details["delta_0"] == pytest.approx(value["delta_0"], rel=1e-6)
     if value["delta_at_stop"] > 1e-12:  # below, the reference's 1 - erf had underflowed
         assert plan.privacy.certified_delta == pytest.approx(value["delta_at_stop"], rel=1e-5)
@@ -364,3 +372,38 @@ def test_fine_grained_validation_rows(tmp_path, session_checkpoints):
     steps = plan.steps_per_epoch
     noisy = [i / steps for i in range(plan.privacy.noisy_steps - 1)]  # T - 1 rows while still noisy
     assert epochs == pytest.approx(noisy + [0.5, 1.5])
+
+
+def _delta_trajectory_60_digits(epsilon, delta0, radii):
+    """delta_{t+1} = theta_{eps~}(r_t) delta_t, eps~ = log(1 + (e^eps - 1)/delta_t), in 60 digits."""
+    import mpmath
+
+    out = []
+    with mpmath.workdps(60):
+        delta = mpmath.mpf(delta0)
+        for r in radii:
+            eps_t = mpmath.log(1 + (mpmath.e ** epsilon - 1) / delta)
+            r = mpmath.mpf(r)
+            delta *= mpmath.ncdf(-eps_t / r + r / 2) - mpmath.exp(eps_t) * mpmath.ncdf(-eps_t / r - r / 2)
+            out.append(float(delta))
+    return out
+
+
+def test_model_clipping_with_noise_before_projection_starts_from_the_c0_ball():
+    # budget_curve_runs' R = 0.625, sigma = 0.5, eta = 1e-4 config with grad_clip = 1 and the
+    # noise before the projection: the first step moves models of the C0 = 30 ball, so
+    # r_1 = 2(30 + 1e-4)/0.5, and only then r = 2(0.625 + 1e-4)/0.5
+    path = REPO / "budget_curve_runs" / "cc-cifar" / "mc-cifar-R_0.625-sigma_0.5-eta_1e-4-lam_0-d142-g1234.yaml"
+    config = load_config(path, ["unlearning.contractive_coefficients.grad_clip=1",
+                                "unlearning.contractive_coefficients.noise_addition_before_projection=true",
+                                "unlearning.contractive_coefficients.noise_addition_after_projection=false"])
+    privacy = make_plan(config).privacy
+    exact = _delta_trajectory_60_digits(1.0, 1.0, [2 * (30 + 1e-4) / 0.5] + [2 * (0.625 + 1e-4) / 0.5] * 10)
+    assert exact[8] == pytest.approx(1.4186e-4, rel=1e-4)  # after 9 steps: 14x the target (was printed 3.9e-7)
+    assert privacy.noisy_steps == 10 and exact[9] <= 1e-5 < exact[8]
+    assert privacy.certified_delta == pytest.approx(exact[9], rel=1e-9) and privacy.certified_delta >= exact[9]
+    # with initial noise the start is unbounded: the first step contracts nothing either
+    noisy = make_plan(load_config(path, ["unlearning.init_sigma=30", "unlearning.contractive_coefficients.grad_clip=1",
+                                         "unlearning.contractive_coefficients.noise_addition_before_projection=true",
+                                         "unlearning.contractive_coefficients.noise_addition_after_projection=false"]))
+    assert noisy.privacy.details["gamma"][0] == 1.0

@@ -43,11 +43,11 @@ class WeakenedNoise:
     def __init__(self, noise, scale: float):
         self.noise, self.scale = noise, scale
 
-    def draw(self) -> torch.Tensor:
-        return self.scale * self.noise.draw()
+    def add_(self, theta: torch.Tensor, sigma: float) -> None:
+        self.noise.add_(theta, self.scale * sigma)
 
-    def fresh(self) -> torch.Tensor:
-        return self.scale * self.noise.fresh()
+    def add_fresh_(self, theta: torch.Tensor, sigma: float) -> None:
+        self.noise.add_fresh_(theta, self.scale * sigma)
 
 
 def auditable(config) -> bool:

@@ -1,9 +1,12 @@
 """The five splits of every experiment, identical to the reference's (upstream.md 6.1).
 
-The official train split is cut in two stages with ONE generator seeded by dataset.seed:
-random_split(pool, [train, val]) and then random_split(train, [retain, forget]). torch's
-random_split is a randperm, so on the same torch version the index sets equal the
-reference's. The test split is the official test set.
+The official train split is cut in two stages with ONE generator: random_split(pool,
+[train, val]) and then random_split(train, [retain, forget]), as the reference. torch's
+random_split is a randperm. The generator's seed is derived from dataset.seed for the
+purpose "split" (src/data/datamodule.py), like every stream of a run, so the index sets
+are the reference's procedure but not the reference's sets: with its raw seed, equal
+seeds elsewhere (training.dp_sgd.seed) shared the split's stream. The test split is the
+official test set.
 """
 
 from __future__ import annotations

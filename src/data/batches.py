@@ -23,15 +23,18 @@ def shuffled_batches(n: int, batch_size: int, generator: torch.Generator, device
     return list(torch.randperm(n, generator=generator, device=device).split(batch_size))
 
 
-def poisson_batches(n: int, rate: float, num_batches: int, generator: torch.Generator, device) -> list[torch.Tensor]:
+def poisson_batches(n: int, rate: float, num_batches: int, source, device) -> list[torch.Tensor]:
     """Poisson sampling: each example joins each batch independently with probability `rate`.
 
     This is what the DP-SGD accountant assumes (decisions.md, D11). Batch sizes vary and
-    can be 0.
+    can be 0. The memberships compare float64 uniforms from `source` (src/entropy.py) with
+    the rate: a float32 uniform on its 2^-24 grid would join with a probability up to
+    2^-24 above the rate, which no accountant would know of; the float64 excess (2^-52 at
+    most) is what the accountant adds (privacy/rounding.bernoulli_rate_bound).
     """
     batches = []
     for _ in range(num_batches):
-        mask = torch.rand(n, generator=generator, device=device) < rate
+        mask = source.uniform64(n, device) < rate
         batches.append(mask.nonzero().squeeze(1))
     return batches
 

@@ -7,7 +7,9 @@ A log file is framed by two launcher lines, so that a log says what ran and how 
 ended even when the process printed nothing:
 
     [run_exp] /path/python experiment.py --config 'exps/a b.yaml' --threads 2
+    [run_exp] slurm job 812_3 on node17          (in a Slurm job: whose log this is)
     ... everything the run printed (stdout and stderr) ...
+    [run_exp] stopped: time limit (--time 60 min)   (when it was stopped, why)
     [run_exp] exit code 0 after 4.2 s
 """
 
@@ -24,6 +26,8 @@ from pathlib import Path
 
 MARK = "[run_exp]"
 _FOOTER = re.compile(r"^\[run_exp\] exit code (-?\d+) after ([0-9.]+) s$")
+_JOB = re.compile(r"^\[run_exp\] slurm job (\S+) on ")
+_STOPPED = re.compile(r"^\[run_exp\] stopped: (.+)$")
 
 
 def experiment_command(experiment_py: str | Path, config: str | Path, *, pretrain_only: bool = False,
@@ -51,13 +55,16 @@ def child_env(updates: dict) -> dict:
     return env
 
 
-def open_log(path: str | Path, argv: list[str], env_updates: dict):
-    """A fresh log (an earlier attempt's is replaced), headed by the command."""
+def open_log(path: str | Path, argv: list[str], env_updates: dict, slurm_job: str | None = None):
+    """A fresh log (an earlier attempt's is replaced), headed by the command (and, in a
+    Slurm job, the job id: the launcher then knows the log is this job's, not an older one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "w")
     shown = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env_updates.items()) if k == "CUDA_VISIBLE_DEVICES")
     handle.write(f"{MARK} {(shown + ' ') if shown else ''}{shlex.join(argv)}\n")
+    if slurm_job:
+        handle.write(f"{MARK} slurm job {slurm_job} on {os.uname().nodename}\n")
     handle.flush()
     return handle
 
@@ -68,9 +75,35 @@ def reset_log(path: str | Path, note: str) -> None:
     path.write_text(f"{MARK} {note}\n")
 
 
-def close_log(path: str | Path, exit_code: int, seconds: float) -> None:
+def close_log(path: str | Path, exit_code: int, seconds: float, stopped: str | None = None) -> None:
     with open(path, "a") as handle:
+        if stopped:
+            handle.write(f"\n{MARK} stopped: {stopped}")
         handle.write(f"\n{MARK} exit code {exit_code} after {seconds:.1f} s\n")
+
+
+def read_header_job(path: str | Path) -> str | None:
+    """The Slurm job id a log belongs to (its second line), or None."""
+    try:
+        with open(path, errors="replace") as handle:
+            head = [handle.readline() for _ in range(2)]
+    except OSError:
+        return None
+    match = _JOB.match(head[1].strip()) if len(head) > 1 else None
+    return match.group(1) if match else None
+
+
+def read_stopped(path: str | Path) -> str | None:
+    """Why the launcher's job body stopped the run (a time limit), or None."""
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines()[-4:]
+    except OSError:
+        return None
+    for line in lines:
+        match = _STOPPED.match(line.strip())
+        if match:
+            return match.group(1)
+    return None
 
 
 def read_outcome(path: str | Path) -> tuple[int | None, float | None]:
@@ -108,30 +141,76 @@ def log_excerpt(path: str | Path, max_lines: int = 5) -> list[str]:
     return error_excerpt(text[-20000:], max_lines)
 
 
-def run_logged(argv: list[str], log: str, cwd: str, env_updates: dict) -> float:
+def slurm_job_id() -> str | None:
+    """This process's Slurm job, as squeue names it: '<array>_<index>' for an array task."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
+def run_logged(argv: list[str], log: str, cwd: str, env_updates: dict, time_limit_s: float | None = None) -> float:
     """Run one job to completion with its output in `log` (the submitit job body).
 
     Raises on a non-zero exit so that the scheduler marks the job failed and Slurm's
-    afterok dependencies do not release its dependents. If the job itself is interrupted
-    (cancelled), the run gets SIGINT and time to drop its staging directory."""
+    afterok dependencies do not release its dependents. The run gets `time_limit_s` (the
+    launcher's --time) and is then stopped with SIGINT, which drops its staging directory,
+    and the log says "stopped: time limit". If the job itself is interrupted (Slurm's
+    signal before its own limit, a cancellation), the run gets SIGINT the same way. The
+    run also dies with this process (die_with_parent)."""
     start = time.monotonic()
-    handle = open_log(log, argv, env_updates)
+    job = slurm_job_id()
+    handle = open_log(log, argv, env_updates, slurm_job=job)
     try:
         process = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, cwd=cwd,
-                                   env=child_env(env_updates))
+                                   env=child_env(env_updates), preexec_fn=die_with_parent())
     finally:
         handle.close()
+    stopped = None
     try:
-        code = process.wait()
-    except BaseException:
+        try:
+            code = process.wait(timeout=time_limit_s)
+        except subprocess.TimeoutExpired:
+            stopped = f"time limit (--time {time_limit_s / 60:g} min)"
+            stop_gently(process)
+            code = process.returncode
+    except BaseException as e:  # submitit turns Slurm's USR2 into an exception here
         stop_gently(process)
+        close_log(log, process.returncode, time.monotonic() - start,
+                  stopped=f"the Slurm job was stopped ({type(e).__name__}: {e})")
         raise
     seconds = time.monotonic() - start
-    close_log(log, code, seconds)
+    close_log(log, code, seconds, stopped=stopped)
+    if stopped:
+        raise RuntimeError(f"stopped: {stopped} (log: {log})")
     if code != 0:
         excerpt = log_excerpt(log)
         raise RuntimeError(f"exit code {code}: {excerpt[-1] if excerpt else 'no output'} (log: {log})")
     return seconds
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGINT):
+    """A Popen preexec_fn that ties the child to this process: when this process dies,
+    however it dies (SIGKILL too), the kernel sends the child `sig` (Linux prctl
+    PR_SET_PDEATHSIG). SIGINT by default: experiment.py then drops its staging directory
+    and exits. None where prctl does not exist (the child then outlives a killed parent)."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the line above: do not outlive it
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
 
 
 def stop_gently(process, grace_seconds: float = 20.0) -> None:

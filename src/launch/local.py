@@ -6,6 +6,12 @@ experiment.py then drops its staging directory and exits; a run that does not st
 the grace period is killed (its `.partial-<pid>` directory is removed by the next run of
 the same config). Finished results are whole or absent, so running the launcher again
 completes exactly what is missing.
+
+Children die with the launcher: each gets SIGINT from the kernel when the launcher dies,
+even by SIGKILL (command.die_with_parent). Launchers do not collide: a job is started only
+under its claim (src/claims.py), taken just before it starts and handed to the child, so a
+second launcher on the same folder skips the runs the first one is computing (and says
+by whom), waits for a pretraining the other one is training, and never opens their logs.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from src import claims
 from src.launch import command
-from src.launch.plan import BLOCKED, FAILED, INTERRUPTED, OK, PENDING, RUNNING, Job, block_dependents
+from src.launch.plan import (BLOCKED, FAILED, INTERRUPTED, OK, PENDING, RUNNING, SKIPPED, Job, block_dependents,
+                             claim_target, skip_dependents)
 from src.launch.report import ProgressDisplay, estimate_remaining, job_event, progress_line
 
 
@@ -48,11 +56,13 @@ class _Running:
     process: object
     slot: Slot
     start: float
+    claim: object
 
 
 class LocalScheduler:
     def __init__(self, jobs: list[Job], slots: list[Slot], experiment_py: Path, cwd: Path,
-                 display: ProgressDisplay, poll_seconds: float = 0.2, grace_seconds: float = 20.0):
+                 display: ProgressDisplay, poll_seconds: float = 0.2, grace_seconds: float = 20.0,
+                 force: bool = False):
         self.jobs = jobs
         self.free = list(slots)
         self.workers = len(slots)
@@ -65,6 +75,8 @@ class LocalScheduler:
         self.signal_number: int | None = None
         self.signals_received = 0
         self.start = time.monotonic()
+        self.force = force
+        self.waiting_on: dict[Job, str] = {}  # a pretraining another process is training: who
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -79,10 +91,10 @@ class LocalScheduler:
                     break
                 self._block_orphans()
                 self._start_ready()
-                if not self.running:
+                if not self.running and not self.waiting_on:
                     if not any(job.status == PENDING for job in self.jobs):
                         break
-                    self._block_cycle()  # pending, yet nothing runs and nothing can start
+                    self._block_cycle()  # pending, yet nothing runs, waits or can start
                     continue
                 self.display.update(self.progress())
                 time.sleep(self.poll_seconds)
@@ -113,25 +125,61 @@ class LocalScheduler:
             if not self.free:
                 return
             if job.status == PENDING and all(dep.status == OK for dep in job.deps):
-                self._start(job, self.free.pop(0))
+                claim = self._claim(job)
+                if claim is not None:
+                    self._start(job, self.free.pop(0), claim)
 
-    def _start(self, job: Job, slot: Slot) -> None:
+    def _claim(self, job: Job):
+        """The job's claim, or None: then the job is skipped (a run someone else computes or
+        has just finished), done (a pretraining someone else has just cached), or waits (a
+        pretraining someone else trains now)."""
+        target = claim_target(job)
+        claim = claims.try_claim(target, f"run_exp.py, {job.name}")
+        if claim is None:
+            who = claims.holder(target) or "another process"
+            if job.kind == "pretrain":
+                if job not in self.waiting_on:
+                    self.display.event(f"waiting  {job.name}: trained now by {who}")
+                self.waiting_on[job] = who
+            else:
+                self._finish(job, SKIPPED, None, [f"claimed by {who}: computed there, not here"])
+                self._skip_dependents()
+            return None
+        self.waiting_on.pop(job, None)
+        if job.kind == "pretrain" and job.info.pretrain_model.is_file():
+            claim.release()
+            self._finish(job, OK, None, [str(job.info.pretrain_model), "trained meanwhile by another process"])
+            return None
+        if job.kind == "run" and not self.force and (job.info.run_dir / "summary.json").is_file():
+            claim.release()
+            self._finish(job, SKIPPED, None, [f"finished meanwhile by another process: {job.info.run_dir}"])
+            self._skip_dependents()
+            return None
+        return claim
+
+    def _start(self, job: Job, slot: Slot, claim) -> None:
         argv = command.experiment_command(self.experiment_py, job.config, pretrain_only=job.kind == "pretrain",
                                           threads=slot.threads)
         env_updates = {"CUDA_VISIBLE_DEVICES": slot.cuda_devices, **command.thread_env(slot.threads)}
+        handed_down = job.kind == "run"  # experiment.py adopts the claim of its run (not of a pretraining)
+        env = command.child_env(env_updates)
+        if handed_down:
+            env[claims.CLAIM_FD_ENV] = str(claim.fileno())
         log = command.open_log(job.log, argv, env_updates)
         try:
-            process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd,
-                                       env=command.child_env(env_updates), start_new_session=True)
+            process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd, env=env,
+                                       start_new_session=True, preexec_fn=command.die_with_parent(),
+                                       pass_fds=(claim.fileno(),) if handed_down else ())
         except OSError as e:
             log.write(f"error: could not start: {e}\n")
             log.close()
+            claim.release()
             self._finish(job, FAILED, 0.0, [f"error: could not start: {e}"])
             self.free.append(slot)
             return
         log.close()  # the child holds its own descriptor
         job.status = RUNNING
-        self.running[job] = _Running(process, slot, time.monotonic())
+        self.running[job] = _Running(process, slot, time.monotonic(), claim)
 
     # -- finishing ---------------------------------------------------------------------
 
@@ -142,6 +190,7 @@ class LocalScheduler:
                 continue
             seconds = time.monotonic() - run.start
             command.close_log(job.log, code, seconds)
+            run.claim.release()  # after the footer: whoever claims next finds the log complete
             del self.running[job]
             self.free.append(run.slot)
             if code == 0:
@@ -162,6 +211,10 @@ class LocalScheduler:
 
     def _block_orphans(self) -> None:
         for job in block_dependents(self.jobs):
+            self.display.event(job_event(job))
+
+    def _skip_dependents(self) -> None:
+        for job in skip_dependents(self.jobs):
             self.display.event(job_event(job))
 
     def _block_cycle(self) -> None:
@@ -190,6 +243,7 @@ class LocalScheduler:
         for run in self.running.values():
             run.process.wait()
         self._reap()
+        self.waiting_on.clear()
 
 
 def _signal_group(process, sig) -> None:

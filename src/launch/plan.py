@@ -310,6 +310,43 @@ def block_dependents(jobs: list[Job]) -> list[Job]:
     return blocked
 
 
+def skip_dependents(jobs: list[Job]) -> list[Job]:
+    """Mark skipped every pending job that waits for a run skipped while this launcher ran
+    (another process computes it): its checkpoint is not ours to wait for. Returns them."""
+    skipped = []
+    changed = True
+    while changed:
+        changed = False
+        for job in jobs:
+            if job.status != PENDING:
+                continue
+            dep = next((d for d in job.deps if d.status == SKIPPED), None)
+            if dep is not None:
+                job.status = SKIPPED
+                job.detail = [f"waits for {dep.name}, which another process computes: run again once it has finished"]
+                skipped.append(job)
+                changed = True
+    return skipped
+
+
+def claim_target(job: Job) -> Path:
+    """The directory a job's claim is about (src/claims.py): a run's result directory, or
+    a pretraining's cache entry."""
+    return job.info.pretrain_model.parent if job.kind == "pretrain" else job.info.run_dir
+
+
+def claimed_elsewhere(jobs: list[Job]) -> None:
+    """For a dry run: pending runs another process holds now are listed as skipped."""
+    from src import claims
+
+    for job in jobs:
+        if job.kind == "run" and job.status == PENDING:
+            who = claims.holder(claim_target(job))
+            if who:
+                job.status, job.detail = SKIPPED, [f"claimed by {who}: computed there, not here"]
+    skip_dependents(jobs)
+
+
 def missing_checkpoint_warnings(jobs: list[Job]) -> list[str]:
     """Runs whose explicit pretrained path exists nowhere and that no config here produces:
     they will fail; say so in the dry run."""

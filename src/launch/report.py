@@ -93,7 +93,7 @@ def job_event(job: Job) -> str:
     text = f"{STATUS_LABEL[job.status]:>7}  {job.name}"
     if job.seconds is not None:
         text += f"  ({job.seconds:.1f}s)"
-    if job.status in (FAILED, BLOCKED) and job.detail:
+    if job.status in (FAILED, BLOCKED, SKIPPED) and job.detail:
         text += f": {job.detail[-1] if job.status == FAILED else job.detail[0]}"
     return text
 

@@ -1,14 +1,17 @@
-"""The submitit backend: each job is the same experiment.py command as locally, run by
-`command.run_logged` inside a submitit job.
+"""The submitit side of `--backend slurm`: executors, the job body, job arrays.
 
-On Slurm (`cluster="slurm"`) everything is submitted at once: the pretrainings as one job
-array, then the runs as job arrays grouped by what they wait for, each group with
-`--dependency=afterok:<job ids>` and `--kill-on-invalid-dep=yes`, so that the runs of a
-failed pretraining are cancelled by Slurm instead of pending forever. submitit's `local`
-and `debug` executors have no dependencies: there the waves are submitted one after the
-other, each once the previous one has finished. The local executor also needs
-`timeout_min` (it kills a job after 2 minutes otherwise) and gives every job the same
-first GPUs, so it is meant for testing, not for sharing a GPU box (use --backend local).
+Each job is the same experiment.py command as locally, run by `command.run_logged` inside
+a submitit job. On a real Slurm cluster (`--cluster slurm`) the jobs are submitted and
+followed by slurm_scheduler.SlurmScheduler. submitit's `local` and `debug` executors, for
+testing on one machine, have no dependencies: SubmititScheduler below submits the waves
+one after the other, each once the previous one has finished. The local executor gives
+every job the same first GPUs, so it is meant for testing, not for sharing a GPU box (use
+--backend local).
+
+--time is the run's own limit: the job body stops the run after it (and the log says
+"stopped: time limit"). The job itself asks Slurm for SLURM_MARGIN_MIN minutes more,
+because submitit has Slurm signal the job 90 s before its end (--signal=USR2@90) and the
+run needs a moment to start and to stop.
 """
 
 from __future__ import annotations
@@ -25,17 +28,23 @@ from src.launch.plan import (BLOCKED, FAILED, INTERRUPTED, OK, PENDING, RUNNING,
 from src.launch.report import ProgressDisplay, estimate_remaining, job_event, progress_line
 
 
+SLURM_MARGIN_MIN = 3  # the job's time beyond the run's: submitit's USR2@90, start-up, a clean stop
+
+
 @dataclass
 class SlurmOptions:
     cluster: str = "slurm"          # submitit executor: slurm, local or debug
     folder: Path = Path("run_logs/_submitit")
     partition: str | None = None
-    time_min: int = 24 * 60
-    gpus_per_run: int = 1
+    time_min: int = 24 * 60         # the run's own time limit
+    gpus_per_run: int = 0
     cpus_per_run: int = 2
     array_parallelism: int = 256
     poll_seconds: float = 2.0
     wait: bool = True               # False: submit everything and return (Slurm only)
+    max_array_size: int = 1001      # the cluster's MaxArraySize: tasks per job array
+    accounting: bool = True         # sacct works on this cluster
+    force: bool = False             # --force: re-run finished runs
 
 
 def make_executor(options: SlurmOptions):
@@ -44,7 +53,7 @@ def make_executor(options: SlurmOptions):
     executor = submitit.AutoExecutor(folder=str(options.folder), cluster=options.cluster)
     executor.update_parameters(
         name="run_exp",
-        timeout_min=options.time_min,
+        timeout_min=options.time_min + SLURM_MARGIN_MIN,
         gpus_per_node=options.gpus_per_run or None,  # no --gpus-per-node=0 line for CPU runs
         cpus_per_task=options.cpus_per_run,
         tasks_per_node=1,
@@ -76,6 +85,14 @@ def dependency_groups(wave: list[Job], job_ids: dict[Job, str]) -> list[tuple[di
             for ids, group in groups.items()]
 
 
+def job_arguments(job: Job, options: SlurmOptions, experiment_py: Path, cwd: Path) -> tuple:
+    """The arguments of command.run_logged for one job."""
+    threads = options.cpus_per_run
+    argv = command.experiment_command(experiment_py, job.config, pretrain_only=job.kind == "pretrain", threads=threads)
+    # CUDA_VISIBLE_DEVICES is the cluster's to set (Slurm, or submitit's local executor)
+    return argv, str(job.log), str(cwd), command.thread_env(threads), options.time_min * 60.0
+
+
 def _id_range(submitted: list) -> str:
     ids = [sjob.job_id for sjob in submitted]
     return ids[0] if len(ids) == 1 else f"{ids[0]} .. {ids[-1]}"
@@ -100,13 +117,7 @@ class SubmititScheduler:
         waves = dependency_levels(self.jobs)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            if self.options.cluster == "slurm":
-                for wave in waves:
-                    self._submit(executor, wave)
-                if self.options.wait:
-                    self._wait()
-            else:
-                self._run_in_waves(executor, waves)
+            self._run_in_waves(executor, waves)
             if self.signal_number is not None:
                 self._cancel_all()
         finally:
@@ -137,8 +148,7 @@ class SubmititScheduler:
     # -- submitting --------------------------------------------------------------------
 
     def _submit(self, executor, wave: list[Job]) -> None:
-        ids = {job: sjob.job_id for job, sjob in self.submitted.items()}
-        for extra, group in dependency_groups(wave, ids if self.options.cluster == "slurm" else {}):
+        for extra, group in dependency_groups(wave, {}):
             for job in group:  # an earlier attempt's footer must not be taken for this one's
                 command.reset_log(job.log, "submitted, not started yet")
             executor.update_parameters(slurm_additional_parameters=extra)
@@ -153,11 +163,7 @@ class SubmititScheduler:
             self.display.event(f"submitted {len(group)} job(s): {_id_range(submitted)}{after}")
 
     def _job_arguments(self, job: Job) -> tuple:
-        threads = self.options.cpus_per_run
-        argv = command.experiment_command(self.experiment_py, job.config, pretrain_only=job.kind == "pretrain",
-                                          threads=threads)
-        # CUDA_VISIBLE_DEVICES is the cluster's to set (Slurm, or submitit's local executor)
-        return argv, str(job.log), str(self.cwd), command.thread_env(threads)
+        return job_arguments(job, self.options, self.experiment_py, self.cwd)
 
     # -- waiting -----------------------------------------------------------------------
 

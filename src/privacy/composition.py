@@ -27,8 +27,9 @@ import math
 from fractions import Fraction
 from typing import Sequence
 
-from src.privacy.gaussian import theta_eps
+from src.privacy.gaussian import theta_eps_upper
 from src.privacy.rdp import rdp_to_dp
+from src.privacy.rounding import round_up
 
 __all__ = ["sum_up", "basic_composition", "linear_rdp_composition", "gaussian_composition"]
 
@@ -66,9 +67,12 @@ def linear_rdp_composition(epsilon_renyis: Sequence[float], delta: float) -> tup
     """(eps, alpha) at ``delta`` of mechanisms with RDP(alpha) = alpha * eps_R,r for every
     alpha > 1, composed: RDP(alpha) = alpha * sum_r eps_R,r (Mironov 2017, Prop. 1), then
     eps = min_alpha [alpha S + log((alpha-1)/alpha) - (log delta + log alpha)/(alpha-1)]
-    (Balle et al. 2020 / Canonne-Kamath-Steinke Prop. 12), as for a single request."""
+    (Balle et al. 2020 / Canonne-Kamath-Steinke Prop. 12), as for a single request, and
+    rounded up by the same safety margin (src/privacy/rounding.py), so that one request
+    composes to exactly its own certificate."""
     total = sum_up(_check_finite_non_negative("epsilon_renyis", epsilon_renyis))
-    return rdp_to_dp(lambda alpha: total * alpha, delta)
+    epsilon, alpha = rdp_to_dp(lambda alpha: total * alpha, delta)
+    return round_up(epsilon), alpha
 
 
 def gaussian_composition(mus: Sequence[float], delta: float) -> tuple[float, float]:
@@ -76,23 +80,24 @@ def gaussian_composition(mus: Sequence[float], delta: float) -> tuple[float, flo
 
     mu = sqrt(sum mu_r^2) (Dong, Roth & Su 2022, Cor. 3.3: the composition of mu_r-GDP
     guarantees is sqrt(sum mu_r^2)-GDP, also adaptively), rounded up; eps is the smallest
-    eps >= 0 with theta_eps(mu) <= delta (theta is decreasing in eps), found by bisection
+    eps >= 0 with theta_eps(mu) <= delta (theta is decreasing in eps; its float64 upper bound
+    is used, the safe side), found by bisection
     and returned at the upper end, where the inequality was checked."""
     mus = _check_finite_non_negative("mus", mus)
     if not (isinstance(delta, (int, float)) and 0 < delta < 1):
         raise ValueError(f"delta must be a number in (0, 1), got delta={delta!r}")
     # One ulp up covers the rounding of the squares and of sqrt (each within half an ulp).
     mu = math.nextafter(math.sqrt(sum_up([math.nextafter(m * m, math.inf) for m in mus])), math.inf)
-    if theta_eps(0.0, mu) <= delta:
+    if theta_eps_upper(0.0, mu) <= delta:
         return 0.0, mu
     lo, hi = 0.0, 1.0
-    while theta_eps(hi, mu) > delta:
+    while theta_eps_upper(hi, mu) > delta:
         lo, hi = hi, 2.0 * hi
     for _ in range(200):  # to adjacent floats
         mid = 0.5 * (lo + hi)
         if mid in (lo, hi):
             break
-        if theta_eps(mid, mu) > delta:
+        if theta_eps_upper(mid, mu) > delta:
             lo = mid
         else:
             hi = mid

@@ -4,8 +4,9 @@ Pure functions of numbers (numpy / scipy only).
 
 Each noisy step projects the model onto the L2 ball of radius R and adds N(0, sigma^2 I)
 (or, with gradient clipping, adds the noise before the projection). Two runs that
-differ in the forget set are at most 2R (or 2(R + eta C1)) apart before the noise, so
-one step is a Gaussian channel with r = that distance / sigma. Its contraction
+differ in the forget set are at most 2R (or 2(R + eta C1)) apart before the noise (at
+the first step with noise before the projection, 2(C0 + eta C1): the runs start in the
+initial set, not yet in the R-ball), so one step is a Gaussian channel with r = that distance / sigma. Its contraction
 coefficient for the E_gamma divergence is gamma = theta_{eps~}(r) with
 eps~ = log(1 + (e^eps - 1)/delta) (Balle, Barthe, Gaboardi, Geumlek 2019, Thm 1:
 (gamma, eps~)-Dobrushin coefficient; Asoodeh et al. 2020), so delta_{t+1} =
@@ -20,7 +21,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .gaussian import theta_eps
+from .gaussian import theta_eps, theta_eps_upper
 
 __all__ = [
     "ContractionTrajectory",
@@ -77,7 +78,9 @@ def initial_delta(epsilon, init_model_clip, init_sigma, *, upstream: bool = Fals
     _check_number("init_sigma", init_sigma, positive=False)
     if init_sigma == 0:
         return 1.0
-    return theta_eps(epsilon, 2.0 * init_model_clip / init_sigma, upstream=upstream)
+    if upstream:
+        return theta_eps(epsilon, 2.0 * init_model_clip / init_sigma, upstream=True)
+    return theta_eps_upper(epsilon, 2.0 * init_model_clip / init_sigma)
 
 
 def step_radius(
@@ -87,13 +90,18 @@ def step_radius(
     eta=None,
     grad_clip=None,
     noise_before_projection: bool,
+    start_radius=None,
 ) -> float:
     """r = (largest distance between the two coupled runs before the noise) / sigma.
 
     * noise after the projection, no gradient clipping: both models lie in the ball of
       radius R, r = 2R / sigma.
-    * gradient clipping with noise before the projection: the models lie in the ball of
-      radius R and one clipped step moves them by at most eta C1, r = 2(R + eta C1)/sigma.
+    * gradient clipping with noise before the projection: the models start the step in a
+      ball of radius R' and one clipped step moves them by at most eta C1, so
+      r = 2(R' + eta C1)/sigma. R' = R (``model_clip``) once a step has projected them;
+      the first step starts from the initial set instead, so the caller passes its radius
+      as ``start_radius`` (C0, or inf when initial noise leaves the start unbounded, which
+      gives r = inf and gamma = 1: that step contracts nothing).
 
     These are the two settings the reference's analysis covers (its asserts); any other
     combination is refused (D23).
@@ -107,7 +115,9 @@ def step_radius(
         if eta is None:
             raise ValueError("eta must be given with grad_clip and noise before projection, got eta=None")
         _check_number("eta", eta, positive=False)
-        return 2 * (model_clip + eta * grad_clip) / sigma
+        start = model_clip if start_radius is None else start_radius
+        _check_number("start_radius", start, positive=False, allow_inf=True)
+        return 2 * (start + eta * grad_clip) / sigma
     raise ValueError(
         "model clipping is analysed only for (noise after projection, no grad_clip) or "
         f"(noise before projection, grad_clip > 0); got noise_before_projection="
@@ -119,9 +129,14 @@ def contraction_gamma(epsilon, delta_t, radius, *, upstream: bool = False) -> fl
     """gamma_t = theta_{eps~(eps, delta_t)}(r): the E_{e^eps~} contraction coefficient of
     one Gaussian step with r = distance / sigma (Balle et al. 2019, Thm 1,
     (gamma, eps~)-Dobrushin; Asoodeh et al. 2020). Then delta_{t+1} = gamma_t delta_t.
+    Evaluated as an upper bound (``theta_eps_upper``: theta plus its rounding error, which
+    also covers the product's rounding), so the recursion's deltas are upper bounds;
+    ``upstream=True`` replays the reference's plain evaluation.
     """
     _check_number("radius", radius, positive=False, allow_inf=True)
-    return theta_eps(eps_tilde(epsilon, delta_t), radius, upstream=upstream)
+    if upstream:
+        return theta_eps(eps_tilde(epsilon, delta_t), radius, upstream=True)
+    return theta_eps_upper(eps_tilde(epsilon, delta_t), radius)
 
 
 @dataclass

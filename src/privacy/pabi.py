@@ -11,11 +11,14 @@ Two data sets that differ only in the forget set give two runs whose iterates st
 most D apart and drift apart by at most 2 eta C1 per step. The Gaussian shifted-Renyi
 bound of PABI (Feldman, Mironov, Talwar, Thakurta 2018, contractive noisy iteration,
 with the contraction rho of the weight-decayed step) gives, for every order alpha,
+D_alpha(theta_T || theta'_T) <= alpha * eps_R. For a constant schedule
 
-    D_alpha(theta_T || theta'_T) <= alpha * eps_R,
     eps_R = (1/2) B_T^2 / sum_{t<T} rho^(2(T-1-t)) sigma_t^2,
 
-which is what ``pabi_renyi_epsilon`` computes from the sigmas actually used.
+the closed form the sigma formulas solve. For sigmas that vary, that closed form spreads
+the shift in a way that can leave a negative shift after some steps (the reference's
+decreasing schedule does), which the analysis does not allow; ``pabi_renyi_epsilon``
+solves the constrained program instead (see ``pabi_prefix_renyi_epsilons``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .rdp import _linear_rdp_to_dp_with_order, upstream_rdp_to_dp
+from .rounding import round_up
 
 __all__ = [
     "PabiSteps",
@@ -38,6 +42,8 @@ __all__ = [
     "published_pabi_epsilon",
     "init_ball_radius",
     "running_renyi_epsilons",
+    "pabi_prefix_renyi_epsilons",
+    "scale_sigmas_to_renyi_epsilon",
 ]
 
 
@@ -164,19 +170,25 @@ def pabi_sigmas(
     schedule: str = "constant",
     lambda0: str = "unified",
 ) -> np.ndarray:
-    """Noise sigma_t, t = 0..T-1, that makes the PABI Renyi bound equal eps_R.
+    """Noise sigma_t, t = 0..T-1, of the reference's formulas for a Renyi target eps_R.
 
-    Feldman et al. 2018 PABI, Gaussian shifted-Renyi bound: eps_R = (1/2) B_T^2 /
-    sum_t rho^(2(T-1-t)) sigma_t^2 (see ``pabi_renyi_epsilon``), solved for sigma
-    (upstream.md 3.3):
+    Feldman et al. 2018 PABI, Gaussian shifted-Renyi bound in closed form: eps_R =
+    (1/2) B_T^2 / sum_t rho^(2(T-1-t)) sigma_t^2, solved for sigma (upstream.md 3.3):
 
     * ``schedule="constant"``: sigma^2 = B_T^2 / (2 eps_R sum_{k<T} rho^(2k)); at lambda = 0
-      this is B_T^2 / (2 eps_R T) (decisions.md, D2: one formula for all lambda).
-    * ``schedule="decreasing"``: sigma_t^2 = B_T^2 / (2 eps_R T rho^(2(T-t-1))), each step
-      carrying an equal share of the bound. At lambda = 0 (rho = 1) it is the constant
-      schedule, as in the reference, whose lambda = 0 branch ignores the schedule.
+      this is B_T^2 / (2 eps_R T) (decisions.md, D2: one formula for all lambda). Its
+      certificate (``pabi_renyi_epsilon``) is eps_R.
+    * ``schedule="decreasing"``: the reference's sigma_t^2 = B_T^2 / (2 eps_R T
+      rho^(2(T-t-1))), each step carrying an equal share of the closed form. That share
+      leaves a negative shift after early steps in most settings, so eps_R is NOT its
+      bound: ``pabi_renyi_epsilon`` gives the valid one, and
+      ``scale_sigmas_to_renyi_epsilon`` rescales the shape to a target. At lambda = 0
+      (rho = 1) it is the constant schedule, as in the reference, whose lambda = 0 branch
+      ignores the schedule.
     * ``lambda0="upstream"`` (only matters at lambda = 0): the reference's
-      (D + 2 C1 eta T)^2 / (4 eps_R T), whose bound is eps_R / 2 (D2), for any schedule.
+      (D + 2 C1 eta T)^2 / (4 eps_R T), for any schedule. Its variance is half the unified
+      one, so its Renyi bound is 2 eps_R, not eps_R (D2: the reference under-noises by
+      sqrt 2; eps_R = 1 certifies epsilon 10.72 at delta 1e-5, where it prints 1.0036).
     """
     T = _check_steps(T)
     _check_positive("epsilon_renyi", epsilon_renyi)
@@ -207,20 +219,31 @@ def _check_sigmas(sigmas) -> np.ndarray:
 
 
 def pabi_renyi_epsilon(sigmas, diameter, grad_clip, eta, weight_decay) -> float:
-    """Renyi epsilon of the noisy phase for the sigmas actually used (T = len(sigmas)).
+    """Renyi epsilon certified for the model after the noisy phase run with ``sigmas``
+    (T = len(sigmas)), for every order alpha: D_alpha <= alpha * eps_R (decisions.md, D3).
 
-    eps_R = (1/2) B_T^2 / sum_{t<T} rho^(2(T-1-t)) sigma_t^2, the Gaussian shifted-Renyi
-    bound of PABI (Feldman et al. 2018) with the shift budget B_T spread optimally over
-    the steps; D_alpha <= alpha * eps_R for every alpha (decisions.md, D3). With sigmas
-    from ``pabi_sigmas`` (unified lambda0) it returns eps_R back; with the reference's
-    lambda = 0 sigmas it returns 2 eps_R.
+    The minimum over prefixes n <= T of the constrained PABI program
+    (``pabi_prefix_renyi_epsilons``): the steps after n apply the same kernels to both
+    runs, which cannot increase a divergence. For a constant schedule the constraints do
+    not bind and this is the closed form (1/2) B_T^2 / sum_t rho^(2(T-1-t)) sigma_t^2, so
+    sigmas from ``pabi_sigmas`` (unified lambda0) give eps_R back, and the reference's
+    lambda = 0 sigmas give 2 eps_R.
     """
+    return float(running_renyi_epsilons(sigmas, eta, diameter, grad_clip, weight_decay)[-1])
+
+
+def scale_sigmas_to_renyi_epsilon(sigmas, diameter, grad_clip, eta, weight_decay, epsilon_renyi) -> np.ndarray:
+    """The schedule ``sigmas`` multiplied by the one factor c that makes its certified
+    ``pabi_renyi_epsilon`` equal ``epsilon_renyi``.
+
+    Multiplying every sigma by c scales every variance in the program by c^2 and leaves the
+    feasible shifts unchanged, so each prefix's optimum, and their minimum, scale by 1/c^2:
+    c = sqrt(current / target). Rounding is left to the caller's margin.
+    """
+    _check_positive("epsilon_renyi", epsilon_renyi)
     sigmas = _check_sigmas(sigmas)
-    T = sigmas.size
-    B_T = shift_bound(diameter, grad_clip, eta, weight_decay, T)
-    log_rho = math.log1p(-eta * weight_decay)
-    weights_sq = np.exp(2 * (T - 1 - np.arange(T)) * log_rho)
-    return float(0.5 * B_T**2 / np.sum(weights_sq * sigmas**2))
+    current = pabi_renyi_epsilon(sigmas, diameter, grad_clip, eta, weight_decay)
+    return sigmas * math.sqrt(current / epsilon_renyi)
 
 
 def pabi_certificate(
@@ -230,14 +253,15 @@ def pabi_certificate(
 
     eps_R comes from ``pabi_renyi_epsilon`` (the sigmas actually used). ``"correct"``
     converts RDP(alpha) = alpha * eps_R with the Balle et al. 2020 / CKS Prop. 12 formula
-    minimised over continuous alpha (decisions.md, D3); ``"upstream"`` applies the
+    minimised over continuous alpha (decisions.md, D3) and rounded up by the safety margin
+    (src/privacy/rounding.py); ``"upstream"`` applies the
     reference's alpha-independent conversion, which does not certify anything (D3) and
     is kept only to compare with the published numbers.
     """
     epsilon_renyi = pabi_renyi_epsilon(sigmas, diameter, grad_clip, eta, weight_decay)
     if conversion == "correct":
         epsilon, alpha = _linear_rdp_to_dp_with_order(epsilon_renyi, delta)
-        return PabiCertificate(epsilon, float(delta), epsilon_renyi, alpha, conversion)
+        return PabiCertificate(round_up(epsilon), float(delta), epsilon_renyi, alpha, conversion)
     if conversion == "upstream":
         epsilon = upstream_rdp_to_dp(epsilon_renyi, delta)
         return PabiCertificate(epsilon, float(delta), epsilon_renyi, None, conversion)
@@ -272,13 +296,44 @@ def init_ball_radius(init_model_clip, clip_type: str, num_parameters: int) -> fl
 
 
 def running_renyi_epsilons(sigmas, etas, diameter, grad_clip, weight_decay) -> np.ndarray:
-    """PABI Renyi epsilon after each noisy step n = 1..T, for step sizes eta_t that may vary.
+    """Renyi epsilon certified for the model after each noisy step n = 1..T: the running
+    minimum of ``pabi_prefix_renyi_epsilons`` (a state is also a post-processing of every
+    earlier one). Step sizes eta_t may vary. Its last value is ``pabi_renyi_epsilon``.
+    """
+    return np.minimum.accumulate(pabi_prefix_renyi_epsilons(sigmas, etas, diameter, grad_clip, weight_decay))
 
-    eps_n = (1/2) (prod_{j<n} rho_j D + sum_{k<n} s_k w_k)^2 / sum_{k<n} sigma_k^2 w_k^2 with
-    rho_j = 1 - eta_j lambda, s_k = 2 eta_k C1, w_k = prod_{k<j<n} rho_j: the Gaussian
-    shifted-Renyi bound of PABI (Feldman et al. 2018) for the first n steps, current and
-    final values included (the clean version of the reference's lagged diagnostic, D24).
-    Its last value equals ``pabi_renyi_epsilon`` when eta is constant.
+
+# How far the weights rho^(T-t) may fall before their squares lose all precision.
+_MAX_LOG_CONTRACTION = 300.0
+
+
+def pabi_prefix_renyi_epsilons(sigmas, etas, diameter, grad_clip, weight_decay) -> np.ndarray:
+    """eps_R(n), n = 1..T: the PABI Renyi bound of the first n noisy steps, with every
+    intermediate shift kept non-negative (the constrained program).
+
+    Proof sketch (Feldman, Mironov, Talwar, Thakurta 2018, shifted Renyi divergence
+    D^(z)_alpha, with the contraction of the weight-decayed step). Both runs apply the
+    same kernel theta -> psi_t(theta) + sigma_t xi_t, psi_t(theta) = rho_t theta -
+    eta_t clip(g_t(theta)), with ||psi_t(x) - psi_t(y)|| <= rho_t ||x - y|| + s_t,
+    s_t = 2 eta_t C1, from starts at most D apart (D^(D)_alpha = 0 at step 0).
+    (i) Coupling X, X' within z: D^(rho_t z + s_t)_alpha(psi_t X || psi_t Y) <= D^(z)_alpha(X || Y).
+    (ii) Shift reduction: D^(z)_alpha(X + N(0, sigma^2) || Y + N(0, sigma^2)) <=
+    D^(z + a)_alpha(X || Y) + alpha a^2 / (2 sigma^2) for a >= 0.
+    So any a_1..a_n with shifts z_t = rho_t z_{t-1} + s_t - a_t >= 0 for t < n and z_n = 0
+    (then D^(0) = D_alpha) gives D_alpha(theta_n || theta'_n) <= alpha sum_t a_t^2 / (2 sigma_t^2);
+    eps_R(n) is the minimum of that sum. A negative z_t is not a shift the lemmas allow:
+    the closed form (1/2) B^2 / sum w_t^2 sigma_t^2 is this minimum only when its
+    allocation a_t ~ w_t sigma_t^2 keeps every z_t >= 0 (true for a constant schedule,
+    false for the reference's decreasing one).
+
+    Solving it: in end-of-phase units (multiply step t's quantities by W_t =
+    prod_{j>t} rho_j) the constraints read C_t <= M_t, C_n = M_n for the cumulative
+    allocation C_t = sum_{i<=t} W_i a_i, with M_t = W_0 D + sum_{i<=t} W_i s_i, and the cost
+    is sum (C_t - C_{t-1})^2 / (2 v_t), v_t = W_t^2 sigma_t^2. With V_t = sum_{i<=t} v_i the
+    cheapest path from (0, 0) to (V_n, M_n) staying under the points (V_t, M_t) is their
+    lower convex hull (the KKT slopes C'/V' only increase, and touch the barrier where they
+    change), so the cost is sum over hull edges of (dM)^2 / (2 dV), kept for every prefix by
+    one monotone-chain pass (O(T)).
     """
     sigmas = _check_sigmas(sigmas)
     etas = np.broadcast_to(np.asarray(etas, dtype=float), sigmas.shape)
@@ -288,13 +343,34 @@ def running_renyi_epsilons(sigmas, etas, diameter, grad_clip, weight_decay) -> n
     _check_positive("grad_clip", grad_clip)
     _check_non_negative("weight_decay", weight_decay)
     _check_contraction(float(np.max(etas)), weight_decay)
+    log_rho = np.log1p(-etas * weight_decay)
+    # log W_t = sum_{j > t} log rho_j, for t = 0 (the start) .. T (the last step)
+    log_w = np.concatenate((np.cumsum(log_rho[::-1])[::-1], [0.0]))
+    if -log_w[0] > _MAX_LOG_CONTRACTION:
+        raise ValueError(
+            f"weight decay contracts the noisy phase by e^{log_w[0]:.4g} (eta * weight_decay over "
+            f"{sigmas.size} steps), beyond what float64 resolves; got weight_decay={weight_decay!r}"
+        )
+    w = np.exp(log_w)
+    barrier = w[0] * float(diameter) + np.cumsum(w[1:] * 2.0 * etas * float(grad_clip))
+    budget = np.cumsum((w[1:] * sigmas) ** 2)
+    if not (np.all(np.isfinite(barrier)) and np.all(np.isfinite(budget))):
+        raise ValueError(f"the shift or noise budget overflows float64 (diameter={diameter!r}, "
+                         f"grad_clip={grad_clip!r}, sigmas up to {np.max(sigmas)!r})")
+    hull_v, hull_m = [0.0], [0.0]
+    cost = 0.0
     out = np.empty(sigmas.size)
-    # Recursions: shift A_n = rho_{n-1} A_{n-1} + s_{n-1} (A_0 = D) and noise budget
-    # V_n = rho_{n-1}^2 V_{n-1} + sigma_{n-1}^2 (V_0 = 0), so eps_n = A_n^2 / (2 V_n).
-    shift, noise = float(diameter), 0.0
-    for n, (sigma, eta) in enumerate(zip(sigmas, etas)):
-        rho = 1.0 - eta * weight_decay
-        shift = rho * shift + 2.0 * eta * grad_clip
-        noise = rho * rho * noise + sigma * sigma
-        out[n] = 0.5 * shift * shift / noise
+    for n, (v, m) in enumerate(zip(budget.tolist(), barrier.tolist())):
+        # drop hull points on or above the chord to the new point
+        while len(hull_v) >= 2:
+            v0, m0, v1, m1 = hull_v[-2], hull_m[-2], hull_v[-1], hull_m[-1]
+            if (v1 - v0) * (m - m0) - (m1 - m0) * (v - v0) > 0:
+                break
+            cost -= (m1 - m0) ** 2 / (2.0 * (v1 - v0))
+            hull_v.pop()
+            hull_m.pop()
+        cost += (m - hull_m[-1]) ** 2 / (2.0 * (v - hull_v[-1]))
+        hull_v.append(v)
+        hull_m.append(m)
+        out[n] = cost
     return out

@@ -21,6 +21,8 @@ from typing import Callable
 
 import numpy as np
 
+from .rounding import below_target
+
 __all__ = [
     "gaussian_rdp",
     "rdp_to_dp",
@@ -174,8 +176,10 @@ def calibrate_renyi_epsilon(epsilon_target, delta) -> float:
 
     Inverts ``linear_rdp_to_dp`` (Balle et al. 2020 / CKS Prop. 12 over continuous alpha,
     applied to RDP(alpha) = alpha * eps_R), which is continuous and increasing in eps_R.
-    Solved by Brent's method to ~1e-15 relative, then rounded down until the resulting
-    epsilon is <= epsilon_target, so the certificate never exceeds the target.
+    It aims at ``below_target(epsilon_target)`` (two safety margins under the target,
+    src/privacy/rounding.py) and is solved by Brent's method to ~1e-15 relative, then
+    rounded down until the resulting epsilon is <= that aim, so a certificate recomputed
+    from the calibrated noise and rounded up never exceeds the target.
     For epsilon_target = 1, delta = 1e-5 it is about 0.031.
     """
     if not (
@@ -187,7 +191,7 @@ def calibrate_renyi_epsilon(epsilon_target, delta) -> float:
             f"epsilon_target must be a finite number > 0, got epsilon_target={epsilon_target!r}"
         )
     _check_delta(delta)
-    target = float(epsilon_target)
+    target = below_target(epsilon_target)
     if linear_rdp_to_dp(0.0, delta) >= target:
         raise ValueError(
             f"epsilon_target={epsilon_target!r} is not reachable at delta={delta!r}: even "

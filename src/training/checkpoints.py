@@ -2,7 +2,11 @@
 
 A checkpoint is `torch.save({"state_dict": ..., "meta": {...}})`, loaded with
 `weights_only=True`: parameters only (D31), plus a record of how the model was trained,
-which the DP-SGD certificate depends on. `training.pretrained: auto` looks the model up
+which the DP-SGD certificate depends on. The record carries `content_sha256`, a hash of
+the weights and of the rest of the record together, checked on load: a record moved onto
+other weights, or edited, no longer matches. (A hash is no signature: whoever rewrites
+both can forge them, which is why a certificate that rests on a record from elsewhere
+says so.) `training.pretrained: auto` looks the model up
 in checkpoints/pretrained/<key>/ where the key hashes everything that determines it
 (config.pretrained_key); a missing entry is trained once, under a file lock, even when
 several processes ask for it at the same moment.
@@ -11,7 +15,9 @@ several processes ask for it at the same moment.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import io
+import json
 import os
 import warnings
 import zipfile
@@ -25,6 +31,24 @@ def checkpoint_name(epoch: int) -> str:
     return f"checkpoint_{epoch}.pt"
 
 
+HASH_KEY = "content_sha256"
+
+
+def content_hash(state_dict: dict, meta: dict) -> str:
+    """sha256 over every tensor (name, dtype, shape, bytes, in name order) and the record
+    (canonical JSON, without the hash itself)."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    record = {k: v for k, v in meta.items() if k != HASH_KEY}
+    digest.update(json.dumps(record, sort_keys=True, separators=(",", ":"), default=repr).encode())
+    return digest.hexdigest()
+
+
 def save_checkpoint(path: str | Path, state_dict: dict, meta: dict) -> None:
     import torch  # imported here: the launcher reads the cache layout without torch
 
@@ -33,6 +57,7 @@ def save_checkpoint(path: str | Path, state_dict: dict, meta: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     # Serialised in memory and written by us: torch.save into a full disk raises an opaque
     # RuntimeError ("unexpected pos"), a plain write raises OSError ENOSPC with the path.
+    meta = {**meta, HASH_KEY: content_hash(state_dict, meta)}
     buffer = io.BytesIO()
     torch.save({"state_dict": state_dict, "meta": meta}, buffer)
     try:
@@ -49,7 +74,10 @@ def save_checkpoint(path: str | Path, state_dict: dict, meta: dict) -> None:
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict, dict]:
-    """(state_dict, meta) of a checkpoint; CheckpointError saying what is wrong with the file."""
+    """(state_dict, record) of a checkpoint; CheckpointError saying what is wrong with the
+    file. A record with a content hash is checked against the weights; a mismatch is
+    refused. A record without one (older files, bare state_dicts) comes back without
+    HASH_KEY, and whatever rests on it must not trust it."""
     import torch
 
     path = Path(path)
@@ -73,6 +101,10 @@ def load_checkpoint(path: str | Path) -> tuple[dict, dict]:
             and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
         raise CheckpointError(f"'{path}' does not hold a state_dict (a mapping of parameter names to tensors, "
                               "as torch.save(model.state_dict()) writes)")
+    if HASH_KEY in meta and meta[HASH_KEY] != content_hash(state, meta):
+        raise CheckpointError(
+            f"checkpoint '{path}': its record of how the model was trained does not match its weights (content "
+            "hash mismatch): the file was modified after it was written. Retrain it, or restore the original")
     return dict(state), dict(meta)
 
 

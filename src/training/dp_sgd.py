@@ -2,85 +2,38 @@
 
 Each example's gradient (over all parameters, one global L2 norm) is clipped to
 `l2_norm_clip`, the clipped gradients are summed, N(0, (clip * noise_multiplier)^2) is
-added from a generator seeded by `training.dp_sgd.seed`, and the sum is divided by the
+added from a stream derived from `training.dp_sgd.seed` (or OS entropy under
+`secure_rng: true`), and the sum is divided by the
 expected batch size (Poisson sampling, what the accountant assumes) or the actual one
 (`compat.dp_sgd_sampling: shuffle`, the reference's loader). The configured optimizer,
 with the training weight decay, then takes the step.
 
-The noise multiplier comes from src/privacy/dpsgd.py for the per-example budget that
-group privacy over the forget set requires.
+The noise multiplier comes from src/privacy/dpsgd_calibration.py for the guarantee the
+forget set (a group of k examples) requires.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 from torch.func import functional_call, grad_and_value, vmap
 from torch.nn import functional as F
 
-from src.data.batches import make_generator, num_batches, poisson_batches, shuffled_batches
+from src.data.batches import num_batches, poisson_batches, shuffled_batches
+from src.entropy import randomness
+from src.privacy.dpsgd_calibration import DPSGDCalibration, calibrate_dp_sgd
+from src.privacy.rounding import float32_at_least, radius_inside
+from src.seeds import derive_seed
 
 
-@dataclass(frozen=True)
-class DPSGDCalibration:
-    """How a DP-SGD model is trained and what it guarantees; stored in its checkpoint."""
-
-    l2_norm_clip: float
-    noise_multiplier: float
-    sampling_rate: float
-    steps: int
-    sampling: str  # poisson | shuffle
-    group_size: int  # k = |forget set|
-    group_rule: str  # tight | upstream
-    target_epsilon: float  # for the group (the whole forget set)
-    target_delta: float
-    train_epsilon: float  # per example, the budget the noise was calibrated for
-    train_delta: float
-    achieved_train_epsilon: float
-    certified_epsilon: float | None  # for the group, from what the accountant achieved
-    certified_delta: float | None
-    seconds: float
-
-    @property
-    def certificate_valid(self) -> bool:
-        return (self.certified_epsilon is not None and self.certified_epsilon <= self.target_epsilon * (1 + 1e-12)
-                and self.certified_delta <= self.target_delta * (1 + 1e-12))
-
-    def invalid_reasons(self) -> list[str]:
-        reasons = []
-        if self.sampling != "poisson":
-            reasons.append("compat.dp_sgd_sampling: shuffle trains with fixed-size shuffled batches, but the RDP "
-                           "accountant assumes Poisson sampling (D11), so no certificate follows")
-        elif not self.certificate_valid:
-            reasons.append(f"compat.group_privacy: {self.group_rule}: the per-example delta {self.train_delta:.3g} "
-                           f"gives the forget set only delta {self.certified_delta:.3g} by group privacy, above the "
-                           f"target {self.target_delta:g} (D4)")
-        return reasons
-
-
-def calibrate(config, train_size: int, forget_size: int) -> DPSGDCalibration:
-    from src.privacy.dpsgd import calibrate_noise_multiplier, group_privacy_to_example, group_privacy_to_group
-
+def calibration_for(config, train_size: int, forget_size: int) -> DPSGDCalibration:
+    """The config's DP-SGD request, calibrated by src/privacy/dpsgd_calibration.py."""
     dp = config.training.dp_sgd
-    batch_size = config.dataset.batch_size
-    rule = config.compat.group_privacy
-    sampling = config.compat.dp_sgd_sampling
-    q = batch_size / train_size
-    steps = config.training.epochs * math.ceil(train_size / batch_size)
-    eps1, delta1 = group_privacy_to_example(dp.target_epsilon, dp.target_delta, forget_size, rule=rule)
-    cal = calibrate_noise_multiplier(eps1, delta1, q, steps)
-    certified_eps = certified_delta = None
-    if sampling == "poisson":
-        # The tight group lemma applied to what the accountant really achieved.
-        certified_eps, certified_delta = group_privacy_to_group(cal.achieved_epsilon, delta1, forget_size, rule="tight")
-    return DPSGDCalibration(
-        l2_norm_clip=dp.l2_norm_clip, noise_multiplier=cal.noise_multiplier, sampling_rate=q, steps=steps,
-        sampling=sampling, group_size=forget_size, group_rule=rule, target_epsilon=dp.target_epsilon,
-        target_delta=dp.target_delta, train_epsilon=eps1, train_delta=delta1,
-        achieved_train_epsilon=cal.achieved_epsilon, certified_epsilon=certified_eps,
-        certified_delta=certified_delta, seconds=cal.seconds)
+    return calibrate_dp_sgd(target_epsilon=dp.target_epsilon, target_delta=dp.target_delta,
+                            l2_norm_clip=dp.l2_norm_clip, batch_size=config.dataset.batch_size,
+                            epochs=config.training.epochs, train_size=train_size, forget_size=forget_size,
+                            group_rule=config.compat.group_privacy, sampling=config.compat.dp_sgd_sampling)
 
 
 class DPSGD:
@@ -88,15 +41,20 @@ class DPSGD:
     over a fixed-size batch: the Poisson batch's indices padded to `capacity` with weight 0
     (vmap and graphs need static shapes, and padded examples add nothing to the sum)."""
 
-    def __init__(self, calibration: DPSGDCalibration, model, split, batch_size: int, seed: int):
+    def __init__(self, calibration: DPSGDCalibration, model, split, batch_size: int, seed: int,
+                 secure: bool = False):
         self.calibration = calibration
         self.model = model
         self.split = split
         self.train_size = len(split)
         self.batch_size = batch_size
-        self.noise_generator = make_generator(seed, model.device)
+        # The noise and the Poisson memberships are the mechanism: their own streams, derived
+        # from training.dp_sgd.seed by purpose, or OS entropy in release mode (secure_rng).
+        self.noise = randomness(secure, derive_seed(seed, "dp-sgd-noise"), model.device)
+        self.membership = randomness(secure, derive_seed(seed, "dp-sgd-sampling"), model.device)
         self.steps_per_epoch = num_batches(self.train_size, batch_size)
-        self.noise_std = calibration.l2_norm_clip * calibration.noise_multiplier
+        # Rounded up to float32 (the noise is float32): never below the accounted std.
+        self.noise_std = float32_at_least(calibration.l2_norm_clip * calibration.noise_multiplier)
         # Poisson: divide by the expected batch size (what the accountant assumes);
         # shuffle: by the actual one, as the reference.
         self.poisson = calibration.sampling == "poisson"
@@ -114,19 +72,24 @@ class DPSGD:
 
     @classmethod
     def from_config(cls, config, split, forget_size: int, model, log) -> "DPSGD":
-        calibration = calibrate(config, len(split), forget_size)
-        log({"train_epsilon": calibration.train_epsilon, "train_delta": calibration.train_delta})
+        calibration = calibration_for(config, len(split), forget_size)
+        if calibration.train_epsilon is not None:
+            log({"train_epsilon": calibration.train_epsilon, "train_delta": calibration.train_delta})
         log({"dp_sigma": calibration.noise_multiplier})
-        return cls(calibration, model, split, config.dataset.batch_size, config.training.dp_sgd.seed)
+        return cls(calibration, model, split, config.dataset.batch_size, config.training.dp_sgd.seed,
+                   secure=config.secure_rng)
 
     def record(self) -> dict:
         return asdict(self.calibration)
 
     def batches(self, generator: torch.Generator) -> list[torch.Tensor]:
+        """One epoch of batches: Poisson memberships from the mechanism's own source (float64
+        uniforms, accounted at calibration.accounted_sampling_rate); shuffled batches, which
+        certify nothing, from the data-order generator."""
         device = self.model.device
         if self.poisson:
-            return poisson_batches(self.train_size, self.calibration.sampling_rate, self.steps_per_epoch, generator,
-                                   device)
+            return poisson_batches(self.train_size, self.calibration.sampling_rate, self.steps_per_epoch,
+                                   self.membership, device)
         return shuffled_batches(self.train_size, self.batch_size, generator, device)
 
     def step(self, idx: torch.Tensor, optimizer) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,7 +103,7 @@ class DPSGD:
         s["idx"][:n].copy_(idx)
         s["weight"].zero_()
         s["weight"][:n] = 1.0
-        torch.randn(s["noise"].shape, generator=self.noise_generator, device=s["noise"].device, out=s["noise"])
+        self.noise.normal_into(s["noise"])
         s["denominator"].fill_(self._denominator(n))
         s["lr"].fill_(optimizer.schedule(optimizer.step_count))
         optimizer.step_count += 1
@@ -162,7 +125,7 @@ class DPSGD:
 
     def _eager_step(self, idx, optimizer):
         theta = self.model.theta
-        noise = torch.randn(theta.shape, generator=self.noise_generator, device=theta.device)
+        noise = self.noise.normal(theta.numel(), theta.device)
         x, y = self.split.x[idx], self.split.y[idx]
         weight = torch.ones(idx.shape[0], device=theta.device)
         loss_sum, correct = self._update(x, y, weight, noise, self._denominator(idx.shape[0]), optimizer.step)
@@ -208,6 +171,7 @@ def clipped_gradient_sum(model, x, y, clip: float, weight: torch.Tensor):
     NaN -> 1). Returns the sum as one vector in theta's layout, and (losses, logits)."""
     grads, (losses, logits) = per_example_gradients(model, x, y)
     flat = [grads[name].flatten(1) for name in model.names]
-    norms = torch.sqrt(sum(g.pow(2).sum(1) for g in flat))
-    factors = torch.clamp(clip / norms, max=1.0) * weight
+    norms = torch.sqrt(sum(g.double().pow(2).sum(1) for g in flat))
+    # aimed a hair inside the clip, so that float32 rounding leaves every norm <= clip
+    factors = (torch.clamp(radius_inside(clip) / norms, max=1.0) * weight).to(flat[0].dtype)
     return torch.cat([factors @ g for g in flat]), losses, logits

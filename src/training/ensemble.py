@@ -34,6 +34,7 @@ from torch.nn import functional as F
 
 from src.data.base_datamodule import DataModule, Split
 from src.data.batches import make_generator, num_batches, shuffled_batches
+from src.entropy import randomness
 from src.errors import ConfigError
 from src.models.model import ModelFactory
 from src.seeds import derive_seed
@@ -180,16 +181,19 @@ class EnsembleModel:
 
 
 class EnsembleNoise:
-    """The noise of each member from its own NoiseSource, stacked: [N, d] per draw."""
+    """The noise of each member from its own NoiseSource: row i of theta [N, d] gets
+    member i's draw, exactly as member i's single run would add it."""
 
     def __init__(self, sources: list[NoiseSource]):
         self.sources = sources
 
-    def draw(self) -> torch.Tensor:
-        return torch.stack([source.draw() for source in self.sources])
+    def add_(self, theta: torch.Tensor, sigma: float) -> None:
+        for row, source in zip(theta, self.sources):
+            source.add_(row, sigma)
 
-    def fresh(self) -> torch.Tensor:
-        return torch.stack([source.fresh() for source in self.sources])
+    def add_fresh_(self, theta: torch.Tensor, sigma: float) -> None:
+        for row, source in zip(theta, self.sources):
+            source.add_fresh_(row, sigma)
 
 
 def attach_ensemble(plan, device, seeds, pretrained_meta: dict | None = None):
@@ -200,8 +204,8 @@ def attach_ensemble(plan, device, seeds, pretrained_meta: dict | None = None):
     context.pretrained_meta = pretrained_meta or {}
     context.member_seeds = tuple(seeds)
     context.noise = EnsembleNoise([
-        NoiseSource(make_generator(derive_seed(seed, "unlearning-noise"), device), plan.num_parameters, device,
-                    reuse=config.compat.reuse_noise)
+        NoiseSource(randomness(config.secure_rng, derive_seed(seed, "unlearning-noise"), device), plan.num_parameters,
+                    device, reuse=config.compat.reuse_noise)
         for seed in seeds])
     return plan.algorithm
 

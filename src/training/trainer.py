@@ -28,7 +28,7 @@ from src.training.finite import require_finite
 from src.training.flat_model import FlatModel
 from src.training.optim import ScheduledOptimizer, make_optimizer, make_schedule
 from src.training.steps import make_step
-from src.unlearning.base import StepResult, UnlearningAlgorithm, project_l2_
+from src.unlearning.base import StepResult, UnlearningAlgorithm, certificate_scope, project_l2_
 
 EVAL_CHUNK = 2048
 
@@ -119,6 +119,9 @@ class Trainer:
         self.device = model.device
         self.pending = StepRows()
         self.post = None  # the fine-tuning optimizer, once the noisy phase is over
+        # Release mode (secure_rng): nothing measured on a model before its certificate
+        # holds (the pretrained model, the noisy phase) is logged or printed.
+        self.log_pre_noise = not config.secure_rng
         self.data_generator = make_generator(derive_seed(config.global_seed, "unlearning-data" + seed_tag),
                                              self.device)
         eval_aug = data.augmentation if config.compat.augment_eval else None
@@ -164,9 +167,10 @@ class Trainer:
         self.gradient_evaluations = 0  # examples x loss gradients, the compute of the whole phase
         with torch.no_grad():
             algorithm.prepare(self.model, self.log)
-        setup_acc = self.validate(data.val, "Val (Post Unlearning Setup)")
-        self.console.line(f"prepared for unlearning: val acc {fmt(setup_acc)} (low is expected after a small initial "
-                          "projection or a fresh start; fine-tuning recovers it)")
+        if self.log_pre_noise:
+            setup_acc = self.validate(data.val, "Val (Post Unlearning Setup)")
+            self.console.line(f"prepared for unlearning: val acc {fmt(setup_acc)} (low is expected after a small "
+                              "initial projection or a fresh start; fine-tuning recovers it)")
         if algorithm.finished:
             self._end_noisy_phase(epoch=0)
 
@@ -175,16 +179,18 @@ class Trainer:
                 continue
             sum_loss = torch.zeros((), device=self.device)
             sum_correct = torch.zeros((), device=self.device, dtype=torch.long)
-            seen = 0
+            seen = examples = 0  # examples logged; examples stepped on (the compute)
             batches = shuffled_batches(len(data.retain), config.dataset.batch_size, self.data_generator, self.device)
             for i, idx in enumerate(batches):
-                if not algorithm.finished:
+                noisy = not algorithm.finished
+                if noisy:
                     x, y = self._batch(data.retain, idx)
                     self.noisy_steps += 1
                     result = algorithm.noisy_step(self.model, x, y, self.noisy_steps - 1)
                     stopped = algorithm.after_step(self.noisy_steps, result.sigma, result.eta, self.log)
-                    self.pending.add(result.loss, result.correct, result.count,
-                                     {"sigma_t": result.sigma, "eta_t": result.eta, "state_step": self.noisy_steps})
+                    if self.log_pre_noise:
+                        self.pending.add(result.loss, result.correct, result.count,
+                                         {"sigma_t": result.sigma, "eta_t": result.eta, "state_step": self.noisy_steps})
                     if stopped:
                         self._end_noisy_phase(epoch)
                 else:
@@ -192,13 +198,19 @@ class Trainer:
                     self.pending.add(result.loss, result.correct, result.count,
                                      {"sigma_t": 0.0, "eta_t": result.eta,
                                       "state_step": self.noisy_steps + self.post.step_count})
-                sum_loss += result.loss * result.count
-                sum_correct += result.correct
-                seen += result.count
-                if u.fine_grained_validation:
+                examples += result.count
+                if self.log_pre_noise or not noisy:
+                    sum_loss += result.loss * result.count
+                    sum_correct += result.correct
+                    seen += result.count
+                if u.fine_grained_validation and (self.log_pre_noise or algorithm.finished):
                     self._fine_grained(epoch, i)
-            self.gradient_evaluations += seen
-            self._end_epoch(epoch, float(sum_loss) / seen, float(sum_correct) / seen)
+            self.gradient_evaluations += examples
+            if not (self.log_pre_noise or algorithm.finished):
+                # Release mode: a state of the noisy phase is covered by no certificate.
+                self.console.line(f"unlearn epoch {epoch}/{u.epochs}  (noisy phase: no metrics in release mode)")
+                continue
+            self._end_epoch(epoch, *((float(sum_loss) / seen, float(sum_correct) / seen) if seen else (None, None)))
 
     def _own_epoch(self, epoch: int) -> bool:
         """An epoch the algorithm runs itself (UnlearningAlgorithm.unlearn_epoch), if it does."""
@@ -211,15 +223,19 @@ class Trainer:
         self._end_epoch(epoch, result.loss, result.accuracy)
         return True
 
-    def _end_epoch(self, epoch: int, retain_loss: float, retain_acc: float) -> None:
+    def _end_epoch(self, epoch: int, retain_loss: float | None, retain_acc: float | None) -> None:
+        """The epoch's rows: the retain loss of the steps that may be logged (none, in release
+        mode, when the whole epoch was noisy phase), then validation and forget accuracy."""
         data = self.data
-        require_finite(f"in unlearning epoch {epoch}", self._advice(), retain_loss=retain_loss)
-        self.log({"retain_loss": retain_loss, "retain_accuracy": retain_acc, "unlearn_epoch": epoch})
+        line = f"unlearn epoch {epoch}/{self.config.unlearning.epochs}"
+        if retain_loss is not None:
+            require_finite(f"in unlearning epoch {epoch}", self._advice(), retain_loss=retain_loss)
+            self.log({"retain_loss": retain_loss, "retain_accuracy": retain_acc, "unlearn_epoch": epoch})
+            line += f"  retain loss {fmt(retain_loss)} acc {fmt(retain_acc)}"
         val_acc = self.validate(data.val, "Val (Unlearn)", unlearn_epoch=epoch)
         forget_acc = self.validate(data.forget, "Forget (Unlearn)", unlearn_epoch=epoch)
         self.logger.flush()
-        self.console.line(f"unlearn epoch {epoch}/{self.config.unlearning.epochs}  retain loss {fmt(retain_loss)} "
-                          f"acc {fmt(retain_acc)}  val acc {fmt(val_acc)}  forget acc {fmt(forget_acc)}")
+        self.console.line(f"{line}  val acc {fmt(val_acc)}  forget acc {fmt(forget_acc)}")
 
     def test(self) -> dict:
         loss, acc = self.evaluate(self.data.test)
@@ -230,7 +246,7 @@ class Trainer:
 
     # -- the end of the noisy phase and the fine-tuning that follows ----------------------
     def _end_noisy_phase(self, epoch: int) -> None:
-        row = self.algorithm.certificate_row()
+        row = {**self.algorithm.certificate_row(), **certificate_scope(self.config)}
         if self.noisy_steps == 0:
             row["state_step"] = 0
         self.log(row)
@@ -249,6 +265,9 @@ class Trainer:
         if not row["certificate_valid"]:
             reasons = "; ".join(plan.invalid_reasons) or "see the plan"
             self.console.line(f"WARNING: the certificate does not hold for this run: {reasons}")
+        for key in ("certificate_scope", "certificate_rests_on"):
+            if row.get(key):
+                self.console.line(f"{key.replace('_', ' ')}: {row[key]}")
 
     def _start_post_phase(self) -> None:
         post = self.config.post_unlearning
@@ -310,7 +329,8 @@ def pretrain(config, data: DataModule, model: FlatModel, log, console: Console, 
                                    make_schedule(t, max(t.epochs, 1) * steps_per_epoch))
     step = None if dp else make_step(model, data.train, data.augmentation, optimizer, batch_size, sam=t.sam)
     evaluate = Evaluator(model)
-    meta = {"epochs": t.epochs, "dp_sgd": dp.record() if dp else None}
+    # secure_rng: whether DP-SGD's noise came from OS entropy (release mode needs it).
+    meta = {"epochs": t.epochs, "dp_sgd": dp.record() if dp else None, "secure_rng": config.secure_rng}
     if ckpt_dir is not None:
         save_checkpoint(ckpt_dir / checkpoint_name(0), model.state_dict(), {**meta, "epoch": 0})
 

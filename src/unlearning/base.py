@@ -14,9 +14,12 @@ Once it is finished, the trainer fine-tunes without noise for the rest of the bu
 
 from __future__ import annotations
 
+import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -24,6 +27,7 @@ from src.config import ExperimentConfig
 from src.data.base_datamodule import DataModule, SplitSizes
 from src.errors import ConfigError
 from src.privacy.composition import basic_composition
+from src.privacy.rounding import float32_at_least, radius_inside
 
 LogFn = Callable[[dict], None]
 
@@ -36,7 +40,6 @@ class AlgorithmContext:
     sizes: SplitSizes
     steps_per_epoch: int  # retain-set batches per unlearning epoch
     device: torch.device | None = None
-    noise_generator: torch.Generator | None = None
     noise: "NoiseSource | None" = None
     # The pretrained checkpoint's record of how it was trained (DP-SGD needs it).
     pretrained_meta: dict = field(default_factory=dict)
@@ -155,6 +158,13 @@ class UnlearningAlgorithm:
     def check_plan(self, plan: PrivacyPlan) -> None:
         """Refuse a plan that cannot run within the budget (needs data sizes)."""
 
+    @classmethod
+    def certificate_keys(cls, config: ExperimentConfig) -> dict:
+        """The numeric keys the certificate is computed from, named when it overflows."""
+        u = config.unlearning
+        return {"unlearning.init_model_clip": u.init_model_clip, "unlearning.init_sigma": u.init_sigma,
+                "unlearning.max_lr": u.max_lr, "unlearning.weight_decay": u.weight_decay, "unlearning.delta": u.delta}
+
     def plan(self) -> PrivacyPlan:
         raise NotImplementedError
 
@@ -208,6 +218,67 @@ def certificate_row(plan: PrivacyPlan, epsilon=None, delta=None) -> dict:
     }
 
 
+# The largest noise scale a float32 noise vector can carry.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+@contextmanager
+def certificate_numbers(keys: dict[str, object]):
+    """Turn an overflow in the certificate's math into a ConfigError that names the keys.
+
+    The schema admits only finite numbers, but finite values can still overflow what a
+    certificate is made of (2 C0 with C0 = 1e308, e^epsilon with epsilon = 1e308, a sigma
+    beyond float32). `keys` maps the dotted keys the certificate depends on to their values;
+    the most extreme (farthest from 1 in magnitude) is named first."""
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):  # what overflows is checked, not warned about
+            yield
+    except (OverflowError, ValueError, ZeroDivisionError, FloatingPointError) as e:
+        raise ConfigError(_overflow_message(keys, str(e))) from None
+
+
+def require_finite_certificate(plan: "PrivacyPlan", keys: dict[str, object]) -> None:
+    """Every number of the plan finite, and every noise scale drawable in float32."""
+    numbers = {"sigma": max(plan.sigma_t, default=0.0), "init_sigma": plan.init_sigma,
+               "certified_epsilon": plan.certified_epsilon, "certified_delta": plan.certified_delta}
+    for name, value in numbers.items():
+        if value is not None and not math.isfinite(value):
+            raise ConfigError(_overflow_message(keys, f"the certificate's {name} is {value}"))
+    if numbers["sigma"] > FLOAT32_MAX or plan.init_sigma > FLOAT32_MAX:
+        raise ConfigError(_overflow_message(keys, f"a noise scale of {max(numbers['sigma'], plan.init_sigma):.4g} "
+                                                  "exceeds float32, in which the noise is drawn"))
+
+
+def _overflow_message(keys: dict[str, object], detail: str) -> str:
+    def extremity(item):
+        value = item[1]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value == 0:
+            return 0.0
+        return abs(math.log10(abs(value)))
+
+    ordered = sorted(keys.items(), key=extremity, reverse=True)
+    (first, value), rest = ordered[0], ordered[1:]
+    others = ", ".join(f"{k} = {v!r}" for k, v in rest)
+    return (f"{first}: {value!r} gives no finite certificate ({detail}); with {others}. Use values within the "
+            "range the accountant can represent (far from 1e308 and 1e-308)")
+
+
+def certificate_scope(config: ExperimentConfig) -> dict:
+    """What a certificate covers, for every algorithm: the released model, and in research
+    mode only while the seeds (which replay the noise) and the run's logs (which hold
+    metrics of the model before its noise) stay private."""
+    if config.secure_rng:
+        return {"releasable": True,
+                "certificate_scope": "holds for the released model and this run's logs: the noise came from the "
+                                     "operating system's entropy and was never written, and no metric of a model "
+                                     "before its certificate was logged or printed (secure_rng: true)"}
+    return {"releasable": False,
+            "certificate_scope": "holds for the released model only while the config's seeds (global_seed, "
+                                 "training.dp_sgd.seed), which replay the noise, and this run's logs, which hold "
+                                 "metrics of the model before its noise, stay private (research mode; "
+                                 "secure_rng: true makes a releasable run)"}
+
+
 # ---------------------------------------------------------------------------------------
 # Operations on the parameter vector shared by the algorithms (global norms, D33).
 # theta is [d] in a single run and [N, d] in an ensemble: norms are over the last axis,
@@ -215,44 +286,57 @@ def certificate_row(plan: PrivacyPlan, epsilon=None, delta=None) -> dict:
 
 
 def project_l2_(theta: torch.Tensor, radius: float) -> torch.Tensor:
-    """theta <- theta * min(1, radius / ||theta||) in place (the reference's clip_params)."""
-    norm = torch.linalg.vector_norm(theta, dim=-1, keepdim=True)
-    theta.mul_(torch.clamp(radius / norm, max=1.0).nan_to_num(1.0))
+    """theta <- theta * min(1, radius / ||theta||) in place (the reference's clip_params).
+
+    The scale is computed in float64 towards a radius a hair inside `radius`
+    (src/privacy/rounding.py): the float32 result's norm is then <= radius, where a
+    float32 scale could leave it 1e-7 outside the ball the certificate assumes."""
+    wide = theta.double()
+    norm = torch.linalg.vector_norm(wide, dim=-1, keepdim=True)
+    theta.copy_(wide * torch.clamp(radius_inside(radius) / norm, max=1.0).nan_to_num(1.0))
     return theta
 
 
 def clip_l2(v: torch.Tensor, bound: float) -> torch.Tensor:
-    norm = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
-    return v * torch.clamp(bound / norm, max=1.0).nan_to_num(1.0)
+    """v * min(1, bound / ||v||), with norm <= bound after float32 rounding (as project_l2_)."""
+    wide = v.double()
+    norm = torch.linalg.vector_norm(wide, dim=-1, keepdim=True)
+    return (wide * torch.clamp(radius_inside(bound) / norm, max=1.0).nan_to_num(1.0)).to(v.dtype)
 
 
 class NoiseSource:
-    """Gaussian vectors for the noisy steps: fresh every draw from a seeded generator.
+    """Gaussian noise for the noisy steps: fresh every draw, from a seeded generator
+    (research mode) or the operating system (release mode, src/entropy.py).
 
     `reuse=True` (compat.reuse_noise) draws one vector and returns it every time, as the
-    reference's jitted step did (D1); that voids the certificate.
+    reference's jitted step did (D1); that voids the certificate. The scale multiplied in
+    is the accounted sigma rounded UP to float32 (src/privacy/rounding.py).
     """
 
-    def __init__(self, generator: torch.Generator, dimension: int, device, reuse: bool = False):
-        self.generator = generator
+    def __init__(self, randomness, dimension: int, device, reuse: bool = False):
+        self.randomness = randomness
         self.dimension = dimension
         self.device = device
         self.reuse = reuse
         self._fixed = None
 
-    def fresh(self) -> torch.Tensor:
-        """An independent draw even under `reuse` (initial noise is drawn once anyway)."""
-        return self._sample()
+    def add_fresh_(self, theta: torch.Tensor, sigma: float) -> None:
+        """theta += sigma xi with an independent draw even under `reuse` (initial noise is
+        drawn once anyway)."""
+        theta.add_(self._sample(), alpha=float32_at_least(sigma))
 
-    def draw(self) -> torch.Tensor:
+    def add_(self, theta: torch.Tensor, sigma: float) -> None:
+        """theta += sigma xi, xi the step's draw (the same vector every step under `reuse`)."""
         if self.reuse:
             if self._fixed is None:
                 self._fixed = self._sample()
-            return self._fixed
-        return self._sample()
+            xi = self._fixed
+        else:
+            xi = self._sample()
+        theta.add_(xi, alpha=float32_at_least(sigma))
 
     def _sample(self) -> torch.Tensor:
-        return torch.randn(self.dimension, generator=self.generator, device=self.device)
+        return self.randomness.normal(self.dimension, self.device)
 
 
 def batch_loss_and_grad(model, x, y):

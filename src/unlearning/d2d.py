@@ -23,7 +23,7 @@ from typing import Literal, Optional
 import torch
 from pydantic import Field, field_validator, model_validator
 
-from src.config import Section
+from src.config import FiniteFloat, Section
 from src.errors import ConfigError, UserError
 from src.privacy import d2d
 from src.training.langevin import objective_grad
@@ -36,12 +36,12 @@ KEY = "unlearning.d2d"
 class D2DConfig(Section):
     """`unlearning.d2d:` the target of every request and how many steps each takes."""
 
-    epsilon_target: float = Field(gt=0, allow_inf_nan=False)
+    epsilon_target: FiniteFloat = Field(gt=0, allow_inf_nan=False)
     # One request: I gradient steps, then the secret-state noise.
     steps: Optional[int] = Field(None, ge=1)
     # Several requests (sizes adding up to the forget set): I_i from the schedule.
     requests: Optional[list[int]] = None
-    step_factor: float = Field(1.0, ge=1, allow_inf_nan=False)
+    step_factor: FiniteFloat = Field(1.0, ge=1, allow_inf_nan=False)
     # d of the schedule: the number of parameters by default (the original code used the
     # feature dimension, also for its 10-class model).
     dimension: Optional[int] = Field(None, ge=1)
@@ -172,5 +172,5 @@ class DescentToDelete(FullBatchRequests):
             if not last_of_request:
                 return 0.0
             sigma = self._schedule_and_sigmas[1][request]
-            theta.add_(sigma * self.context.noise.draw())
+            self.context.noise.add_(theta, sigma)
         return sigma

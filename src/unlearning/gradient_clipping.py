@@ -5,7 +5,8 @@ amplification by iteration (paper eq. 3; upstream.md 3.2-3.3).
     theta_{t+1} = theta_t - eta (clip(g_t, C1) + lambda theta_t) + sigma_t xi_t,  t < T
 
 T and sigma_t come from src/privacy/pabi.py; xi_t is fresh every step. The certificate is
-computed from the sigmas actually drawn with the correct Renyi -> DP conversion
+computed from the sigmas actually drawn (the PABI program with non-negative shifts, which
+the reference's decreasing schedule needs) with the correct Renyi -> DP conversion
 (decisions.md D3); `epsilon_published` is what the reference would have printed.
 """
 
@@ -19,11 +20,11 @@ from typing import Optional
 
 from pydantic import Field, model_validator
 
-from src.config import Section
+from src.config import FiniteFloat, Section
 from src.errors import ConfigError
 from src.privacy.composition import linear_rdp_composition
 from src.privacy.pabi import (init_ball_radius, pabi_certificate, pabi_sigmas, pabi_steps, published_pabi_epsilon,
-                              running_renyi_epsilons)
+                              running_renyi_epsilons, scale_sigmas_to_renyi_epsilon)
 from src.privacy.rdp import calibrate_renyi_epsilon, linear_rdp_to_dp
 from src.unlearning.base import (ComposedCertificate, PrivacyPlan, StepResult, UnlearningAlgorithm,
                                  batch_loss_and_grad, certificate_row, clip_l2, register, require_plain_sgd,
@@ -35,10 +36,10 @@ class IterationConfig(Section):
     """`unlearning.iteration:` the keys of Gradient Clipping."""
 
     # The reference's knob: a Renyi epsilon fed to its sigma formulas (docs/differences.md).
-    epsilon_renyi_target: Optional[float] = Field(None, gt=0)
+    epsilon_renyi_target: Optional[FiniteFloat] = Field(None, gt=0)
     # Ours: a DP epsilon at unlearning.delta; eps_R is calibrated to reach it exactly.
-    epsilon_target: Optional[float] = Field(None, gt=0)
-    grad_clip: float = Field(gt=0)
+    epsilon_target: Optional[FiniteFloat] = Field(None, gt=0)
+    grad_clip: FiniteFloat = Field(gt=0)
     calc_intermediate_eps_renyi: bool = False
 
     @model_validator(mode="after")
@@ -72,11 +73,19 @@ class GradientClipping(UnlearningAlgorithm):
                               f"{u.max_lr * u.weight_decay:g} must be < 1 for the weight-decayed step to contract "
                               "(rho = 1 - eta*lambda in (0, 1])")
 
-    def check_plan(self, plan: PrivacyPlan) -> None:
+    @classmethod
+    def certificate_keys(cls, config) -> dict:
+        it = config.unlearning.iteration
+        target = ("unlearning.iteration.epsilon_target", it.epsilon_target) if it.epsilon_target is not None else \
+            ("unlearning.iteration.epsilon_renyi_target", it.epsilon_renyi_target)
+        return {**super().certificate_keys(config), "unlearning.iteration.grad_clip": it.grad_clip, target[0]: target[1]}
+
+    def _check_budget(self, steps: int) -> None:
+        """Before any sigma is computed: T can be astronomically large (C0 / (C1 eta))."""
         budget = self.context.budget_steps
-        if plan.noisy_steps > budget:
+        if steps > budget:
             raise ConfigError(
-                f"unlearning.epochs: Gradient Clipping needs T = {plan.noisy_steps} noisy steps, but the budget is "
+                f"unlearning.epochs: Gradient Clipping needs T = {steps} noisy steps, but the budget is "
                 f"{self.config.unlearning.epochs} epochs x {self.context.steps_per_epoch} steps = {budget}; raise "
                 "unlearning.epochs, or T = ceil(C0 / (C1 eta)) falls with a larger grad_clip or max_lr")
 
@@ -101,14 +110,20 @@ class GradientClipping(UnlearningAlgorithm):
     @cached_property
     def sigmas(self):
         u = self.config.unlearning
-        # A calibrated epsilon_target is only exact with the unified lambda = 0 formula.
-        lambda0 = "unified" if u.iteration.epsilon_target is not None else self.config.compat.pabi_lambda0
-        return pabi_sigmas(self._steps.T, 2 * self._radius, u.iteration.grad_clip, u.max_lr, u.weight_decay,
-                           self._epsilon_renyi, schedule=u.noise_schedule, lambda0=lambda0)
+        args = (2 * self._radius, u.iteration.grad_clip, u.max_lr, u.weight_decay)
+        if u.iteration.epsilon_target is None:
+            # The reference's knob: its formulas (certified for what they really give).
+            return pabi_sigmas(self._steps.T, *args, self._epsilon_renyi, schedule=u.noise_schedule,
+                               lambda0=self.config.compat.pabi_lambda0)
+        # A certified epsilon_target: the schedule's shape, scaled so that its valid bound
+        # (pabi_renyi_epsilon) is exactly the calibrated eps_R, whatever the schedule.
+        shape = pabi_sigmas(self._steps.T, *args, self._epsilon_renyi, schedule=u.noise_schedule)
+        return scale_sigmas_to_renyi_epsilon(shape, *args, self._epsilon_renyi)
 
     @cached_property
     def _plan(self) -> PrivacyPlan:
         u, compat = self.config.unlearning, self.config.compat
+        self._check_budget(self._steps.T)
         certificate = pabi_certificate(self.sigmas, 2 * self._radius, u.iteration.grad_clip, u.max_lr,
                                        u.weight_decay, u.delta, conversion="correct")
         published = published_pabi_epsilon(self._epsilon_renyi, u.delta)
@@ -182,7 +197,7 @@ class GradientClipping(UnlearningAlgorithm):
             if u.weight_decay:
                 update.add_(theta, alpha=u.weight_decay)  # the decay term is not clipped (D33)
             theta.sub_(eta * update)
-            theta.add_(sigma * self.context.noise.draw())
+            self.context.noise.add_(theta, sigma)
         return StepResult(loss, correct, y.shape[-1], sigma, eta)
 
     def after_step(self, step: int, sigma: float, eta: float, log) -> bool:

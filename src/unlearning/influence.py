@@ -27,7 +27,7 @@ import torch
 from pydantic import Field
 from torch.nn import functional as F
 
-from src.config import Section
+from src.config import FiniteFloat, Section
 from src.unlearning.base import EpochResult, register
 from src.unlearning.empirical import EmpiricalUnlearning
 
@@ -37,11 +37,11 @@ CHUNK = 256
 class InfluenceConfig(Section):
     """`unlearning.influence:`"""
 
-    alpha: float = Field(10.0, gt=0)
+    alpha: FiniteFloat = Field(10.0, gt=0)
     solver: Literal["woodfisher_heuristic", "exact", "cg"] = "woodfisher_heuristic"
     n_fisher_samples: int = Field(1000, gt=0)
-    damping_N: float = Field(1000.0, gt=0)
-    cg_tolerance: float = Field(1e-8, gt=0)
+    damping_N: FiniteFloat = Field(1000.0, gt=0)
+    cg_tolerance: FiniteFloat = Field(1e-8, gt=0)
 
 
 def gradient_sum(model, split) -> tuple[torch.Tensor, float, int]:

@@ -11,6 +11,7 @@ import torch
 
 from src.errors import DivergedError
 from src.training.finite import non_finite_count
+from src.privacy.rounding import float32_at_most
 from src.unlearning.base import project_l2_
 
 
@@ -26,10 +27,12 @@ def initial_projection_(theta: torch.Tensor, config, context, log, sigma0: float
         if u.init_model_clip_type == "clip":
             project_l2_(theta, u.init_model_clip)
         else:
-            theta.clamp_(-u.init_model_clip, u.init_model_clip)
+            # the largest float32 <= C0: a bound rounded to nearest could lie above C0
+            bound = float32_at_most(u.init_model_clip)
+            theta.clamp_(-bound, bound)
         sigma0 = u.init_sigma if sigma0 is None else sigma0
         if sigma0:
-            theta.add_(sigma0 * context.noise.fresh())
+            context.noise.add_fresh_(theta, sigma0)
             if non_finite_count(theta):
                 raise DivergedError(f"unlearning.init_sigma: {sigma0} overflows the weights (float32) to infinity; "
                                     "use a smaller noise")

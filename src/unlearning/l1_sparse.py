@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from src.config import Section
+from src.config import FiniteFloat, Section
 from src.errors import ConfigError
 from src.unlearning.base import register
 from src.unlearning.empirical import EmpiricalUnlearning
@@ -22,7 +22,7 @@ from src.unlearning.empirical import EmpiricalUnlearning
 class L1SparseConfig(Section):
     """`unlearning.l1_sparse:`"""
 
-    alpha: float = Field(1e-4, ge=0)
+    alpha: FiniteFloat = Field(1e-4, ge=0)
     no_l1_epochs: int = Field(0, ge=0)
     normalize_by_num_params: bool = False
 

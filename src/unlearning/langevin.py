@@ -28,7 +28,7 @@ from typing import Literal, Optional
 import torch
 from pydantic import Field, field_validator, model_validator
 
-from src.config import Section
+from src.config import FiniteFloat, Section
 from src.errors import ConfigError
 from src.privacy.langevin import Chain, Request, certificate, learning_epsilon, lsi_constant, sequential_steps, smallest_steps
 from src.seeds import derive_seed
@@ -55,12 +55,12 @@ class LangevinConfig(Section):
     delta_rule: Literal["target", "one_over_n"] = "target"
     conversion: Literal["mironov", "balle2020"] = "mironov"
     # Renyi orders searched; the original code used (1, 1e4), (2, 1e4) or (2, 1e5).
-    alpha_range: tuple[float, float] = (1.0001, 1e5)
+    alpha_range: tuple[FiniteFloat, FiniteFloat] = (1.0001, 1e5)
     min_steps: int = Field(1, ge=0)  # the original code never stops at K = 0
     step_lattice: int = Field(1, ge=1)  # 10 with min_steps 1 reproduces its K in 1, 11, 21, ...
     # Warn when a request's learning bound is evaluated at an order above this: the weak
     # triangle doubles the order at every earlier request, and long streams degrade.
-    max_order: float = Field(1e6, gt=1)
+    max_order: FiniteFloat = Field(1e6, gt=1)
     # Also run the certificate's reference, Langevin retraining on the retain set from a
     # fresh initial draw for as many steps in all, and log its accuracy.
     retrain_reference: bool = False
@@ -207,7 +207,10 @@ class LangevinUnlearning(FullBatchRequests):
 
     def step_update(self, theta, grad, request: int, last_of_request: bool) -> float:
         std = self.chain().noise_std
-        langevin_step_(theta, grad, self.eta, std, self.context.noise.draw)
+        langevin_step_(theta, grad, self.eta, 0.0, None)  # the gradient step; the noise below
+        if std:
+            with torch.no_grad():
+                self.context.noise.add_(theta, std)  # sigma rounded up to float32: the safe side
         return std
 
     def after_last_request(self, log) -> None:

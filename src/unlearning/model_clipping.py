@@ -12,13 +12,14 @@ data, so the dry-run knows it (src/privacy/contraction.py).
 
 from __future__ import annotations
 
+import math
 from functools import cached_property
 
 import torch
 
 from pydantic import Field
 
-from src.config import OptionalClip, Section
+from src.config import FiniteFloat, OptionalClip, Section
 from src.errors import ConfigError
 from src.privacy.composition import gaussian_composition
 from src.privacy.contraction import delta_trajectory, initial_delta, step_radius
@@ -33,9 +34,9 @@ from src.unlearning.initial_projection import initial_projection_
 class ContractiveConfig(Section):
     """`unlearning.contractive_coefficients:` the keys of Model Clipping."""
 
-    epsilon_target: float = Field(gt=0)
-    sigma: float = Field(gt=0)
-    model_clip: float = Field(gt=0)
+    epsilon_target: FiniteFloat = Field(gt=0)
+    sigma: FiniteFloat = Field(gt=0)
+    model_clip: FiniteFloat = Field(gt=0)
     grad_clip: OptionalClip = False
     noise_addition_after_projection: bool = False
     noise_addition_before_projection: bool = False
@@ -67,6 +68,13 @@ class ModelClipping(UnlearningAlgorithm):
             raise ConfigError(f"{key}.noise_addition_before_projection: true needs {key}.grad_clip (the step's "
                               "movement must be bounded); set grad_clip or add the noise after the projection")
 
+    @classmethod
+    def certificate_keys(cls, config) -> dict:
+        cc = config.unlearning.contractive_coefficients
+        key = "unlearning.contractive_coefficients"
+        return {**super().certificate_keys(config), f"{key}.sigma": cc.sigma, f"{key}.model_clip": cc.model_clip,
+                f"{key}.grad_clip": cc.grad_clip, f"{key}.epsilon_target": cc.epsilon_target}
+
     def check_plan(self, plan: PrivacyPlan) -> None:
         if self._trajectory.stop_step is None:
             cc = self.config.unlearning.contractive_coefficients
@@ -83,8 +91,18 @@ class ModelClipping(UnlearningAlgorithm):
 
     def _radius(self, step: int) -> float:
         cc = self.config.unlearning.contractive_coefficients
-        return step_radius(cc.model_clip, cc.sigma, eta=self._schedule(step),
-                           grad_clip=cc.grad_clip or None, noise_before_projection=cc.noise_addition_before_projection)
+        return step_radius(cc.model_clip, cc.sigma, eta=self._schedule(step), grad_clip=cc.grad_clip or None,
+                           noise_before_projection=cc.noise_addition_before_projection,
+                           start_radius=self._start_radius if step == 0 else None)
+
+    @cached_property
+    def _start_radius(self) -> float:
+        """Where the first noisy step starts: the initial set (C0-ball or clamp box), or
+        anywhere once initial noise is added (then the first step contracts nothing)."""
+        u = self.config.unlearning
+        if u.init_sigma:
+            return math.inf
+        return init_ball_radius(u.init_model_clip, u.init_model_clip_type, self.context.num_parameters)
 
     @cached_property
     def _delta0(self) -> float:
@@ -171,10 +189,10 @@ class ModelClipping(UnlearningAlgorithm):
                 update = clip_l2(update, cc.grad_clip)  # gradient and decay clipped together (D33)
             theta.sub_(eta * update)
             if cc.noise_addition_before_projection:
-                theta.add_(cc.sigma * self.context.noise.draw())
+                self.context.noise.add_(theta, cc.sigma)
             project_l2_(theta, cc.model_clip)
             if cc.noise_addition_after_projection:
-                theta.add_(cc.sigma * self.context.noise.draw())
+                self.context.noise.add_(theta, cc.sigma)
         return StepResult(loss, correct, y.shape[-1], cc.sigma, eta)
 
     def after_step(self, step: int, sigma: float, eta: float, log) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from src.config import Section
+from src.config import FiniteFloat, Section
 from src.unlearning.base import register
 from src.unlearning.empirical import EmpiricalUnlearning
 
@@ -20,7 +20,7 @@ from src.unlearning.empirical import EmpiricalUnlearning
 class NegGradPlusConfig(Section):
     """`unlearning.neggrad_plus:`"""
 
-    alpha: float = Field(0.99, ge=0, le=1)  # weight of the retain loss
+    alpha: FiniteFloat = Field(0.99, ge=0, le=1)  # weight of the retain loss
 
 
 def neggrad_plus_loss(method, alpha, xr, yr, xf, yf):

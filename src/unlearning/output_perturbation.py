@@ -5,7 +5,8 @@ noise-free fine-tuning.
 Two models in the ball are at most 2 C0 apart: the Gaussian mechanism with sensitivity
 2 C0. `calibration: classical` is the reference's Dwork-Roth sigma; `analytic` the
 smallest sigma with theta_eps(2 C0 / sigma) <= delta (D14). Either way the certified delta
-is the exact hockey-stick divergence of the noise drawn, theta_eps(2 C0 / sigma).
+is the hockey-stick divergence of the noise, theta_eps(2 C0 / sigma), evaluated as an upper
+bound; the noise drawn is sigma rounded up to float32, never less.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from src.config import Section
+from src.config import FiniteFloat, Section
 from src.privacy.composition import gaussian_composition
-from src.privacy.gaussian import output_perturbation_sigma, theta_eps
+from src.privacy.gaussian import output_perturbation_sigma, theta_eps_upper
 from src.privacy.pabi import init_ball_radius
 from src.unlearning.base import (ComposedCertificate, PrivacyPlan, UnlearningAlgorithm, certificate_row, register,
                                  require_positive_init_clip, require_section)
@@ -28,7 +29,7 @@ from src.unlearning.initial_projection import initial_projection_
 class DPBaselineConfig(Section):
     """`unlearning.dp-baseline:` the keys of Output Perturbation."""
 
-    epsilon_target: float = Field(gt=0)
+    epsilon_target: FiniteFloat = Field(gt=0)
     # classical: the reference's Dwork-Roth sigma; analytic: smallest sigma with
     # theta_eps(2 C0 / sigma) <= delta (docs/differences.md).
     calibration: Literal["classical", "analytic"] = "classical"
@@ -45,6 +46,12 @@ class OutputPerturbation(UnlearningAlgorithm):
         require_section(config, "dp-baseline", cls.name)
         require_positive_init_clip(config, "Output Perturbation")
 
+    @classmethod
+    def certificate_keys(cls, config) -> dict:
+        u = config.unlearning
+        return {"unlearning.init_model_clip": u.init_model_clip, "unlearning.delta": u.delta,
+                "unlearning.dp-baseline.epsilon_target": u.dp_baseline.epsilon_target}
+
     @cached_property
     def sigma(self) -> float:
         u = self.config.unlearning
@@ -56,7 +63,7 @@ class OutputPerturbation(UnlearningAlgorithm):
         u = self.config.unlearning
         epsilon = u.dp_baseline.epsilon_target
         radius = init_ball_radius(u.init_model_clip, u.init_model_clip_type, self.context.num_parameters)
-        delta = float(theta_eps(epsilon, 2 * radius / self.sigma))
+        delta = float(theta_eps_upper(epsilon, 2 * radius / self.sigma))  # an upper bound, rounding included
         reasons = [] if delta <= u.delta else [
             f"the {u.dp_baseline.calibration} sigma {self.sigma:.4g} gives delta {delta:.3g} at epsilon {epsilon:g}, "
             f"above the target {u.delta:g}"]

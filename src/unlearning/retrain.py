@@ -50,11 +50,11 @@ class Retrain(UnlearningAlgorithm):
             theta = model.theta
             if retrain.start_from_all_zeros:
                 theta.zero_()
-                theta.add_(sigma0 * self.context.noise.fresh())
+                self.context.noise.add_fresh_(theta, sigma0)
                 project_l2_(theta, radius)
             if retrain.clip_and_noise:
                 project_l2_(theta, radius)
-                theta.add_(sigma0 * self.context.noise.fresh())
+                self.context.noise.add_fresh_(theta, sigma0)
         if (retrain.start_from_all_zeros or retrain.clip_and_noise) and sigma0:
             log({"init_sigma": sigma0})
         self.finished = True

@@ -13,6 +13,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
+from src.config import FiniteFloat
 from src.unlearning.base import register
 from src.unlearning.random_label import RandomLabelConfig, RandomLabelLoop
 from src.unlearning.saliency import forget_saliency, saliency_mask
@@ -21,7 +22,7 @@ from src.unlearning.saliency import forget_saliency, saliency_mask
 class SalUnConfig(RandomLabelConfig):
     """`unlearning.salun:` the random-label keys and the mask's."""
 
-    mask_ratio: float = Field(0.5, gt=0, le=1)
+    mask_ratio: FiniteFloat = Field(0.5, gt=0, le=1)
     # largest: the paper (and SalUn's code since 2024-05); smallest: RUM / sharp-unlearn code.
     mask_select: Literal["largest", "smallest"] = "largest"
     restore_masked: bool = True

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from src.config import Section
+from src.config import FiniteFloat, Section
 from src.unlearning.base import register
 from src.unlearning.empirical import EmpiricalUnlearning
 from torch.nn import functional as F
@@ -26,9 +26,9 @@ from torch.nn import functional as F
 class ScrubConfig(Section):
     """`unlearning.scrub:` (starting point of the original: kd_T 4, gamma 0.99, beta 0.001)."""
 
-    kd_T: float = Field(4.0, gt=0)
-    beta: float = Field(0.001, ge=0)
-    gamma: float = Field(0.99, ge=0)
+    kd_T: FiniteFloat = Field(4.0, gt=0)
+    beta: FiniteFloat = Field(0.001, ge=0)
+    gamma: FiniteFloat = Field(0.99, ge=0)
     msteps: int = Field(2, ge=-1)
     msteps_inclusive: bool = False
 

@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from src.config import SAMConfig, Section
+from src.config import FiniteFloat, SAMConfig, Section
 from src.unlearning.base import register
 from src.unlearning.empirical import EmpiricalUnlearning
 from src.unlearning.saliency import forget_saliency, saliency_mask
@@ -28,14 +28,14 @@ from src.unlearning.saliency import forget_saliency, saliency_mask
 class SharpMinMaxConfig(Section):
     """`unlearning.sharp_minmax:`"""
 
-    alpha: float = Field(0.99, ge=0, le=1)
-    mask_ratio: float = Field(0.5, gt=0, lt=1)
+    alpha: FiniteFloat = Field(0.99, ge=0, le=1)
+    mask_ratio: FiniteFloat = Field(0.5, gt=0, lt=1)
     mask_select: Literal["largest", "smallest"] = "largest"
     retain_sign: Literal["min", "max"] = "min"
     forget_sign: Literal["min", "max"] = "max"
-    rho: float = Field(0.1, ge=0)
+    rho: FiniteFloat = Field(0.1, ge=0)
     adaptive: bool = False
-    lamb: float = Field(1.0, ge=0)
+    lamb: FiniteFloat = Field(1.0, ge=0)
 
 
 @register
