@@ -131,7 +131,7 @@ def _plan_pass(config: ExperimentConfig, sizes: SplitSizes, present: bool) -> Pl
         privacy = algorithm.plan()
         algorithm.check_plan(privacy)
     require_finite_certificate(privacy, keys)
-    _check_dp_sgd_noise_scale(config)
+    _check_dp_sgd_noise_fits_float32(config)
     return Plan(config, run_id(config), shape, sizes, present, steps, context.num_parameters, algorithm, privacy)
 
 
@@ -150,7 +150,7 @@ def check_model_runs(model, config: ExperimentConfig, shape: tuple[int, ...]) ->
                           f"for inputs {list(shape)}, not model.n_classes = {config.model.n_classes}")
 
 
-def _check_dp_sgd_noise_scale(config: ExperimentConfig) -> None:
+def _check_dp_sgd_noise_fits_float32(config: ExperimentConfig) -> None:
     """DP-SGD draws N(0, (clip * multiplier)^2) in float32, the multiplier up to 1e5 (the
     calibration's search range): a clip beyond float32 / 1e5 could not be drawn."""
     dp = config.training.dp_sgd

@@ -40,7 +40,7 @@ from src.models.model import ModelFactory
 from src.seeds import derive_seed
 from src.training.flat_model import FlatModel
 from src.training.optim import ScheduledOptimizer, make_optimizer, make_schedule
-from src.unlearning.base import NoiseSource, project_l2_
+from src.unlearning.base import NoiseSource, certificate_scope, project_l2_
 
 EVAL_CHUNK = 2048
 # Examples of all members of one chunk gathered at once on a CPU (measured on 2 cores:
@@ -387,7 +387,7 @@ class EnsembleTrainer:
 
     def _end_noisy_phase(self, epoch: int) -> None:
         self.noisy_output = self.model.theta.detach().clone()
-        self.certificate = self.algorithm.certificate_row()
+        self.certificate = {**self.algorithm.certificate_row(), **certificate_scope(self.config)}
         if self.noisy_steps == 0:
             self.certificate["state_step"] = 0
         for split, prefix in ((self.data.val, "Val"), (self.data.forget, "Forget"), (self.data.retain, "Retain")):
