@@ -578,12 +578,15 @@ def run_id(config: ExperimentConfig) -> str:
 
 
 # Bumped whenever pretraining code changes what a given recipe produces
-# (2: splits and DP-SGD noise from purpose-derived seeds, records bound by a content hash).
+# (2: DP-SGD noise and batches from purpose-derived seeds, records bound by a content hash).
 PRETRAIN_FORMAT = 2
 
 
-def pretrained_key(config: ExperimentConfig) -> str:
-    """Everything that determines the pretrained model, the split seed included (D12)."""
+def pretrained_key(config: ExperimentConfig, without_forget: bool = False) -> str:
+    """Everything that determines the pretrained model, the split seed included (D12).
+
+    `without_forget`: the same recipe trained on the retain set alone (the audit's world
+    B, src/audit/), which also depends on the forget split."""
     dataset = config.dataset
     identity = {
         "format": PRETRAIN_FORMAT,
@@ -609,4 +612,8 @@ def pretrained_key(config: ExperimentConfig) -> str:
         }
         # Release mode needs DP-SGD noise no seed replays: never the research-mode model.
         identity["secure_rng"] = config.secure_rng
+    if without_forget:
+        identity["dataset"]["forget_split"] = dataset.forget_split
+        identity["trained_on"] = "retain"
+        return f"{dataset.name}-{config.model.name}-retain-{stable_hash(identity, 12)}"
     return f"{dataset.name}-{config.model.name}-{stable_hash(identity, 12)}"

@@ -7,6 +7,7 @@ the plan in a staging directory that becomes logs/<run_id> only once it has fini
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from dataclasses import dataclass
@@ -130,7 +131,7 @@ def _plan_pass(config: ExperimentConfig, sizes: SplitSizes, present: bool) -> Pl
         privacy = algorithm.plan()
         algorithm.check_plan(privacy)
     require_finite_certificate(privacy, keys)
-    _check_dp_sgd_noise_scale(config)
+    _check_dp_sgd_noise_fits_float32(config)
     return Plan(config, run_id(config), shape, sizes, present, steps, context.num_parameters, algorithm, privacy)
 
 
@@ -149,7 +150,7 @@ def check_model_runs(model, config: ExperimentConfig, shape: tuple[int, ...]) ->
                           f"for inputs {list(shape)}, not model.n_classes = {config.model.n_classes}")
 
 
-def _check_dp_sgd_noise_scale(config: ExperimentConfig) -> None:
+def _check_dp_sgd_noise_fits_float32(config: ExperimentConfig) -> None:
     """DP-SGD draws N(0, (clip * multiplier)^2) in float32, the multiplier up to 1e5 (the
     calibration's search range): a clip beyond float32 / 1e5 could not be drawn."""
     dp = config.training.dp_sgd
@@ -163,12 +164,15 @@ def _check_dp_sgd_noise_scale(config: ExperimentConfig) -> None:
 # Pretrained models
 
 
-def ensure_pretrained(config: ExperimentConfig, device, console: Console, data=None) -> Path:
+def ensure_pretrained(config: ExperimentConfig, device, console: Console, data=None,
+                      without_forget: bool = False) -> Path:
     """The cached model for `training.pretrained: auto`, trained now if nobody has yet.
-    In release mode (secure_rng) its training is not printed (the cache keeps its log)."""
+    In release mode (secure_rng) its training is not printed (the cache keeps its log).
+
+    `without_forget`: the same recipe on the retain set alone (the audit's world B)."""
     if config.secure_rng:
         console = Console(quiet=True)
-    key = pretrained_key(config)
+    key = pretrained_key(config, without_forget)
     cache = PretrainedCache(config.checkpoints_dir)
     with cache.lock(key):
         if cache.has(key):
@@ -180,6 +184,8 @@ def ensure_pretrained(config: ExperimentConfig, device, console: Console, data=N
         try:
             entry.mkdir(parents=True, exist_ok=True)
             data = data if data is not None else get_datamodule(config, device)
+            if without_forget:
+                data = dataclasses.replace(data, train=data.retain)
             model = build_model(config, data.input_shape, device)
             recipe = {k: v for k, v in config.to_dict().items()
                       if k in ("dataset", "model", "training", "global_seed", "compat")}

@@ -73,6 +73,20 @@ class GatherAugmentation:
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return self.apply(x, self.draw(x.shape[0], generator))
 
+    # Many batches of one split (ensembles, src/training/ensemble.py): pad the split once,
+    # then each batch is one row selection and one gather; the same pixels as `apply`.
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """A whole split [n, c, H, W] -> [n, c, H*W + 1], the fill value appended."""
+        n, c = x.shape[:2]
+        return torch.cat([x.reshape(n, c, -1), self.fill.expand(n, c, 1)], dim=2)
+
+    def apply_rows(self, padded: torch.Tensor, idx: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+        """`apply(x[idx], choice)` for a padded split."""
+        rows = padded.index_select(0, idx)
+        n, c = rows.shape[:2]
+        index = self.maps.index_select(0, choice).unsqueeze(1).expand(n, c, self.maps.shape[1])
+        return rows.gather(2, index).view(n, c, *self.shape)
+
 
 def _with_flips(maps: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Every map, and every map followed by a horizontal flip (p = 0.5 each)."""

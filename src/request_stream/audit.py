@@ -10,13 +10,13 @@ epsilon it finds must never exceed request k's certificate (`start.plan.privacy`
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-import yaml
 
-from src.config import ExperimentConfig, validate_config
+from src.config import ExperimentConfig, load_config
 from src.data.base_datamodule import DataModule
 from src.data.datamodule import get_datamodule
 from src.errors import UserError
@@ -38,18 +38,31 @@ class RequestStart:
     retrained: torch.Tensor  # theta of the same training recipe on D_k alone
 
 
+def finished_stream_config(run_dir) -> ExperimentConfig:
+    """The config of the finished stream logged in `run_dir`; a clear error for anything else."""
+    run_dir = Path(run_dir)
+    config_path, summary_path = run_dir / "config.yaml", run_dir / "summary.json"
+    if not summary_path.is_file() or not config_path.is_file():
+        raise UserError(f"{run_dir}: not a finished run (config.yaml and summary.json are needed)")
+    try:
+        finished = json.loads(summary_path.read_text()).get("finished") is True
+    except (ValueError, AttributeError):
+        finished = False
+    if not finished:
+        raise UserError(f"{summary_path}: not the summary of a finished run (no \"finished\": true)")
+    config = load_config(config_path)  # the repository's reader (YAML 1.2, clear errors)
+    if config.requests is None:
+        raise UserError(f"{run_dir}: not a stream of deletion requests (its config has no requests: section)")
+    return config
+
+
 def request_starting_points(run_dir, k: int, device="cpu", console=None) -> RequestStart:
     """The two starting points and the config of request k of the stream logged in `run_dir`."""
     run_dir = Path(run_dir)
     console = console or Console(quiet=True)
-    config_path = run_dir / "config.yaml"
-    if not (run_dir / "summary.json").is_file() or not config_path.is_file():
-        raise UserError(f"{run_dir}: not a finished run (config.yaml and summary.json are needed)")
-    config = validate_config(yaml.safe_load(config_path.read_text()), source=str(config_path))
+    config = finished_stream_config(run_dir)
     data = get_datamodule(config, device)
     plan = make_plan(config, data.sizes, data.forget.y)
-    if plan.stream is None:
-        raise UserError(f"{run_dir}: not a stream of deletion requests (its config has no requests: section)")
     if not 1 <= k <= len(plan.stream.requests):
         raise UserError(f"request {k}: the stream in {run_dir} has requests 1 to {len(plan.stream.requests)}")
     request = plan.stream.requests[k - 1]

@@ -46,6 +46,9 @@ class AlgorithmContext:
     # The run's splits (forget, retain, val, ... and the augmentation), for methods that
     # read more than the retain batches the trainer hands to noisy_step.
     data: "DataModule | None" = None
+    # An ensemble's members (src/training/ensemble.py): each member's global seed, for
+    # what an algorithm draws from a seed rather than from `noise`. Empty: a single run.
+    member_seeds: tuple[int, ...] = ()
 
     @property
     def budget_steps(self) -> int:
@@ -137,6 +140,10 @@ class UnlearningAlgorithm:
     # requests each request may start from the model the previous one deployed
     # (docs/requests.md). A method that has not shown this is refused in a stream.
     sequential_requests: ClassVar[bool] = False
+    # Whether the noise the certificate rests on is drawn after pretraining (in `prepare`
+    # and the noisy steps), so that noisy phases from two starting points can be audited
+    # (src/audit/). DP-SGD's noise is in the pretraining itself.
+    noise_after_pretraining: ClassVar[bool] = True
 
     def __init__(self, context: AlgorithmContext):
         self.context = context
@@ -274,6 +281,8 @@ def certificate_scope(config: ExperimentConfig) -> dict:
 
 # ---------------------------------------------------------------------------------------
 # Operations on the parameter vector shared by the algorithms (global norms, D33).
+# theta is [d] in a single run and [N, d] in an ensemble: norms are over the last axis,
+# one per member (for [d] the same number as the norm of the whole vector).
 
 
 def project_l2_(theta: torch.Tensor, radius: float) -> torch.Tensor:
@@ -283,7 +292,7 @@ def project_l2_(theta: torch.Tensor, radius: float) -> torch.Tensor:
     (src/privacy/rounding.py): the float32 result's norm is then <= radius, where a
     float32 scale could leave it 1e-7 outside the ball the certificate assumes."""
     wide = theta.double()
-    norm = torch.linalg.vector_norm(wide)
+    norm = torch.linalg.vector_norm(wide, dim=-1, keepdim=True)
     theta.copy_(wide * torch.clamp(radius_inside(radius) / norm, max=1.0).nan_to_num(1.0))
     return theta
 
@@ -291,7 +300,7 @@ def project_l2_(theta: torch.Tensor, radius: float) -> torch.Tensor:
 def clip_l2(v: torch.Tensor, bound: float) -> torch.Tensor:
     """v * min(1, bound / ||v||), with norm <= bound after float32 rounding (as project_l2_)."""
     wide = v.double()
-    norm = torch.linalg.vector_norm(wide)
+    norm = torch.linalg.vector_norm(wide, dim=-1, keepdim=True)
     return (wide * torch.clamp(radius_inside(bound) / norm, max=1.0).nan_to_num(1.0)).to(v.dtype)
 
 
@@ -331,7 +340,12 @@ class NoiseSource:
 
 
 def batch_loss_and_grad(model, x, y):
-    """Mean cross-entropy of the batch and its gradient with respect to theta."""
+    """Mean cross-entropy of the batch and its gradient with respect to theta.
+
+    An ensemble computes them itself, per member ([N] losses, [N, d] gradients), in
+    chunks of members (src/training/ensemble.py)."""
+    if hasattr(model, "loss_and_grad"):
+        return model.loss_and_grad(x, y)
     theta = model.theta
     logits = model(x)
     loss = F.cross_entropy(logits, y)

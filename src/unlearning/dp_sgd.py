@@ -25,6 +25,7 @@ _MUST_MATCH = ("noise_multiplier", "group_size", "sampling", "group_rule", "samp
 @register
 class DPSGDGroupPrivacy(UnlearningAlgorithm):
     name = "dp-sgd"
+    noise_after_pretraining = False
 
     @classmethod
     def check_config(cls, config) -> None:

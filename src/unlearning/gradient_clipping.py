@@ -198,7 +198,7 @@ class GradientClipping(UnlearningAlgorithm):
                 update.add_(theta, alpha=u.weight_decay)  # the decay term is not clipped (D33)
             theta.sub_(eta * update)
             self.context.noise.add_(theta, sigma)
-        return StepResult(loss, correct, y.shape[0], sigma, eta)
+        return StepResult(loss, correct, y.shape[-1], sigma, eta)
 
     def after_step(self, step: int, sigma: float, eta: float, log) -> bool:
         if self.config.unlearning.iteration.calc_intermediate_eps_renyi:

@@ -193,7 +193,7 @@ class ModelClipping(UnlearningAlgorithm):
             project_l2_(theta, cc.model_clip)
             if cc.noise_addition_after_projection:
                 self.context.noise.add_(theta, cc.sigma)
-        return StepResult(loss, correct, y.shape[0], cc.sigma, eta)
+        return StepResult(loss, correct, y.shape[-1], cc.sigma, eta)
 
     def after_step(self, step: int, sigma: float, eta: float, log) -> bool:
         trajectory = self._trajectory

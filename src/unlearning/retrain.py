@@ -41,9 +41,9 @@ class Retrain(UnlearningAlgorithm):
     def prepare(self, model, log) -> None:
         config = self.config
         retrain = config.unlearning.retrain
-        fresh = ModelFactory.create_model(config.model.name, config.model.n_classes, self.context.input_shape,
-                                          seed=derive_seed(config.global_seed, "retrain-init"))
-        flat = torch.cat([p.detach().reshape(-1) for p in fresh.parameters()]).to(model.device)
+        # One fresh initialisation per ensemble member, each from its own seed.
+        seeds = self.context.member_seeds or (config.global_seed,)
+        flat = torch.stack([self._fresh_init(seed) for seed in seeds]).view_as(model.theta).to(model.device)
         sigma0, radius = config.unlearning.init_sigma, config.unlearning.init_model_clip
         with torch.no_grad():
             model.theta.copy_(flat)
@@ -58,6 +58,12 @@ class Retrain(UnlearningAlgorithm):
         if (retrain.start_from_all_zeros or retrain.clip_and_noise) and sigma0:
             log({"init_sigma": sigma0})
         self.finished = True
+
+    def _fresh_init(self, seed: int) -> torch.Tensor:
+        config = self.config
+        fresh = ModelFactory.create_model(config.model.name, config.model.n_classes, self.context.input_shape,
+                                          seed=derive_seed(seed, "retrain-init"))
+        return torch.cat([p.detach().reshape(-1) for p in fresh.parameters()])
 
     def certificate_row(self) -> dict:
         # The reference logs the target delta beside epsilon 0; the figures filter on epsilon.

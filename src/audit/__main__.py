@@ -1,0 +1,207 @@
+"""Audit certificates empirically: python -m src.audit --config FILE | --folder DIR | --stream-run DIR --request K.
+
+Runs N independent noisy phases from each of the two worlds of the definition (A: the
+model trained on all the data; B: the model trained without the forget set) and prints
+one line: `certified epsilon X, empirical lower bound Y (95%), ceiling Z`. Writes
+audits/<id>/audit.json and audit.png. --folder audits one config per method of a folder
+and writes the tightness table audits/tightness-<folder>.md. --stream-run with --request K
+audits request K of a finished stream against its own per-request certificate (A: the
+model deployed before request K; B: the same recipe trained on what remains after it;
+src/audit/request.py), in audits/<run_id>-request-<K>/. A lower bound above a valid
+certificate (noise not weakened) is a bug in that certificate: exit status 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+EXCEEDED = 3
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m src.audit", description=__doc__.splitlines()[0])
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--config", help="experiment YAML to audit")
+    what.add_argument("--folder", help="audit one config per method of this folder (tightness table)")
+    what.add_argument("--stream-run", metavar="RUN_DIR",
+                      help="a finished stream of deletion requests (LOGS/<run_id>); audit its request --request K")
+    parser.add_argument("--request", type=int, metavar="K",
+                        help="with --stream-run: the request to audit (1 = the first), against its own certificate")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a dotted config key (repeatable)")
+    parser.add_argument("--chains", type=int, default=1024, help="noisy phases per world (default 1024)")
+    parser.add_argument("--start", choices=["pretrained", "adversarial"], default="pretrained",
+                        help="pretrained: the two worlds' pretrained models (default); adversarial: two points "
+                             "2 C0 apart on the initial projection's ball")
+    parser.add_argument("--noise-scale", type=float, default=1.0,
+                        help="audit only: multiply every sigma drawn (weakened noise; the certificate no longer "
+                             "applies, the audit should see it)")
+    parser.add_argument("--confidence", type=float, default=0.95, help="of the lower bound (default 0.95)")
+    parser.add_argument("--seed", type=int, help="seed of the chains (default: the config's global_seed)")
+    parser.add_argument("--out", default="audits", help="results folder (default audits/)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides the config's device")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--quiet", action="store_true", help="only the result line")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors too")
+    return parser.parse_args(argv)
+
+
+def check_args(args) -> None:
+    import math
+
+    from src.errors import UserError
+
+    if args.chains < 4:
+        raise UserError(f"--chains: {args.chains} is too few; at least 4 per world (2 choose the test, 2 evaluate it)")
+    if not (math.isfinite(args.noise_scale) and args.noise_scale >= 0):
+        raise UserError(f"--noise-scale: {args.noise_scale} must be a finite number >= 0")
+    if not 0 < args.confidence < 1:
+        raise UserError(f"--confidence: {args.confidence} must be in (0, 1)")
+    if args.stream_run is not None and args.request is None:
+        raise UserError("--stream-run: which request to audit? add --request K (1 = the first request)")
+    if args.request is not None and args.stream_run is None:
+        raise UserError(f"--request {args.request}: only with --stream-run RUN_DIR (a finished stream)")
+    if args.stream_run is not None and args.override:
+        raise UserError(f"--override {args.override[0]}: not with --stream-run; request K is audited as the stream "
+                        "ran it (its config.yaml)")
+
+
+def audit_id(config, args) -> str:
+    from src.config import run_id
+
+    return run_id(config) + variant_suffix(args)
+
+
+def variant_suffix(args) -> str:
+    """What an audit id says besides what was audited: the start, weakened noise, the seed."""
+    name = ""
+    if args.start != "pretrained":
+        name += f"-{args.start}"
+    if args.noise_scale != 1.0:
+        name += f"-noise{args.noise_scale:g}"
+    if args.seed is not None:
+        name += f"-seed{args.seed}"
+    return name
+
+
+def audit_config(config, config_file, args, console):
+    """Audit one config; returns (result, audit.json path)."""
+    from src.audit.audit import audit, check_auditable
+    from src.audit.report import write_audit
+    from src.audit.worlds import adversarial_starts, pretrained_starts
+    from src.data.datamodule import get_datamodule
+    from src.runner import make_plan, resolve_device
+
+    check_auditable(config)
+    make_plan(config)  # every refusal before any training
+    device = resolve_device(config.device)
+    data = get_datamodule(config, device)
+    clock = time.perf_counter()
+    start_a, start_b, starts = pretrained_starts(config, data, device, console)
+    if args.start == "adversarial":
+        start_a, start_b, starts = adversarial_starts(config, start_a)
+    pretrained_seconds = time.perf_counter() - clock
+    describe = {"audit_id": audit_id(config, args), "config_file": config_file, "start": args.start,
+                "starts": starts}
+    result = audit(config, start_a, start_b, args.chains, data=data, device=device, confidence=args.confidence,
+                   noise_scale=args.noise_scale, seed=args.seed, describe=describe, console=console)
+    result.seconds["pretrained_models"] = round(pretrained_seconds, 3)
+    path = write_audit(result, Path(args.out) / describe["audit_id"])
+    return result, path
+
+
+def violated(result, noise_scale: float) -> bool:
+    return result.exceeds_certificate and noise_scale == 1.0 and result.certificate_valid
+
+
+def run_one(args, console) -> int:
+    from src.config import load_config
+
+    config = load_config(args.config, _overrides(args))
+    clock = time.perf_counter()
+    result, path = audit_config(config, args.config, args, console)
+    console.line(f"audit: {path} ({time.perf_counter() - clock:.1f} s)")
+    print(result.line(), flush=True)
+    if violated(result, args.noise_scale):
+        print("CERTIFICATE EXCEEDED: the empirical lower bound is above the certified epsilon with the config's own "
+              "noise; this is a bug in the certificate", file=sys.stderr)
+        return EXCEEDED
+    return 0
+
+
+def run_request(args, console) -> int:
+    from src.audit.request import audit_request
+
+    clock = time.perf_counter()
+    result, path = audit_request(args.stream_run, args.request, args, console, variant_suffix(args))
+    console.line(f"audit: {path} ({time.perf_counter() - clock:.1f} s)")
+    print(result.line(), flush=True)
+    if violated(result, args.noise_scale):
+        print(f"CERTIFICATE EXCEEDED: the empirical lower bound is above request {args.request}'s certified epsilon "
+              "with the stream's own noise; this is a bug in the certificate", file=sys.stderr)
+        return EXCEEDED
+    return 0
+
+
+def run_folder(args, console) -> int:
+    from src.audit.audit import rounded_down, rounded_up
+    from src.audit.report import tightness_table, write_text
+    from src.audit.tightness import folder_configs
+
+    rows, status = [], 0
+    for path, config in folder_configs(args.folder, _overrides(args)):
+        clock = time.perf_counter()
+        result, _ = audit_config(config, str(path), args, console)
+        seconds = time.perf_counter() - clock
+        print(f"{path.stem}: {result.line()}", flush=True)
+        certified = result.certified_epsilon
+        rows.append({"method": config.unlearning.algorithm, "config": path.stem,
+                     "certified epsilon": "none" if certified is None else rounded_up(certified),
+                     "lower bound": rounded_down(result.bound.epsilon),
+                     "ratio": f"{result.bound.epsilon / certified:.3f}" if certified else "-",
+                     "ceiling": rounded_down(result.bound.ceiling), "N": result.chains, "seconds": f"{seconds:.0f}"})
+        if violated(result, args.noise_scale):
+            status = EXCEEDED
+    table = tightness_table(rows)
+    out = Path(args.out) / f"tightness-{Path(args.folder).resolve().name}.md"
+    write_text(out, table)
+    print(table, end="")
+    console.line(f"table: {out}")
+    return status
+
+
+def _overrides(args) -> list[str]:
+    return list(args.override) + ([f"device={args.device}"] if args.device else [])
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from src.errors import UserError
+
+    try:
+        check_args(args)
+        import torch
+
+        from src.training.trainer import Console
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        console = Console(quiet=args.quiet)
+        if args.stream_run:
+            return run_request(args, console)
+        return run_folder(args, console) if args.folder else run_one(args, console)
+    except UserError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: no audit was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""The empirical audit of one config's certificate: N noisy phases per world, one lower bound.
+
+`audit(config, start_a, start_b, chains)` runs `chains` independent noisy phases of the
+config from each starting point (the same config, every chain with its own data order,
+augmentation and noise streams), vectorised as ensembles (src/training/ensemble.py),
+scores each output (scores.py) and bounds epsilon from below (bounds.py). The audited
+output is the end of the noisy phase: the fine-tuning after it is post-processing on
+retain data, which can only lower the bound.
+
+The entry point takes a config and two starting points, so that any caller (a request
+stream's k-th request, a worst case) can audit what it starts from.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from src.audit.bounds import LowerBound, lower_bound
+from src.audit.scores import chain_scores, score_names, summary
+from src.errors import UserError
+from src.runner import make_plan
+from src.seeds import derive_seed
+from src.training.ensemble import EnsembleModel, EnsembleTrainer, attach_ensemble, default_chunk
+from src.training.trainer import build_model
+from src.unlearning.base import algorithm_class
+
+# Chains run as one ensemble at a time (memory: theta, noise and batches of a group).
+GROUP = 512
+
+
+class WeakenedNoise:
+    """Audit-only: every noise vector drawn, hence every sigma, multiplied by `scale`.
+
+    It exists to show that the audit can fail: with less noise than the certificate
+    assumes, the lower bound must rise above the certified epsilon. Nothing outside
+    src/audit/ builds it, and no config key reaches it."""
+
+    def __init__(self, noise, scale: float):
+        self.noise, self.scale = noise, scale
+
+    def add_(self, theta: torch.Tensor, sigma: float) -> None:
+        self.noise.add_(theta, self.scale * sigma)
+
+    def add_fresh_(self, theta: torch.Tensor, sigma: float) -> None:
+        self.noise.add_fresh_(theta, self.scale * sigma)
+
+
+def auditable(config) -> bool:
+    return algorithm_class(config.unlearning.algorithm).noise_after_pretraining
+
+
+def check_auditable(config) -> None:
+    if not auditable(config):
+        raise UserError(f"unlearning.algorithm: '{config.unlearning.algorithm}' cannot be audited here: its noise is "
+                        "drawn in pretraining, not after it (auditing it needs N noisy pretrainings per world)")
+
+
+def chain_seeds(seed: int, world: str, n: int) -> list[int]:
+    """Independent chains: no two chains, in one world or across the two, share a seed."""
+    return [derive_seed(seed, f"audit-{world}-chain-{i}") for i in range(n)]
+
+
+def noisy_phase_outputs(config, data, start: torch.Tensor, seeds, device, noise_scale: float = 1.0,
+                        chunk: int | None = None, group: int = GROUP, sizes=None) -> tuple[torch.Tensor, int]:
+    """theta [len(seeds), d] at the end of each chain's noisy phase, and the noisy steps taken
+    (planned for `sizes`, default the data's own)."""
+    network = build_model(config, data.input_shape, device)
+    chunk = chunk or default_chunk(device, config.dataset.batch_size)
+    outputs, steps = [], 0
+    for g0 in range(0, len(seeds), group):
+        members = seeds[g0:g0 + group]
+        plan = make_plan(config, sizes or data.sizes)  # a fresh algorithm (its accountant has state)
+        algorithm = attach_ensemble(plan, device, members)
+        if noise_scale != 1.0:
+            algorithm.context.noise = WeakenedNoise(algorithm.context.noise, noise_scale)
+        model = EnsembleModel(network, start.to(device).expand(len(members), -1), chunk)
+        trainer = EnsembleTrainer(config, data, model, algorithm, members, evaluate_splits=False)
+        outputs.append(trainer.unlearn(stop_after_noisy_phase=True).cpu())
+        steps = trainer.noisy_steps
+    return torch.cat(outputs), steps
+
+
+@dataclass
+class AuditResult:
+    config: dict  # what was audited: run id, algorithm, start, noise scale
+    certified_epsilon: float | None
+    certified_delta: float | None
+    epsilon_published: float | None
+    certificate_valid: bool
+    chains: int  # per world
+    noisy_steps: int
+    bound: LowerBound
+    scores: dict
+    seconds: dict
+    invalid_reasons: list = field(default_factory=list)
+    # what is audited, when not a single run's certificate (e.g. "request 2 of 3 (per-request
+    # certificate)"): it starts the printed line
+    label: str | None = None
+    # the selected score of every chain, for the figure (not in audit.json)
+    selected_a: np.ndarray | None = None
+    selected_b: np.ndarray | None = None
+
+    @property
+    def exceeds_certificate(self) -> bool:
+        return self.certified_epsilon is not None and self.bound.epsilon > self.certified_epsilon
+
+    def as_dict(self) -> dict:
+        return {
+            **self.config,
+            "certified_epsilon": self.certified_epsilon, "certified_delta": self.certified_delta,
+            "epsilon_published": self.epsilon_published, "certificate_valid": self.certificate_valid,
+            **({"certificate_invalid_because": self.invalid_reasons} if self.invalid_reasons else {}),
+            "lower_bound": self.bound.epsilon, "ceiling": self.bound.ceiling, "confidence": self.bound.confidence,
+            "delta": self.bound.delta, "chains_per_world": self.chains, "noisy_steps": self.noisy_steps,
+            "exceeds_certificate": self.exceeds_certificate,
+            "lower_bound_details": self.bound.as_dict(), "scores": self.scores, "seconds": self.seconds,
+        }
+
+    def line(self) -> str:
+        pct = f"{100 * self.bound.confidence:g}%"
+        certified = "none" if self.certified_epsilon is None else f"{rounded_up(self.certified_epsilon)}"
+        return (f"{self.label + ': ' if self.label else ''}certified epsilon {certified}, empirical lower bound {rounded_down(self.bound.epsilon)} ({pct}), "
+                f"ceiling {rounded_down(self.bound.ceiling)}")
+
+
+def rounded_down(x: float) -> str:
+    """A lower bound printed rounded down (never more than it is)."""
+    return f"{math.floor(x * 1000) / 1000:.3f}"
+
+
+def rounded_up(x: float) -> str:
+    """A certificate printed rounded up (never less than it is)."""
+    return f"{math.ceil(x * 1000) / 1000:.3f}"
+
+
+def audit(config, start_a: torch.Tensor, start_b: torch.Tensor, chains: int, *, data, device="cpu",
+          confidence: float = 0.95, noise_scale: float = 1.0, seed: int | None = None, chunk: int | None = None,
+          describe: dict | None = None, console=None, sizes=None, label: str | None = None) -> AuditResult:
+    """Audit `config`'s certificate between worlds starting at start_a and start_b ([d] each).
+
+    `sizes`: the split sizes the pass is planned (and certified) for, when they are not the
+    data's own (a request of a stream: its plan's sizes, while `data.forget`, which only the
+    scores read, is everything deleted so far)."""
+    check_auditable(config)
+    if chains < 4:
+        raise UserError(f"--chains: {chains} is too few; at least 4 per world (2 choose the test, 2 evaluate it)")
+    if not (math.isfinite(noise_scale) and noise_scale >= 0):
+        raise UserError(f"--noise-scale: {noise_scale} must be a finite number >= 0")
+    if not 0 < confidence < 1:
+        raise UserError(f"--confidence: {confidence} must be in (0, 1)")
+    plan = make_plan(config, sizes or data.sizes)
+    privacy = plan.privacy
+    seed = config.global_seed if seed is None else seed
+    seconds = {}
+    outputs, steps = {}, 0
+    for world, start in (("A", start_a), ("B", start_b)):
+        clock = time.perf_counter()
+        outputs[world], steps = noisy_phase_outputs(config, data, start, chain_seeds(seed, world, chains), device,
+                                                    noise_scale, chunk, sizes=sizes)
+        seconds[f"chains_{world}"] = round(time.perf_counter() - clock, 3)
+        diverged = int((~torch.isfinite(outputs[world]).all(dim=1)).sum())
+        if diverged:
+            raise UserError(f"{diverged} of {chains} noisy phases of world {world} ended with non-finite parameters "
+                            "(the noisy phase diverged); nothing can be audited, check the config's step size")
+        if console is not None:
+            console.line(f"world {world}: {chains} noisy phases of {steps} steps in {seconds[f'chains_{world}']:.1f} s")
+    clock = time.perf_counter()
+    network = build_model(config, data.input_shape, device)
+    scores_a = chain_scores(network, outputs["A"], start_a, start_b, data.forget)
+    scores_b = chain_scores(network, outputs["B"], start_a, start_b, data.forget)
+    names = score_names(data.indices.forget)
+    seconds["scores"] = round(time.perf_counter() - clock, 3)
+    clock = time.perf_counter()
+    # The certificate speaks at its own delta; bound at the config's delta, or the
+    # certificate's where that is larger (a certificate at delta_c implies one at any
+    # larger delta, not at a smaller one).
+    delta = max(config.unlearning.delta, privacy.certified_delta or 0.0)
+    bound = lower_bound(scores_a, scores_b, delta, confidence)
+    seconds["bound"] = round(time.perf_counter() - clock, 3)
+    column = bound.test.score
+    return AuditResult(
+        config={**(describe or {}), "algorithm": config.unlearning.algorithm, "noise_scale": noise_scale,
+                "audit_seed": seed, "selected_score": names[column]},
+        certified_epsilon=privacy.certified_epsilon, certified_delta=privacy.certified_delta,
+        epsilon_published=privacy.epsilon_published, certificate_valid=privacy.certificate_valid,
+        invalid_reasons=list(privacy.invalid_reasons), chains=chains, noisy_steps=steps, bound=bound,
+        scores=summary(scores_a, scores_b, names), seconds=seconds,
+        selected_a=scores_a[:, column], selected_b=scores_b[:, column], label=label)

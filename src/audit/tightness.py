@@ -1,0 +1,44 @@
+"""One config per method of a folder, for the tightness table.
+
+Configs that differ only in their seeds (dataset.seed, global_seed) and name are the same
+method; the first of each group (by file name) is audited. Methods whose noise is drawn in
+pretraining (DP-SGD) are left out (audit.check_auditable).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from src.audit.audit import auditable
+from src.config import load_config, stable_hash
+from src.errors import UserError
+
+# Keys that say which seed or where, not which method.
+_NOT_METHOD = ("name", "global_seed", "logs_dir", "checkpoints_dir", "wandb", "device")
+
+
+def method_key(config) -> str:
+    data = config.to_dict()
+    for key in _NOT_METHOD:
+        data.pop(key, None)
+    data["dataset"].pop("seed", None)
+    return stable_hash(data)
+
+
+def folder_configs(folder, overrides=()) -> list[tuple[Path, object]]:
+    root = Path(folder)
+    if not root.is_dir():
+        raise UserError(f"--folder: '{folder}' is not a directory")
+    paths = sorted(root.rglob("*.yaml"))
+    if not paths:
+        raise UserError(f"--folder: '{folder}' holds no .yaml configs")
+    chosen, seen = [], set()
+    for path in paths:
+        config = load_config(path, overrides)
+        if not auditable(config):
+            continue
+        key = method_key(config)
+        if key not in seen:
+            seen.add(key)
+            chosen.append((path, config))
+    return chosen

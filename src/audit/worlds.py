@@ -1,0 +1,53 @@
+"""The two worlds of the certificate's definition, as starting points of the noisy phase.
+
+(epsilon, delta)-certified unlearning: the unlearned output, started from the model
+trained on all the data (world A), must be (epsilon, delta)-indistinguishable from the
+same noisy phase started from a model that never saw the forget set (world B).
+  * `pretrained_starts`: A = the config's pretrained model, B = the same recipe trained on
+    the retain set alone; both from the `pretrained: auto` cache (trained once if missing).
+  * `adversarial_starts`: two points 2 C0 apart on the set the initial projection maps
+    every model into, the worst case the accountants assume.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from src.privacy.pabi import init_ball_radius
+from src.runner import ensure_pretrained
+from src.training.checkpoints import load_checkpoint
+from src.training.trainer import build_model
+
+
+def _load_theta(config, path, input_shape, device) -> torch.Tensor:
+    model = build_model(config, input_shape, device)
+    state, _ = load_checkpoint(path)
+    model.load_state_dict(state, source=str(path))
+    return model.theta.detach().clone()
+
+
+def pretrained_starts(config, data, device, console) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """(theta_A, theta_B, where they came from). The audit always uses the cache of the
+    config's training recipe, whatever `training.pretrained` says, so both worlds follow
+    the same recipe."""
+    path_a = ensure_pretrained(config, device, console, data)
+    path_b = ensure_pretrained(config, device, console, data, without_forget=True)
+    a = _load_theta(config, path_a, data.input_shape, device)
+    b = _load_theta(config, path_b, data.input_shape, device)
+    return a, b, {"world_A": str(path_a), "world_B": str(path_b)}
+
+
+def adversarial_starts(config, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Two antipodal points of the initial projection's set, along `theta`.
+
+    clip: +-C0 theta / ||theta|| (the L2 ball of radius C0); clamp: +-C0 sign(theta), two
+    opposite corners of the box [-C0, C0]^d, C0 sqrt(d) from its centre. Both are left
+    unchanged by the initial projection and are 2 x the accounted radius apart."""
+    u = config.unlearning
+    radius = init_ball_radius(u.init_model_clip, u.init_model_clip_type, theta.numel())
+    if u.init_model_clip_type == "clip":
+        norm = torch.linalg.vector_norm(theta)
+        a = u.init_model_clip * (theta / norm if norm > 0 else torch.ones_like(theta) / theta.numel() ** 0.5)
+    else:
+        a = u.init_model_clip * torch.where(theta >= 0, 1.0, -1.0).to(theta.dtype)
+    return a, -a, {"radius": radius, "distance": float(torch.linalg.vector_norm(2 * a))}
