@@ -2,7 +2,7 @@
 
 The JSONL file is the source of truth (figures read it, offline); wandb is an optional
 sink (`wandb.mode`: disabled by default, offline or online). Keys are the reference's
-(upstream.md section 1.7), one JSON object per log call, like a wandb row.
+(the original code), one JSON object per log call, like a wandb row.
 
 A run is written into a staging directory and moved to logs/<run_id> only when it has
 finished, with summary.json written last: a killed run leaves no half-written result,

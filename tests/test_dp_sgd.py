@@ -145,7 +145,7 @@ def test_the_exact_default_needs_about_30_percent_less_noise_for_figure_3():
 def test_the_upstream_group_rule_alone_understates_delta():
     privacy = _reference_plan("dp-sgd-cifar10-fc", ["compat.group_privacy=upstream"])
     assert privacy.certificate_valid is False
-    assert privacy.certified_delta == pytest.approx(5.02e-5, rel=0.01)  # upstream.md 3.6: 5.02x the target
+    assert privacy.certified_delta == pytest.approx(5.02e-5, rel=0.01)  # the original code: 5.02x the target
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ FIGURE2 = "convergence_curve_runs"
 CONFIG_FILES = sorted(p for folder in FOLDERS for p in (REPO / folder).rglob("*.yaml"))
 REL = {p: p.relative_to(REPO).as_posix() for p in CONFIG_FILES}
 
-# upstream.md section 8: files per sub-folder, after removing identical copies (cc-mnist
+# the original code: files per sub-folder, after removing identical copies (cc-mnist
 # shipped 9 runs twice under two wandb projects; eps_sweep 93 -> 84 and 40 -> 24).
 EXPECTED_COUNTS = {
     "budget_curve_runs/cc-cifar": 52, "budget_curve_runs/cc-mnist": 16, "budget_curve_runs/dp-baseline-cifar": 12,
@@ -48,7 +48,7 @@ EXPECTED_COUNTS = {
     MINI: 20,
 }
 
-# upstream.md section 8, "Pretrained checkpoints referenced": (max_lr, weight_decay) of the
+# the original run logs, "Pretrained checkpoints referenced": (max_lr, weight_decay) of the
 # SGD / onecycle / momentum 0 recipe behind each checkpoint id. Kept here, apart from the
 # generator's copy, so that the test does not check the generator against itself.
 RECIPES = {"iep18hnq": (0.06, 5e-4), "7ij1bj2s": (0.06, 5e-4), "lj5w16z0": (0.06, 5e-4), "gdnuoit7": (0.06, 5e-4),

@@ -15,7 +15,7 @@ MNIST, CIFAR, FEATURES = (28, 28, 1), (32, 32, 3), (512,)
 
 
 @pytest.mark.parametrize("name, shape, classes, expected", [
-    # upstream.md section 5, computed with flax init
+    # parameter counts of the original code, computed with flax init
     ("tiny_net", MNIST, 10, 3985), ("two_layer_net", MNIST, 10, 3985), ("tiny_net", CIFAR, 10, 15425),
     ("tiny_net", FEATURES, 10, 2625), ("tiny_net", FEATURES, 100, 3165),
     ("three_layer_net", MNIST, 10, 26506), ("three_layer_net", CIFAR, 10, 99722),

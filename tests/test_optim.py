@@ -1,4 +1,4 @@
-"""Optimizers and schedules follow optax's formulas (upstream.md section 4)."""
+"""Optimizers and schedules follow optax's formulas (the original code)."""
 
 from __future__ import annotations
 

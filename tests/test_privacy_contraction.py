@@ -101,7 +101,7 @@ def test_accurate_trajectory_agrees_with_reference(case):
 
 
 def test_reference_r2_sequence():
-    # upstream.md 3.4: r = 2: gamma = 0.5099, 0.4237, 0.3002; delta 2.65e-8 after step 6
+    # the original code: r = 2: gamma = 0.5099, 0.4237, 0.3002; delta 2.65e-8 after step 6
     trajectory = delta_trajectory(1.0, 1.0, 2.0, 1e-5)
     np.testing.assert_allclose(trajectory.gammas[:3], [0.5099, 0.4237, 0.3002], atol=1e-4)
     assert trajectory.stop_step == 6

@@ -68,7 +68,7 @@ def test_tight_group_rule_closed_form():
     assert eps1 == 50 / 225
     geometric_sum = sum(math.exp(i * eps1) for i in range(225))
     assert delta1 == pytest.approx(1e-5 / geometric_sum, rel=1e-12)
-    # upstream.md 3.6: 4.80e-28, 5.02x smaller than the reference's 2.41e-27
+    # the original code: 4.80e-28, 5.02x smaller than the reference's 2.41e-27
     assert delta1 == pytest.approx(4.80e-28, rel=2e-3)
     upstream_delta1 = group_privacy_to_example(50, 1e-5, 225, rule="upstream")[1]
     assert upstream_delta1 / delta1 == pytest.approx(5.02, rel=2e-3)

@@ -46,7 +46,7 @@ def test_linear_conversion_is_the_minimum(epsilon_renyi, delta):
 
 
 def test_linear_conversion_published_numbers():
-    # decisions.md / upstream.md D3: eps_R = 1 at delta = 1e-5 certifies only eps = 7.077
+    # docs/differences.md#renyi-conversion: eps_R = 1 at delta = 1e-5 certifies only eps = 7.077
     assert round(linear_rdp_to_dp(1.0, 1e-5), 3) == 7.077
     assert round(linear_rdp_to_dp(0.1, 1e-5), 2) == 1.91
     assert round(linear_rdp_to_dp(10.0, 1e-5), 1) == 30.1

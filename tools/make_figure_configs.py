@@ -5,7 +5,7 @@
     python tools/make_figure_configs.py --out DIR # write under DIR instead
 
 Input: tools/reference_configs.csv, one flattened row per YAML file of the reference
-(stair-lab/certified-unlearning-neural-networks-icml-2025 at 9fdf670; upstream.md section 8).
+(stair-lab/certified-unlearning-neural-networks-icml-2025 at 9fdf670).
 Output: budget_curve_runs/, convergence_curve_runs/, dp_sgd_runs/, eps_sweep_runs/, the same
 sub-folders as the reference, one YAML per distinct reference config, plus the miniature
 Figure 1 in budget_curve_runs/mini-mnist5k/. The YAML files are the product and are committed;
@@ -15,7 +15,7 @@ in the folders are written by hand and never touched here.
 What changes against the reference (each folder's README says it for its figure):
   * training.pretrained: the reference pointed at wandb checkpoints that no config produces
     (logs/<id>/ckpt). Here it is `auto` and the training section is that checkpoint's recipe
-    (PRETRAINED_RECIPES, from upstream.md section 8); the cache key holds the split seed and
+    (PRETRAINED_RECIPES, from the original code); the cache key holds the split seed and
     the global seed (D12), so each (dataset.seed, global_seed) pair pretrains its own model.
   * Duplicates (identical content once the wandb section is left out) are written once.
   * wandb keeps only `project` (entity and log_dir were the authors' account set-up).
@@ -44,7 +44,7 @@ FOLDERS = ("budget_curve_runs", "convergence_curve_runs", "dp_sgd_runs", "eps_sw
 FIGURE2_FOLDER = "convergence_curve_runs"
 MINI_FOLDER = "budget_curve_runs/mini-mnist5k"
 
-# upstream.md section 8, "Pretrained checkpoints referenced": the training section that made
+# the original run logs, "Pretrained checkpoints referenced": the training section that made
 # each checkpoint. `epochs` stays the config's own training.epochs (the step the reference
 # loaded), so a config that loaded epoch 30 of a longer run now pretrains a 30-epoch schedule.
 PRETRAINED_RECIPES = {
@@ -216,12 +216,14 @@ def from_reference(row: dict) -> tuple[dict, str, list]:
         flat.pop(key, None)
     if flat["unlearning.algorithm"] == "retrain":
         if "unlearning.retrain.clip_and_noise" not in flat:
-            notes.append("unlearning.retrain added with both flags false (the reference crashed without it, D13)")
+            notes.append("unlearning.retrain added with both flags false (the reference crashed without it, "
+                         "docs/differences.md#retrain-section)")
         flat.setdefault("unlearning.retrain.clip_and_noise", False)
         flat.setdefault("unlearning.retrain.start_from_all_zeros", False)
     if subfolder.startswith(FIGURE2_FOLDER + "/"):
         flat["unlearning.fine_grained_validation"] = True
-        notes.append("unlearning.fine_grained_validation: true, needed by Figure 2 (D15)")
+        notes.append("unlearning.fine_grained_validation: true, needed by Figure 2 "
+                     "(docs/differences.md#fine-grained-validation)")
     return flat, subfolder, notes
 
 

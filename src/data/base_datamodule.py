@@ -1,13 +1,13 @@
-"""The five splits of every experiment, identical to the reference's (upstream.md 6.1).
+"""The five splits of every experiment, identical to the original's
+(docs/differences.md#splits).
 
 The official train split is cut in two stages with ONE generator: random_split(pool,
-[train, val]) and then random_split(train, [retain, forget]), as the reference. torch's
-random_split is a randperm. The generator's seed is derived from dataset.seed for the
-purpose "split" (src/data/datamodule.py), like every stream of a run, so the index sets
-are the reference's procedure but not the reference's sets: with its raw seed, equal
-seeds elsewhere (training.dp_sgd.seed) shared the split's stream. The test split is the
-official test set.
-"""
+[train, val]) and then random_split(train, [retain, forget]), as the original. torch's
+random_split is a randperm. The generator is seeded with dataset.seed itself, as the
+original did, so the index sets are the original's on the same torch version; no other
+stream of a run takes a raw seed (DP-SGD's noise and batches, for example, derive theirs
+from training.dp_sgd.seed for their purpose), so none replays the split's draws. The test
+split is the official test set."""
 
 from __future__ import annotations
 

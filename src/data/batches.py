@@ -26,7 +26,7 @@ def shuffled_batches(n: int, batch_size: int, generator: torch.Generator, device
 def poisson_batches(n: int, rate: float, num_batches: int, source, device) -> list[torch.Tensor]:
     """Poisson sampling: each example joins each batch independently with probability `rate`.
 
-    This is what the DP-SGD accountant assumes (decisions.md, D11). Batch sizes vary and
+    This is what the DP-SGD accountant assumes (docs/differences.md#dp-sgd-sampling). Batch sizes vary and
     can be 0. The memberships compare float64 uniforms from `source` (src/entropy.py) with
     the rate: a float32 uniform on its 2^-24 grid would join with a probability up to
     2^-24 above the rate, which no accountant would know of; the float64 excess (2^-52 at

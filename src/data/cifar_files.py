@@ -27,7 +27,7 @@ import numpy as np
 from src.data.mnist_files import check_official_md5, try_torchvision_download
 from src.errors import DataNotFoundError, UserError
 
-# Normalisation constants of the reference (upstream.md 6.2), used by the image datasets and
+# Normalisation constants of the original code, used by the image datasets and
 # by feature_extractor.py. The CIFAR-10 std triple is the widespread incorrect one (the true
 # per-channel std is about (0.247, 0.243, 0.261)); it is kept on purpose, for faithfulness
 # to the reference's models and features (D28).

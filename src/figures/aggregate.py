@@ -1,4 +1,4 @@
-"""The reference notebook's aggregation (upstream.md 9.1-9.2), as pure functions over runs.
+"""The reference notebook's aggregation (the original code), as pure functions over runs.
 
 Per run: ``val_acc[e]`` = max ``Val (Unlearn)_accuracy`` over rows with ``unlearn_epoch == e``,
 optionally made best-so-far (running max; D16). Runs of one method and epsilon level are
@@ -27,7 +27,7 @@ METHOD_NAMES = {
     "dp-sgd": "DP-SGD",
 }
 
-# The hyperparameters that make a group (upstream.md 9.1), as (name in the CSV, config key).
+# The hyperparameters that make a group (the original code), as (name in the CSV, config key).
 # Retrain and DP-SGD are not grouped: all their runs are averaged.
 GROUP_KEYS = {
     "iteration": (
@@ -128,7 +128,7 @@ def certified_epsilon(run: Run) -> float:
     if "certified_epsilon" in run.mins:
         return run.mins["certified_epsilon"]
     # Without the certificate row, `epsilon` is the certified value unless the run
-    # used the reference's conversion (decisions.md, D3).
+    # used the reference's conversion (docs/differences.md#renyi-conversion).
     if run.cfg("compat.renyi_conversion") != "upstream" and "epsilon" in run.mins:
         return run.mins["epsilon"]
     return math.nan
@@ -433,7 +433,7 @@ def _pabi_steps(run: Run) -> int:
 
 
 def convergence(runs: list, basis: str = "certified", max_epoch: float | None = None):
-    """Figure 2 per dataset: noisy phase, fine-tuning and retrain curves (upstream.md 9.2).
+    """Figure 2 per dataset: noisy phase, fine-tuning and retrain curves (the original code).
 
     The notebook hard-codes four PABI runs; here each panel uses its largest Gradient
     Clipping group (epsilon level and hyperparameters) among runs with fine-grained rows.

@@ -15,7 +15,7 @@ from matplotlib.colors import LogNorm  # noqa: E402
 
 from src.figures.aggregate import Convergence, Series  # noqa: E402
 
-# The notebook's styles (upstream.md 9.2): colour and marker per method.
+# The notebook's styles (the original code): colour and marker per method.
 STYLE = {
     "retrain": ("black", "s"),
     "dp-baseline": ("tab:blue", "x"),

@@ -1,6 +1,6 @@
 """Read finished runs from a logs directory: ``<logs>/<run_id>/{config.yaml, metrics.jsonl, summary.json}``.
 
-This replaces the reference notebook's ``wandb.Api`` queries (upstream.md 9.1): a run is a
+This replaces the reference notebook's ``wandb.Api`` queries (the original code): a run is a
 directory, ``summary.json`` is written last, so its presence means the run finished (the
 notebook keeps only ``state == "finished"`` runs).
 

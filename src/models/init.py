@@ -3,7 +3,7 @@
 Flax `nn.Dense` / `nn.Conv` use lecun_normal (variance_scaling(1, fan_in, truncated_normal))
 and zero bias; the CIFAR network uses he_normal (scale 2). jax draws truncated_normal(-2, 2)
 and divides the standard deviation by 0.8796..., the std of a unit normal truncated to
-[-2, 2], so the realised std is sqrt(scale / fan_in) (upstream.md section 5).
+[-2, 2], so the realised std is sqrt(scale / fan_in) (the original code).
 PyTorch's defaults (kaiming_uniform, uniform bias) differ.
 """
 

@@ -1,4 +1,4 @@
-"""Model Clipping certificate: the contraction-coefficient accountant (upstream.md 3.4).
+"""Model Clipping certificate: the contraction-coefficient accountant (the original code).
 
 Pure functions of numbers (numpy / scipy only).
 
@@ -181,7 +181,7 @@ def delta_trajectory(
 ) -> ContractionTrajectory:
     """Run delta_{t+1} = theta_{eps~(eps, delta_t)}(r_t) * delta_t until delta <= target.
 
-    The model-clipping accountant (upstream.md 3.4; Balle et al. 2019 Thm 1 contraction
+    The model-clipping accountant (the original code; Balle et al. 2019 Thm 1 contraction
     of the E_gamma divergence under a Gaussian channel). ``radii`` is either an iterable
     of per-step r_t (the radius depends on eta_t with gradient clipping) or one float r
     used for every step, with ``max_steps`` (default 200,000) bounding the recursion.

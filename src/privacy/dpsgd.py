@@ -1,5 +1,5 @@
 """DP-SGD baseline: RDP accounting of the Poisson-subsampled Gaussian, noise calibration,
-and group privacy (upstream.md 3.6; decisions.md D4, "DP-SGD noise multiplier").
+and group privacy (docs/differences.md#group-privacy and #dp-sgd-calibration).
 
 Pure functions of numbers (numpy / scipy only; no torch, and no dp_accounting at run
 time: the accountant below re-implements dp-accounting 0.6.0's ``RdpAccountant`` for
@@ -377,7 +377,7 @@ def dpsgd_epsilon(q, noise_multiplier, steps, delta, orders=REFERENCE_ORDERS) ->
 
 
 # ---------------------------------------------------------------------------------------
-# Noise calibration (the reference's bisection, upstream.md 3.6)
+# Noise calibration (the original code's bisection)
 # ---------------------------------------------------------------------------------------
 
 _BISECTION_LOW, _BISECTION_HIGH = 0.01, 1e5
@@ -389,7 +389,7 @@ def calibrate_noise_multiplier(
     target_epsilon, target_delta, sampling_rate, steps, orders=REFERENCE_ORDERS
 ) -> NoiseCalibration:
     """Noise multiplier of DP-SGD for (target_epsilon, target_delta), by the reference's
-    bisection (``Trainer._compute_noise_multiplier``, upstream.md 3.6) over
+    bisection (``Trainer._compute_noise_multiplier``, the original code) over
     ``dpsgd_epsilon`` (RDP of the Poisson-subsampled Gaussian, Mironov et al. 2019):
 
     low = 0.01, high = 1e5, eps = inf; while |eps - target| > 1e-4: mid = (low + high)/2,

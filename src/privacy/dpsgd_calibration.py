@@ -66,14 +66,15 @@ class DPSGDCalibration:
         reasons = []
         if self.sampling != "poisson":
             reasons.append("compat.dp_sgd_sampling: shuffle trains with fixed-size shuffled batches, but the "
-                           "accountants assume Poisson sampling (D11), so no certificate follows")
+                           "accountants assume Poisson sampling (docs/differences.md#dp-sgd-sampling), so no "
+                           "certificate follows")
         elif not self.certificate_valid and self.train_delta is None:
             reasons.append(f"compat.group_privacy: {self.group_rule}: the accountant gives the forget set delta "
                            f"{self.certified_delta!r}, above the target {self.target_delta:g}")
         elif not self.certificate_valid:
             reasons.append(f"compat.group_privacy: {self.group_rule}: the per-example delta {self.train_delta:.3g} "
                            f"gives the forget set only delta {self.certified_delta:.3g} by group privacy, above the "
-                           f"target {self.target_delta:g} (D4)")
+                           f"target {self.target_delta:g} (docs/differences.md#group-privacy)")
         return reasons
 
 

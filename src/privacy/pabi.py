@@ -1,6 +1,6 @@
 """Gradient Clipping certificate: privacy amplification by iteration (PABI).
 
-Pure functions of numbers (numpy only). Notation of upstream.md section 3.3:
+Pure functions of numbers (numpy only). Notation of the original code:
 
 * C0 = init_model_clip, the radius of the initial projection; D = 2 * radius (diameter)
 * C1 = grad_clip, eta = learning rate, lambda = weight_decay, rho = 1 - eta * lambda
@@ -49,7 +49,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class PabiSteps:
-    """Number of noisy steps T and how it was chosen (upstream.md 3.2 step 5)."""
+    """Number of noisy steps T and how it was chosen (the original code's unlearn_setup)."""
 
     T: int
     T_base: int
@@ -99,7 +99,7 @@ def _check_steps(T) -> int:
 
 
 def pabi_steps(init_model_clip, grad_clip, eta, weight_decay) -> PabiSteps:
-    """Number of PABI noisy steps T (reference ``unlearn_setup``, upstream.md 3.2).
+    """Number of PABI noisy steps T (reference ``unlearn_setup``, the original code).
 
     T_base = ceil(C0 / (C1 * eta)): after T_base steps the accumulated drift budget
     2 eta C1 T covers the initial diameter 2 C0. With weight decay lambda != 0,
@@ -134,7 +134,7 @@ def _one_minus_rho_power_over_lambda(eta, weight_decay, power) -> float:
 
 
 def shift_bound(diameter, grad_clip, eta, weight_decay, T) -> float:
-    """B_T = D rho^T + (2 C1 / lambda)(1 - rho^T), rho = 1 - eta*lambda (upstream.md 3.3).
+    """B_T = D rho^T + (2 C1 / lambda)(1 - rho^T), rho = 1 - eta*lambda (the original code).
 
     The distance the two coupled runs (with and without the forget set) can be apart
     after T clipped, weight-decayed steps: the initial diameter D contracted T times,
@@ -173,10 +173,10 @@ def pabi_sigmas(
     """Noise sigma_t, t = 0..T-1, of the reference's formulas for a Renyi target eps_R.
 
     Feldman et al. 2018 PABI, Gaussian shifted-Renyi bound in closed form: eps_R =
-    (1/2) B_T^2 / sum_t rho^(2(T-1-t)) sigma_t^2, solved for sigma (upstream.md 3.3):
+    (1/2) B_T^2 / sum_t rho^(2(T-1-t)) sigma_t^2, solved for sigma (the original code):
 
     * ``schedule="constant"``: sigma^2 = B_T^2 / (2 eps_R sum_{k<T} rho^(2k)); at lambda = 0
-      this is B_T^2 / (2 eps_R T) (decisions.md, D2: one formula for all lambda). Its
+      this is B_T^2 / (2 eps_R T) (docs/differences.md#pabi-lambda0: one formula for all lambda). Its
       certificate (``pabi_renyi_epsilon``) is eps_R.
     * ``schedule="decreasing"``: the reference's sigma_t^2 = B_T^2 / (2 eps_R T
       rho^(2(T-t-1))), each step carrying an equal share of the closed form. That share
@@ -220,7 +220,7 @@ def _check_sigmas(sigmas) -> np.ndarray:
 
 def pabi_renyi_epsilon(sigmas, diameter, grad_clip, eta, weight_decay) -> float:
     """Renyi epsilon certified for the model after the noisy phase run with ``sigmas``
-    (T = len(sigmas)), for every order alpha: D_alpha <= alpha * eps_R (decisions.md, D3).
+    (T = len(sigmas)), for every order alpha: D_alpha <= alpha * eps_R (docs/differences.md#renyi-conversion).
 
     The minimum over prefixes n <= T of the constrained PABI program
     (``pabi_prefix_renyi_epsilons``): the steps after n apply the same kernels to both
@@ -253,7 +253,7 @@ def pabi_certificate(
 
     eps_R comes from ``pabi_renyi_epsilon`` (the sigmas actually used). ``"correct"``
     converts RDP(alpha) = alpha * eps_R with the Balle et al. 2020 / CKS Prop. 12 formula
-    minimised over continuous alpha (decisions.md, D3) and rounded up by the safety margin
+    minimised over continuous alpha (docs/differences.md#renyi-conversion) and rounded up by the safety margin
     (src/privacy/rounding.py); ``"upstream"`` applies the
     reference's alpha-independent conversion, which does not certify anything (D3) and
     is kept only to compare with the published numbers.

@@ -3,7 +3,7 @@
 Pure functions of numbers (numpy / scipy only).
 
 Two conversions live here, and the difference between them is decision D3
-(spec/decisions.md):
+(docs/differences.md):
 
 * ``rdp_to_dp`` / ``linear_rdp_to_dp``: the correct one. A bound that holds for every
   order alpha, e.g. RDP(alpha) = alpha * eps_R for the PABI analysis, is converted with
@@ -143,7 +143,7 @@ def _linear_rdp_to_dp_with_order(epsilon_renyi, delta) -> tuple[float, float]:
 def linear_rdp_to_dp(epsilon_renyi, delta) -> float:
     """(eps, delta)-DP of a mechanism with RDP(alpha) = alpha * eps_R for all alpha > 1.
 
-    This is the correct conversion of the PABI bound (decisions.md, D3): the Gaussian
+    This is the correct conversion of the PABI bound (docs/differences.md#renyi-conversion): the Gaussian
     shifted-Renyi analysis (Feldman et al. 2018) bounds D_alpha <= alpha * eps_R, and
     eps = min_alpha [alpha eps_R + log((alpha-1)/alpha) - (log delta + log alpha)/(alpha-1)]
     (Balle et al. 2020 / Canonne-Kamath-Steinke Prop. 12), minimised over continuous

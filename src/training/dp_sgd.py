@@ -1,4 +1,4 @@
-"""DP-SGD training (upstream.md 3.6): per-example gradients, clipping, Gaussian noise.
+"""DP-SGD training (the original code): per-example gradients, clipping, Gaussian noise.
 
 Each example's gradient (over all parameters, one global L2 norm) is clipped to
 `l2_norm_clip`, the clipped gradients are summed, N(0, (clip * noise_multiplier)^2) is

@@ -2,7 +2,7 @@
 
 A schedule is a function of the number of updates already made (0 for the first
 update), as optax evaluates it. PyTorch's OneCycleLR and CosineAnnealingLR are not
-equivalent (upstream.md section 4.2), so the formulas are written out here.
+equivalent (the original code), so the formulas are written out here.
 """
 
 from __future__ import annotations

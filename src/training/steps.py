@@ -24,7 +24,7 @@ class EagerStep:
         self.split = split
         self.augmentation = augmentation
         self.optimizer = optimizer
-        # post-unlearning: 0.5 * wd * ||theta||^2 in the loss (upstream.md 3.8)
+        # post-unlearning: 0.5 * wd * ||theta||^2 in the loss (the original code)
         self.l2 = l2
         self.sam = sam  # a SAMConfig: the sharpness-aware gradient (src/training/sam.py)
 

@@ -1,6 +1,6 @@
 """The phases of one experiment: fit (pretrain or load) -> unlearn -> test.
 
-Unlearning follows the reference (upstream.md 1.4 and 3.8): the algorithm prepares the
+Unlearning follows the original code: the algorithm prepares the
 model, takes noisy steps on retain batches until its accountant reaches the target, and
 the rest of the budget (`unlearning.epochs` passes over the retain set, noisy steps
 included) is noise-free fine-tuning with a fresh optimizer. The trainer knows algorithms
@@ -276,7 +276,7 @@ class Trainer:
                 project_l2_(self.model.theta, post.post_unlearn_clip)
         total = self.config.unlearning.epochs * self.steps_per_epoch
         # A fresh optimizer (no noisy momentum history) over the whole budget (D20 kept);
-        # the L2 term is in the loss, not in the optimizer (upstream.md 3.8).
+        # the L2 term is in the loss, not in the optimizer (the original code).
         self.post = ScheduledOptimizer(make_optimizer(self.model.theta, post, weight_decay=0.0),
                                        make_schedule(post, total))
         self.post_step = make_step(self.model, self.data.retain, self.data.augmentation, self.post,
@@ -284,7 +284,7 @@ class Trainer:
 
     def _post_step(self, idx):
         loss, correct = self.post_step(idx, self.data_generator)
-        # The reference logs the schedule at the new step count (upstream.md 1.4).
+        # The reference logs the schedule at the new step count (the original code).
         eta = self.post.schedule(self.post.step_count)
         return StepResult(loss, correct, idx.shape[0], 0.0, eta)
 

@@ -1,5 +1,5 @@
 """DP-SGD (config name "dp-sgd"): the model was trained with DP-SGD, so unlearning is a
-no-op followed by noise-free fine-tuning (upstream.md 3.6). The guarantee is for the whole
+no-op followed by noise-free fine-tuning (the original code). The guarantee is for the whole
 forget set as a group (src/privacy/dpsgd_calibration.py: exact by default).
 
 The certificate depends on how the model was trained, so the checkpoint records it, bound

@@ -1,5 +1,5 @@
 """Gradient Clipping (config name "iteration"): noisy clipped SGD certified by privacy
-amplification by iteration (paper eq. 3; upstream.md 3.2-3.3).
+amplification by iteration (paper eq. 3; the original code).
 
     theta_0     = clip(theta_hat, C0)                        (+ optional N(0, sigma0^2))
     theta_{t+1} = theta_t - eta (clip(g_t, C1) + lambda theta_t) + sigma_t xi_t,  t < T
@@ -7,7 +7,7 @@ amplification by iteration (paper eq. 3; upstream.md 3.2-3.3).
 T and sigma_t come from src/privacy/pabi.py; xi_t is fresh every step. The certificate is
 computed from the sigmas actually drawn (the PABI program with non-negative shifts, which
 the reference's decreasing schedule needs) with the correct Renyi -> DP conversion
-(decisions.md D3); `epsilon_published` is what the reference would have printed.
+(docs/differences.md#renyi-conversion); `epsilon_published` is what the reference would have printed.
 """
 
 from __future__ import annotations
@@ -130,12 +130,14 @@ class GradientClipping(UnlearningAlgorithm):
         reasons = []
         certified_epsilon, certified_delta = certificate.epsilon, certificate.delta
         if compat.reuse_noise:
-            reasons.append("compat.reuse_noise: one noise vector is added at every noisy step (D1); PABI needs "
+            reasons.append("compat.reuse_noise: one noise vector is added at every noisy step "
+                           "(docs/differences.md#fresh-noise); PABI needs "
                            "independent noise, so no certificate follows")
             certified_epsilon = certified_delta = None
         if compat.renyi_conversion == "upstream":
             reasons.append(f"compat.renyi_conversion: upstream: the logged epsilon {published:.4g} drops the Renyi "
-                           f"order (D3); the noise drawn certifies epsilon {certificate.epsilon:.4g}")
+                           f"order (docs/differences.md#renyi-conversion); the noise drawn certifies epsilon "
+                           f"{certificate.epsilon:.4g}")
         return PrivacyPlan(
             noisy_steps=self._steps.T, sigma_t=[float(s) for s in self.sigmas], init_sigma=u.init_sigma,
             certified_epsilon=certified_epsilon, certified_delta=certified_delta, epsilon_published=published,

@@ -1,5 +1,5 @@
 """Model Clipping (config name "contractive_coefficients"): noisy SGD projected onto a
-small ball, certified by contraction coefficients (paper eq. 4; upstream.md 3.4).
+small ball, certified by contraction coefficients (paper eq. 4; the original code).
 
     theta_{t+1} = clip(theta_t - eta (g_t + lambda theta_t), R) + sigma xi_t
     (or, with `grad_clip`: the whole update clipped to C1 and the noise added before the
@@ -57,7 +57,8 @@ class ModelClipping(UnlearningAlgorithm):
         after, before = cc.noise_addition_after_projection, cc.noise_addition_before_projection
         if after and before:
             raise ConfigError(f"{key}.noise_addition_before_projection and noise_addition_after_projection are both "
-                              "true: noise would be added twice but accounted once (D23); choose one")
+                              "true: noise would be added twice but accounted once "
+                              "(docs/differences.md#model-clipping-noise); choose one")
         if not (after or before):
             raise ConfigError(f"{key}.noise_addition_after_projection / noise_addition_before_projection: one must "
                               "be true (where the noise of each step is added)")
@@ -127,7 +128,8 @@ class ModelClipping(UnlearningAlgorithm):
         reasons = []
         certified_epsilon, certified_delta = cc.epsilon_target, trajectory.deltas[steps - 1] if steps else self._delta0
         if self.config.compat.reuse_noise:
-            reasons.append("compat.reuse_noise: one noise vector is added at every noisy step (D1); the contraction "
+            reasons.append("compat.reuse_noise: one noise vector is added at every noisy step "
+                           "(docs/differences.md#fresh-noise); the contraction "
                            "argument needs independent noise, so no certificate follows")
             certified_epsilon = certified_delta = None
         return PrivacyPlan(

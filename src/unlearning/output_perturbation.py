@@ -1,5 +1,5 @@
 """Output Perturbation (config name "dp-baseline"): project the trained model onto the
-ball of radius C0 and add Gaussian noise once (upstream.md 3.5); the whole budget is then
+ball of radius C0 and add Gaussian noise once (the original code); the whole budget is then
 noise-free fine-tuning.
 
 Two models in the ball are at most 2 C0 apart: the Gaussian mechanism with sensitivity

@@ -1,7 +1,7 @@
 """Retrain from scratch on the retain set: exact unlearning, epsilon = 0.
 
 A fresh initialisation (optionally zeros + noise + clip, or clip + noise) and then the
-post-unlearning fine-tuning for the whole budget (upstream.md 3.2, 3.7).
+post-unlearning fine-tuning for the whole budget (the original code).
 """
 
 from __future__ import annotations
