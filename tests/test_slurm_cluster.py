@@ -31,7 +31,7 @@ import pytest
 import run_exp
 from src import claims
 from src.launch import command, slurm_cli
-from src.launch.plan import BLOCKED, FAILED, OK, RUNNING, LaunchError, build_jobs, read_config, ConfigFile
+from src.launch.plan import BLOCKED, FAILED, RUNNING, LaunchError, build_jobs, read_config, ConfigFile
 from src.launch.report import ProgressDisplay
 from src.launch.slurm import SlurmOptions
 from src.launch.slurm_scheduler import SlurmScheduler, read_record, write_record

@@ -11,7 +11,6 @@ from src.data.convex_tasks import MNIST3v8, MNIST5k3v8, UnitFeatures
 from src.data.feature_dataset import FeatureDataset
 from src.data.mnist_dataset import MNIST, MNIST5k
 from src.errors import ConfigError
-from src.seeds import derive_seed
 
 DATASETS = {
     "mnist": MNIST(),

@@ -22,7 +22,6 @@ import argparse
 import csv
 import math
 import sys
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 

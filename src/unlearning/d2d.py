@@ -16,7 +16,6 @@ then adds Gaussian noise to the model (src/privacy/d2d.py):
 
 from __future__ import annotations
 
-import math
 from functools import cached_property
 from typing import Literal, Optional
 
