@@ -61,7 +61,7 @@ def measure(args) -> dict:
     if args.path == "ours":  # exactly what experiment.py does before torch is loaded
         from src import allocator, threads
 
-        budget = threads.prepare()
+        budget = threads.prepare(args.our_threads)
         allocator.keep_freed_memory()
     else:
         budget = None
@@ -436,14 +436,19 @@ def neutral_environment(keep: bool) -> dict:
 def run_measurement(args, case: str, path: str, worker: int, env: dict) -> dict:
     argv = [sys.executable, str(Path(__file__).resolve()), "--measure", case, "--path", path, "--worker", str(worker),
             "--device", args.device, "--epochs", str(args.epochs), "--mnist-root", args.mnist_root or ""]
+    if args.our_threads:
+        argv += ["--our-threads", str(args.our_threads)]
     steps = steps_for(args.steps, case)
     if steps:
         argv += ["--steps", str(steps)]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True)
-    for line in done.stdout.splitlines():
-        if line.startswith(RESULT):
-            return json.loads(line[len(RESULT):])
-    raise RuntimeError(f"measurement {case}/{path}/w={worker} failed:\n{done.stdout}\n{done.stderr}")
+    for attempt in range(2):  # once more if it failed (a shared machine has its moments)
+        done = subprocess.run(argv, env=env, capture_output=True, text=True)
+        for line in done.stdout.splitlines():
+            if line.startswith(RESULT):
+                return json.loads(line[len(RESULT):])
+        print(f"measurement {case}/{path}/w={worker} failed (attempt {attempt + 1}):\n{done.stderr[-2000:]}",
+              file=sys.stderr, flush=True)
+    raise RuntimeError(f"measurement {case}/{path}/w={worker} failed twice")
 
 
 def steps_for(spec: str | None, case: str) -> int | None:
@@ -486,9 +491,9 @@ def drive(args) -> int:
                 row = {"K": k, "case": case, "ours": ours, "references": {str(w): r for w, r in references.items()}}
                 rows.append(row)
                 print(format_row(row, workers), flush=True)
+                if args.json:  # as it goes: a long run that breaks keeps what it measured
+                    Path(args.json).write_text(json.dumps(rows, indent=1))
     print_table(rows, workers, f"load average at the end {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
 
 
@@ -535,6 +540,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="fresh processes measuring our path (flip check)")
     parser.add_argument("--steps", help="time the first N batches of each epoch, scaled: N, or per case 'c=60'")
     parser.add_argument("--keep-env", action="store_true", help="keep OMP_NUM_THREADS & co. for the measurements")
+    parser.add_argument("--our-threads", type=int, help="force our path's thread count (as experiment.py --threads)")
     parser.add_argument("--mnist-root", default="data", help="torchvision MNIST root, used when present")
     parser.add_argument("--json", metavar="FILE", help="also write every measurement (wall and CPU seconds, threads)")
     # internal: one measurement in this process

@@ -28,7 +28,8 @@ class FlatModel:
         # Convolutional networks declare `channels_last`: on the CPU their images are then
         # laid out NHWC in memory, so that oneDNN's convolutions take the activations as
         # they are instead of reordering them at every layer, and pooling runs along
-        # channels; a tiny_net_cifar step takes about 0.6x the time (benchmarks/README.md).
+        # channels: a tiny_net_cifar step takes 0.8-0.9x the CPU time, 0.7x together with
+        # src/allocator.py (benchmarks/README.md).
         # The values are the NCHW network's up to rounding in the last bits, and as
         # deterministic. Not on GPUs (not measured there), and not in the functional path
         # (vmap has no memory formats).
