@@ -22,6 +22,12 @@ FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 QUICKSTART = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "quickstart_mnist5k.yaml")
 
 
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=QUICKSTART, help="experiment YAML (default: the mnist_5k quick-start)")
@@ -32,7 +38,11 @@ def parse_args(argv=None):
     parser.add_argument("--pretrain-only", action="store_true",
                         help="only make sure the pretrained model of a `pretrained: auto` config is cached")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides the config's device")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--threads", type=positive_int, metavar="N",
+                        help="CPU threads for torch, exactly (default: the config's `threads:`, else chosen from "
+                             "the model's size and the cores available, see src/threads.py)")
+    parser.add_argument("--max-threads", type=positive_int, metavar="N",
+                        help="a ceiling for that choice (run_exp.py passes each worker's share of the cores)")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors too")
     return parser.parse_args(argv)
@@ -69,12 +79,16 @@ def _interrupted(signum, frame):
 
 
 def _main(args) -> int:
+    from src import allocator, threads
     from src.config import load_config
 
     overrides = list(args.override)
     if args.device:
         overrides.append(f"device={args.device}")
     config = load_config(args.config, overrides)
+    # before torch is imported: the OpenMP runtime reads its wait policy when it loads
+    budget = threads.prepare(args.threads or config.threads, args.max_threads)
+    allocator.keep_freed_memory()
 
     from src import runner
     from src.training.trainer import Console
@@ -93,11 +107,10 @@ def _main(args) -> int:
         check_before_writing(config, plan, run=not args.pretrain_only)
         return 0
 
-    import torch
+    from src.training import cpu_setup
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = runner.resolve_device(config.device)
+    cpu_setup.configure(config, budget, device)
     console = Console(quiet=args.quiet)
     if args.pretrain_only:
         from src.preflight import check_before_writing

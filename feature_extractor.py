@@ -52,8 +52,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from src import threads
+
+    # before torch is imported (waiting threads sleep); a ResNet-18 takes every core available
+    budget = threads.prepare()
     from src.errors import UserError
     from src.features.extract import _one_line_warnings, exact_cudnn, run
+
+    import torch
+
+    torch.set_num_threads(budget.choose(None))
 
     saved_showwarning = warnings.showwarning
     warnings.showwarning = _one_line_warnings

@@ -15,7 +15,6 @@ code is non-zero if any run failed.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -41,9 +40,9 @@ EXPERIMENT_PY = ROOT / "experiment.py"
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Locally, every run gets CUDA_VISIBLE_DEVICES (one GPU id, or empty on CPU) and --threads\n"
-               "(the cores shared out over the parallel jobs). Exit codes: 0 all ok or skipped, 1 a run\n"
-               "failed or was blocked (or, with --dry-run, a config is invalid), 2 bad arguments,\n"
+        epilog="Locally, every run gets CUDA_VISIBLE_DEVICES (one GPU id, or empty on CPU) and --max-threads\n"
+               "(the cores shared out over the parallel jobs; a tiny model takes fewer). Exit codes: 0 all ok\n"
+               "or skipped, 1 a run failed or was blocked (or, with --dry-run, a config is invalid), 2 bad arguments,\n"
                "130/143 interrupted by SIGINT/SIGTERM.")
     parser.add_argument("-e", "--exp-dir", dest="targets", nargs="+", action="extend", required=True, metavar="PATH",
                         help="config folder(s) (searched recursively for *.yaml) or single config files")
@@ -69,7 +68,7 @@ def parse_args(argv=None):
     slurm.add_argument("--gpus-per-run", type=int, default=None, metavar="N",
                        help="GPUs per run (default: 1 on a partition with GPUs, 0 on a CPU partition)")
     slurm.add_argument("--cpus-per-run", type=int, default=2, metavar="N",
-                       help="CPU cores per run, also its --threads (default 2)")
+                       help="CPU cores per run, also the most threads a run takes (default 2)")
     slurm.add_argument("--array-parallelism", type=int, default=256, metavar="N",
                        help="most runs of one job array running at once (default 256)")
     slurm.add_argument("--cluster", choices=["slurm", "local", "debug"], default="slurm",
@@ -110,10 +109,10 @@ def choose_gpus(requested: int | None, found: int) -> tuple[int, str | None]:
 
 
 def cpu_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    """The cores this launcher may use (its affinity, cut to its cgroup's CPU quota)."""
+    from src import threads
+
+    return threads.available_cores(quota=threads.cgroup_cpu_limit())
 
 
 def main(argv=None) -> int:

@@ -365,6 +365,12 @@ class ExperimentConfig(Section):
     secure_rng: bool = False
     save_every: int = Field(1, gt=0)
     global_seed: Seed = 0
+    # CPU threads for torch; left out, src/threads.py chooses from the model's size and
+    # the cores available. `--threads` overrides it. Not part of the run's identity.
+    threads: Optional[int] = Field(None, gt=0)
+    # torch.compile of the training forward on the CPU; left out, only runs with a lot of
+    # convolutional arithmetic compile (src/training/compiled.py). Not part of the identity.
+    torch_compile: Optional[bool] = None
 
     @field_validator("device")
     @classmethod
@@ -560,7 +566,7 @@ def _section_type(annotation):
 # Identity: run ids and pretrained-model keys come from the resolved config.
 
 # Keys that choose where or how a run is observed, not what it computes.
-_NOT_IDENTITY = ("wandb", "logs_dir", "checkpoints_dir", "device")
+_NOT_IDENTITY = ("wandb", "logs_dir", "checkpoints_dir", "device", "threads", "torch_compile")
 
 
 def stable_hash(obj: Any, length: int = 10) -> str:

@@ -68,6 +68,30 @@ def test_flat_model_forward_equals_the_module_and_round_trips_state_dicts():
     assert flat.norm() == pytest.approx(torch.sqrt(sum((p ** 2).sum() for p in reference.parameters())).item(), rel=1e-6)
 
 
+@pytest.mark.parametrize("name", ["tiny_net_cifar", "simplenet"])
+def test_convolutional_networks_run_channels_last_on_the_cpu_with_the_same_values_and_gradients(name):
+    from torch.nn import functional as F
+
+    from src.training.dp_sgd import per_example_gradients
+
+    flat = FlatModel(ModelFactory.create_model(name, 10, CIFAR, seed=3))
+    nchw = ModelFactory.create_model(name, 10, CIFAR, seed=3)  # the plain module, NCHW
+    assert flat.channels_last
+    x, y = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 3, 9, 1, 3])
+    assert torch.allclose(flat(x), nchw(x), atol=1e-5)
+    # one backward per example (channels-last) against the vmap path of DP-SGD (which has
+    # no memory formats and so runs NCHW): the same gradients up to rounding
+    grads, (losses, _) = per_example_gradients(flat, x, y)
+    for i in range(len(y)):
+        loss = F.cross_entropy(flat(x[i:i + 1]), y[i:i + 1])
+        (own,) = torch.autograd.grad(loss, flat.theta)
+        assert torch.allclose(loss, losses[i], atol=1e-5)
+        assert torch.allclose(own, torch.cat([grads[n][i].flatten() for n in flat.names]), rtol=1e-4, atol=1e-6)
+    # and bit for bit the same when repeated
+    again = torch.autograd.grad(F.cross_entropy(flat(x), y), flat.theta)[0]
+    assert torch.equal(again, torch.autograd.grad(F.cross_entropy(flat(x), y), flat.theta)[0])
+
+
 def test_a_checkpoint_of_another_model_is_refused_with_the_parameter_named():
     from src.errors import CheckpointError
 

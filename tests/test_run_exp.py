@@ -199,7 +199,7 @@ def test_error_lines_from_a_log():
 
 def test_log_framing_and_commands_with_spaces(tmp_path):
     argv = command.experiment_command("/repo/experiment.py", "my exps/a b.yaml", pretrain_only=True, threads=2)
-    assert argv[1:] == ["/repo/experiment.py", "--config", "my exps/a b.yaml", "--pretrain-only", "--threads", "2"]
+    assert argv[1:] == ["/repo/experiment.py", "--config", "my exps/a b.yaml", "--pretrain-only", "--max-threads", "2"]
     log = tmp_path / "sub" / "x.log"
     command.open_log(log, argv, {"CUDA_VISIBLE_DEVICES": "3", "OMP_NUM_THREADS": "2"}).close()
     command.close_log(log, 2, 4.25)
@@ -223,7 +223,7 @@ def test_slots_share_gpus_round_robin_and_cores():
 FAKE_EXPERIMENT = """
 import os, sys
 config = sys.argv[sys.argv.index("--config") + 1]
-print("threads", sys.argv[sys.argv.index("--threads") + 1], "gpus", repr(os.environ.get("CUDA_VISIBLE_DEVICES")))
+print("threads", sys.argv[sys.argv.index("--max-threads") + 1], os.environ.get("OMP_NUM_THREADS"), "gpus", repr(os.environ.get("CUDA_VISIBLE_DEVICES")))
 if "--pretrain-only" in sys.argv and "k-broken" in config:
     print("error: pretraining exploded", file=sys.stderr)
     sys.exit(2)
@@ -258,7 +258,7 @@ def test_local_scheduler_blocks_the_runs_of_a_failed_pretraining(tmp_path):
     scheduler = LocalScheduler(jobs, slots, script, tmp_path, ProgressDisplay(out, is_tty=False), poll_seconds=0.02)
     assert scheduler.run() is None
     check_fake_outcome(tmp_path, jobs)
-    assert "threads 2 gpus ''" in (tmp_path / "run_logs" / "exps" / "b.log").read_text()
+    assert "threads 2 2 gpus ''" in (tmp_path / "run_logs" / "exps" / "b.log").read_text()
     assert "BLOCKED  exps/a-k-broken.yaml: blocked: pretrain k-broken failed" in out.getvalue()
 
 

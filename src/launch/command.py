@@ -6,7 +6,7 @@ job needs neither this repository on its PYTHONPATH nor torch to start it.
 A log file is framed by two launcher lines, so that a log says what ran and how it
 ended even when the process printed nothing:
 
-    [run_exp] /path/python experiment.py --config 'exps/a b.yaml' --threads 2
+    [run_exp] /path/python experiment.py --config 'exps/a b.yaml' --max-threads 2
     [run_exp] slurm job 812_3 on node17          (in a Slurm job: whose log this is)
     ... everything the run printed (stdout and stderr) ...
     [run_exp] stopped: time limit (--time 60 min)   (when it was stopped, why)
@@ -32,17 +32,20 @@ _STOPPED = re.compile(r"^\[run_exp\] stopped: (.+)$")
 
 def experiment_command(experiment_py: str | Path, config: str | Path, *, pretrain_only: bool = False,
                        threads: int | None = None, python: str | None = None) -> list[str]:
-    """An argv list, never a string: paths with spaces stay one argument."""
+    """An argv list, never a string: paths with spaces stay one argument. `threads` is the
+    job's share of the cores: a ceiling, below which experiment.py sizes its threads to
+    the model (a tiny network takes one thread even when its share is more)."""
     argv = [python or sys.executable, str(experiment_py), "--config", str(config)]
     if pretrain_only:
         argv.append("--pretrain-only")
     if threads:
-        argv += ["--threads", str(threads)]
+        argv += ["--max-threads", str(threads)]
     return argv
 
 
 def thread_env(threads: int | None) -> dict:
-    """Also cap OpenMP/MKL, which torch.set_num_threads alone does not reach at import."""
+    """Also cap OpenMP/MKL, which torch.set_num_threads alone does not reach at import
+    (src/threads.py reads them as a ceiling too)."""
     if not threads:
         return {}
     return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}

@@ -14,6 +14,8 @@ from src.models.tiny_net import _require_image
 
 
 class SimpleNet(nn.Module):
+    channels_last = True  # see FlatModel
+
     def __init__(self, input_shape, num_classes, generator=None):
         super().__init__()
         _require_image(input_shape, "simplenet")

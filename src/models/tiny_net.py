@@ -25,6 +25,9 @@ class TinyNetCIFAR(nn.Module):
     parameters for CIFAR-10.
     """
 
+    # On the CPU, FlatModel hands this network its images in NHWC memory order (see there).
+    channels_last = True
+
     def __init__(self, input_shape, num_classes, generator=None):
         super().__init__()
         channels = input_shape[-1]

@@ -13,6 +13,7 @@ from torch import nn
 from torch.func import functional_call
 
 from src.errors import CheckpointError
+from src.training import compiled
 
 
 class FlatModel:
@@ -24,6 +25,17 @@ class FlatModel:
         self.sizes = [p.numel() for _, p in named]
         self.theta = nn.Parameter(torch.cat([p.detach().reshape(-1) for _, p in named]).clone())
         self.buffers = dict(self.module.named_buffers())
+        # Convolutional networks declare `channels_last`: on the CPU their images are then
+        # laid out NHWC in memory, so that oneDNN's convolutions take the activations as
+        # they are instead of reordering them at every layer, and pooling runs along
+        # channels: a tiny_net_cifar step takes 0.8-0.9x the CPU time, 0.7x together with
+        # src/allocator.py (benchmarks/README.md).
+        # The values are the NCHW network's up to rounding in the last bits, and as
+        # deterministic. Not on GPUs (not measured there), and not in the functional path
+        # (vmap has no memory formats).
+        self.channels_last = bool(getattr(module, "channels_last", False))
+        # None unless experiment.py enabled torch.compile for this (long, CPU) run
+        self.compiled = compiled.for_model(self)
         # The module's parameters become plain attributes, rebound to views of theta at
         # every forward: a plain module call, cheaper than functional_call's swapping.
         self._slots = []
@@ -49,6 +61,12 @@ class FlatModel:
             return functional_call(self.module, (self.unflatten(theta), self.buffers), (x,))
         for (attributes, attr), chunk, shape in zip(self._slots, self.theta.split(self.sizes), self.shapes):
             attributes[attr] = chunk.view(shape)
+        if self.channels_last and x.is_cpu and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.compiled is not None and self.compiled.applies(x):
+            logits = self.compiled(self.theta, x)
+            if logits is not None:
+                return logits
         return self.module(x)
 
     __call__ = forward
