@@ -43,7 +43,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, help="seed of the chains (default: the config's global_seed)")
     parser.add_argument("--out", default="audits", help="results folder (default audits/)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides the config's device")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads for torch (default: the cores this process may use, src/threads.py)")
     parser.add_argument("--quiet", action="store_true", help="only the result line")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors too")
     return parser.parse_args(argv)
@@ -183,12 +184,16 @@ def main(argv=None) -> int:
 
     try:
         check_args(args)
+        from src import threads
+
+        # before torch is imported (waiting threads sleep); the chains' vectorised steps are
+        # long enough that every core this process may use pays
+        budget = threads.prepare(args.threads)
         import torch
 
         from src.training.trainer import Console
 
-        if args.threads:
-            torch.set_num_threads(args.threads)
+        torch.set_num_threads(budget.choose(None))
         console = Console(quiet=args.quiet)
         if args.stream_run:
             return run_request(args, console)
