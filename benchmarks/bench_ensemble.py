@@ -13,7 +13,10 @@ Last line: `ensemble_speedup=<members per second, ensemble / separate>`.
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +30,8 @@ from src.runner import attach_run, load_pretrained, make_plan  # noqa: E402
 from src.training.ensemble import EnsembleModel, EnsembleTrainer, attach_ensemble, member_seeds  # noqa: E402
 from src.training.trainer import Console, Trainer, build_model  # noqa: E402
 
-QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart_mnist5k.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "configs" / "quickstart_mnist5k.yaml"
 
 
 class NoLog:
@@ -51,6 +55,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--chunk", type=int, help="members per vmap chunk (default: the ensemble's)")
     parser.add_argument("--config", default=str(QUICKSTART))
+    parser.add_argument("--processes", type=int, default=0, help="separate experiment.py runs to time (0: none)")
+    parser.add_argument("--workers", type=int, default=2, help="experiment.py runs at a time with --processes")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -102,7 +108,37 @@ def main(argv=None) -> int:
           f"{per_run * args.members:.1f} s")
     print(f"ensemble of {args.members}: {total:.1f} s, {per_member:.4f} s per member")
     print(f"ensemble_speedup={per_run / per_member:.2f}")
+    if args.processes:
+        per_process = separate_processes(args, meta["path"], seeds[:args.processes])
+        print(f"separate experiment.py runs: {per_process:.3f} s of wall time per run ({args.processes} runs, "
+              f"{args.workers} at a time); {args.members} would take {per_process * args.members:.1f} s")
+        print(f"ensemble_speedup_processes={per_process / per_member:.2f}")
     return 0
+
+
+def separate_processes(args, checkpoint: str, seeds) -> float:
+    """Wall seconds per run of real experiment.py processes, `args.workers` at a time."""
+    with tempfile.TemporaryDirectory() as logs:
+        commands = [[sys.executable, str(ROOT / "experiment.py"), "--config", args.config, "--device", args.device,
+                     "--override", f"global_seed={seed}", "--override", f"training.pretrained={checkpoint}",
+                     "--override", f"logs_dir={logs}"] for seed in seeds]
+        environment = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+        clock = time.perf_counter()
+        running = []
+        for command in commands:
+            if len(running) == args.workers:
+                _finished(running.pop(0))
+            running.append(subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.PIPE, text=True))
+        for process in running:
+            _finished(process)
+        return (time.perf_counter() - clock) / len(commands)
+
+
+def _finished(process) -> None:
+    _, err = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"a separate run failed (exit {process.returncode}): {err[-2000:]}")
 
 
 if __name__ == "__main__":
