@@ -108,6 +108,7 @@ def time_epochs(run_epoch, epochs: int, device, torch) -> dict:
     from src.training import compiled
 
     return {"seconds": statistics.median(walls), "cpu_seconds": statistics.median(cpus),
+            "epoch_seconds": walls, "epoch_cpu_seconds": cpus,
             "threads": torch.get_num_threads(), "compiled": compiled.enabled()}
 
 
@@ -435,7 +436,7 @@ def neutral_environment(keep: bool) -> dict:
 
 def run_measurement(args, case: str, path: str, worker: int, env: dict) -> dict:
     argv = [sys.executable, str(Path(__file__).resolve()), "--measure", case, "--path", path, "--worker", str(worker),
-            "--device", args.device, "--epochs", str(args.epochs), "--mnist-root", args.mnist_root or ""]
+            "--device", args.device, "--epochs", str(epochs_for(args, path)), "--mnist-root", args.mnist_root or ""]
     if args.our_threads:
         argv += ["--our-threads", str(args.our_threads)]
     steps = steps_for(args.steps, case)
@@ -449,6 +450,11 @@ def run_measurement(args, case: str, path: str, worker: int, env: dict) -> dict:
         print(f"measurement {case}/{path}/w={worker} failed (attempt {attempt + 1}):\n{done.stderr[-2000:]}",
               file=sys.stderr, flush=True)
     raise RuntimeError(f"measurement {case}/{path}/w={worker} failed twice")
+
+
+def epochs_for(args, path: str) -> int:
+    """Timed epochs of one measurement: --reference-epochs for the reference's path, if given."""
+    return args.reference_epochs if path == "reference" and args.reference_epochs else args.epochs
 
 
 def steps_for(spec: str | None, case: str) -> int | None:
@@ -534,6 +540,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="seconds per epoch, ours vs the reference's path, quiet or contended")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per measurement (after a warm-up)")
+    parser.add_argument("--reference-epochs", type=int,
+                        help="timed epochs of the reference's path (default: --epochs); its epochs are the long ones")
     parser.add_argument("--workers", default="0,2", help="DataLoader num_workers to try for the reference path")
     parser.add_argument("--only", default="a,b,c,d", help="which cases to run")
     parser.add_argument("--contend", default="0", help="busy processes beside the measurement, e.g. 0,1,3")
