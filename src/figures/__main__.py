@@ -16,8 +16,8 @@ import csv
 import sys
 from pathlib import Path
 
-from src.errors import UserError
 from src.figures import aggregate
+from src.figures.cli import run_figure
 from src.figures.runs import FigureInputError, load_runs
 from src.preflight import check_output_dir
 
@@ -123,21 +123,7 @@ def make_figure(args) -> list:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        paths = make_figure(args)
-    except UserError as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # writing the figure failed (disk full, permissions)
-        if args.debug or err.filename is None:
-            raise
-        print(f"error: {err.strerror}: {err.filename}", file=sys.stderr)
-        return 2
-    for path in paths:
-        print(f"wrote {path}")
-    return 0
+    return run_figure(lambda: make_figure(args), args.debug)
 
 
 if __name__ == "__main__":

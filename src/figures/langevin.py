@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from src.errors import UserError
+from src.figures.cli import run_figure
 from src.figures.runs import FigureInputError, load_runs
 
 FIGURES = ("fig3a", "fig3b", "fig3c")
@@ -270,28 +270,23 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def make_figure(args) -> list[Path]:
+    runs, dropped = load_langevin_runs(args.logs, args.folder)
+    for reason, count in sorted(dropped.items()):
+        print(f"  left out {count} run(s): {reason}", file=sys.stderr)
+    if not runs:
+        where = args.logs + (f" (folder {args.folder})" if args.folder else "")
+        raise FigureInputError(f"no finished Langevin or D2D runs from fig3a/, fig3b/ or fig3c/ configs in {where}")
+    groups = aggregate(runs)
+    out_base = Path(args.out) / f"{args.prefix}langevin_figure3"
+    paths = draw(groups, runs, out_base, f"Langevin unlearning, Figure 3 ({len(runs)} runs; mean +- 1 std over seeds)")
+    write_csv(groups, out_base.with_suffix(".csv"))
+    return [*paths, out_base.with_suffix(".csv")]
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        runs, dropped = load_langevin_runs(args.logs, args.folder)
-        for reason, count in sorted(dropped.items()):
-            print(f"  left out {count} run(s): {reason}", file=sys.stderr)
-        if not runs:
-            where = args.logs + (f" (folder {args.folder})" if args.folder else "")
-            raise FigureInputError(f"no finished Langevin or D2D runs from fig3a/, fig3b/ or fig3c/ configs in {where}")
-        groups = aggregate(runs)
-        out_base = Path(args.out) / f"{args.prefix}langevin_figure3"
-        paths = draw(groups, runs, out_base, f"Langevin unlearning, Figure 3 ({len(runs)} runs; mean +- 1 std over "
-                                             "seeds)")
-        write_csv(groups, out_base.with_suffix(".csv"))
-    except UserError as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    for path in [*paths, out_base.with_suffix(".csv")]:
-        print(f"wrote {path}")
-    return 0
+    return run_figure(lambda: make_figure(args), args.debug)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from src.errors import UserError
 from src.figures.aggregate import METHOD_NAMES, mean_ci
+from src.figures.cli import run_figure
 from src.figures.runs import FigureInputError, Run, is_number, load_runs
 
 RETRAIN = "retrain"
@@ -266,16 +266,7 @@ def make_figure(args) -> list[Path]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        paths = make_figure(args)
-    except UserError as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    for path in paths:
-        print(f"wrote {path}")
-    return 0
+    return run_figure(lambda: make_figure(args), args.debug)
 
 
 if __name__ == "__main__":
