@@ -22,6 +22,7 @@ from src.data.datamodule import check_dataset_config, check_split_sizes, get_dat
 from src.entropy import randomness
 from src.errors import ConfigError, UserError
 from src.evaluation.pipeline import evaluate_run
+from src.interrupts import deferred_interrupts
 from src.models.model import ModelFactory, count_parameters
 from src.preflight import check_before_writing
 from src.request_stream.plan import plan_stream
@@ -198,10 +199,11 @@ def ensure_pretrained(config: ExperimentConfig, device, console: Console, data=N
             # model.pt is what makes the entry cached: written last, atomically.
             save_checkpoint(cache.model_path(key), model.state_dict(), meta)
         except BaseException:
-            if logger is not None:
-                logger.close()
-            if not cache.has(key):  # a failed pretraining leaves no half entry behind
-                shutil.rmtree(entry, ignore_errors=True)
+            with deferred_interrupts():
+                if logger is not None:
+                    logger.close()
+                if not cache.has(key):  # a failed pretraining leaves no half entry behind
+                    shutil.rmtree(entry, ignore_errors=True)
             raise
         return cache.model_path(key)
 
@@ -298,8 +300,9 @@ def run(config: ExperimentConfig, config_file: str | None, device, console: Cons
         console.line(f"results: {final}")
         return summary
     except BaseException:
-        if logger is not None:
-            logger.close()
-        directory.abandon()
+        with deferred_interrupts():  # a second signal must not leave the staging directory behind
+            if logger is not None:
+                logger.close()
+            directory.abandon()
         raise
 
