@@ -97,6 +97,20 @@ def require_convex_setting(config, who: str) -> None:
             "mnist_5k_3v8, cifar10_feature_3v8 or cifar10_feature_unit")
 
 
+def require_plain_descent(section, prefix: str, who: str, steps: str) -> None:
+    """Every convex certificate assumes plain gradient steps of a constant size: the section
+    (`training` or `unlearning`) may have no momentum, no adaptive optimiser, no schedule."""
+    if section.optim != "SGD" or section.momentum != 0 or section.nesterov:
+        key, value = ((f"{prefix}.optim", section.optim) if section.optim != "SGD" else
+                      (f"{prefix}.momentum", section.momentum) if section.momentum != 0 else
+                      (f"{prefix}.nesterov", True))
+        raise ConfigError(f"{key}: {value!r} is not allowed for {who}: {steps} (no momentum, no adaptive "
+                          "optimiser); use optim SGD, momentum 0, nesterov false")
+    if section.lr_schedule != "constant":
+        raise ConfigError(f"{prefix}.lr_schedule: '{section.lr_schedule}' is not allowed for {who}: the step must be "
+                          "constant; use constant")
+
+
 def check_training(config, sizes=None) -> None:
     """Refuse a `training.algorithm: langevin` config the chain cannot run as analysed."""
     t = config.training
@@ -113,14 +127,7 @@ def check_training(config, sizes=None) -> None:
     if t.weight_decay <= 0:
         raise ConfigError(f"training.weight_decay: {t.weight_decay} is the l2 coefficient m of the objective and must "
                           f"be > 0 for {who}: strong convexity m > 0 drives the whole certificate")
-    if t.optim != "SGD" or t.momentum != 0 or t.nesterov:
-        key, value = (("training.optim", t.optim) if t.optim != "SGD" else
-                      ("training.momentum", t.momentum) if t.momentum != 0 else ("training.nesterov", True))
-        raise ConfigError(f"{key}: {value!r} is not allowed for {who}: the chain is plain gradient descent (no "
-                          "momentum, no adaptive optimiser); use optim SGD, momentum 0, nesterov false")
-    if t.lr_schedule != "constant":
-        raise ConfigError(f"training.lr_schedule: '{t.lr_schedule}' is not allowed for {who}: the step must be "
-                          "constant; use constant")
+    require_plain_descent(t, "training", who, "the chain is plain gradient descent")
     if t.dp_sgd is not None:
         raise ConfigError(f"training.dp_sgd: not allowed with {who}: the model is trained by one or the other")
     lv = t.langevin

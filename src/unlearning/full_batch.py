@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import torch
 
 from src.errors import ConfigError
-from src.training.langevin import ChainConstants, objective_grad, require_convex_setting, require_full_batch
+from src.training.langevin import (ChainConstants, objective_grad, require_convex_setting, require_full_batch,
+                                  require_plain_descent)
 from src.unlearning.base import StepResult, UnlearningAlgorithm
 
 EVAL_CHUNK = 8192
@@ -83,14 +84,7 @@ class FullBatchRequests(UnlearningAlgorithm):
             raise ConfigError(f"training.algorithm: '{t.algorithm}' is not allowed with {cls.who}: the model must be "
                               "trained by full-batch gradient descent on the same objective (training.algorithm: "
                               "langevin, with training.langevin)")
-        if u.optim != "SGD" or u.momentum != 0 or u.nesterov:
-            key, value = (("unlearning.optim", u.optim) if u.optim != "SGD" else
-                          ("unlearning.momentum", u.momentum) if u.momentum != 0 else ("unlearning.nesterov", True))
-            raise ConfigError(f"{key}: {value!r} is not allowed for {cls.who}: the unlearning steps are plain "
-                              "full-batch gradient steps; use optim SGD, momentum 0, nesterov false")
-        if u.lr_schedule != "constant":
-            raise ConfigError(f"unlearning.lr_schedule: '{u.lr_schedule}' is not allowed for {cls.who}: the step "
-                              "must be constant")
+        require_plain_descent(u, "unlearning", cls.who, "the unlearning steps are plain full-batch gradient steps")
         if u.weight_decay != t.weight_decay:
             raise ConfigError(f"unlearning.weight_decay: {u.weight_decay} differs from training.weight_decay "
                               f"{t.weight_decay}: {cls.who} unlearns with the objective it trained on (same l2 "
