@@ -27,7 +27,7 @@ from src.errors import ConfigError, UserError
 from src.privacy import d2d
 from src.training.langevin import objective_grad
 from src.unlearning.base import PrivacyPlan, certificate_row, register, require_section
-from src.unlearning.full_batch import FullBatchRequests, RequestSchedule, request_sizes
+from src.unlearning.full_batch import FullBatchRequests, RequestSchedule, accountant_delta, request_sizes
 
 KEY = "unlearning.d2d"
 
@@ -109,8 +109,7 @@ class DescentToDelete(FullBatchRequests):
 
     @property
     def delta(self) -> float:
-        section = self.config.unlearning.d2d
-        return 1.0 / self.context.sizes.train if section.delta_rule == "one_over_n" else self.config.unlearning.delta
+        return accountant_delta(self.config.unlearning.d2d, self.config, self.context.sizes.train)
 
     @property
     def schedule(self) -> RequestSchedule:

@@ -70,6 +70,12 @@ def accuracy(model, split) -> float:
     return correct / max(len(split), 1)
 
 
+def accountant_delta(section, config, n: int) -> float:
+    """The delta both convex accountants certify: 1/n of the training data (the papers'
+    `delta_rule: one_over_n`) or the config's unlearning.delta."""
+    return 1.0 / n if section.delta_rule == "one_over_n" else config.unlearning.delta
+
+
 class FullBatchRequests(UnlearningAlgorithm):
     """Base of the convex methods: subclasses give `schedule`, `chain` and `step_update`."""
 

@@ -34,7 +34,7 @@ from src.privacy.langevin import Chain, Request, certificate, learning_epsilon, 
 from src.seeds import derive_seed
 from src.training.langevin import initial_point_, langevin_step_, objective_grad
 from src.unlearning.base import PrivacyPlan, certificate_row, register, require_section
-from src.unlearning.full_batch import FullBatchRequests, RequestSchedule, accuracy, request_sizes
+from src.unlearning.full_batch import FullBatchRequests, RequestSchedule, accountant_delta, accuracy, request_sizes
 
 KEY = "unlearning.langevin"
 
@@ -89,10 +89,6 @@ class LangevinConfig(Section):
         if self.requests is not None and self.steps is not None:
             raise ValueError("requests need epsilon_target: each request's K_s is searched")
         return self
-
-
-def accountant_delta(section, config, n: int) -> float:
-    return 1.0 / n if section.delta_rule == "one_over_n" else config.unlearning.delta
 
 
 @register
