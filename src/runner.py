@@ -91,7 +91,7 @@ class Plan:
         }
         out.update(self.privacy.as_dict())
         if self.stream is not None:
-            out["requests"] = self.stream.as_dict()
+            out[getattr(self.stream, "key", "requests")] = self.stream.as_dict()
         out.update(certificate_scope(c))
         return out
 
@@ -108,6 +108,8 @@ def make_plan(config: ExperimentConfig, sizes: SplitSizes | None = None, forget_
         if config.requests.per_class and forget_labels is None:
             forget_labels = get_datamodule(config, "cpu").forget.y
         plan.stream = plan_stream(config, sizes, lambda c, s: _plan_pass(c, s, present), forget_labels)
+    elif hasattr(plan.algorithm, "plan_steps"):  # a meta-algorithm (RUM): one pass per step, planned
+        plan.stream = plan.algorithm.plan_steps()
     return plan
 
 
@@ -278,8 +280,9 @@ def run(config: ExperimentConfig, config_file: str | None, device, console: Cons
                 console.line(f"loaded pretrained model {meta['path']}: val accuracy {val_acc:.4f}")
         timings["fit_seconds"] = watch.seconds()
 
-        if plan.stream is not None:  # deletion requests over time: one pass per request
-            extra = run_requests(plan.stream, data, model, logger, console, device, meta, run_dir, attach_run)
+        if plan.stream is not None:  # deletion requests over time, or RUM's steps: one pass each
+            run_passes = getattr(plan.stream, "run", None) or (lambda *a: run_requests(plan.stream, *a))
+            extra = run_passes(data, model, logger, console, device, meta, run_dir, attach_run)
         else:
             algorithm = attach_run(plan, device, meta, data=data)
             trainer = Trainer(config, data, model, algorithm, logger, console)

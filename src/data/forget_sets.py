@@ -83,13 +83,26 @@ def memorization_group(scores: np.ndarray, n: int, group: str, mid_rule: str = "
         return np.sort(mid[:n])
     if group != "mix":
         raise ValueError(f"unknown memorization group {group!r}")
+    return np.sort(np.concatenate(list(mix_parts(scores, n, mid_rule).values())))
+
+
+def mix_parts(scores: np.ndarray, n: int, mid_rule: str = "closest_to_half") -> dict[str, np.ndarray]:
+    """RUM's `mix` forget set by part, positions into `scores` in selection order:
+    `high` the top n//3, `mid` the first n//3 of the mid ranking not already taken, `low`
+    the lowest n - 2 (n//3) of the rest (the reference's "last N/3 of low")."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if not 0 < n <= scores.shape[0]:
+        raise ConfigError(f"dataset.forget_split: a forget set of {n} examples cannot be drawn from {scores.shape[0]}")
+    descending = np.argsort(-scores, kind="stable")
+    centre = 0.5 if mid_rule == "closest_to_half" else float(np.median(scores))
+    mid = descending[np.argsort(np.abs(scores[descending] - centre), kind="stable")]
     third = n // 3
-    taken = list(descending[:third])
-    seen = set(taken)
-    taken += [i for i in mid if i not in seen][:third]
-    seen = set(taken)
-    taken += [i for i in descending[::-1] if i not in seen][:n - len(taken)]
-    return np.sort(np.asarray(taken, dtype=np.int64))
+    high = descending[:third]
+    seen = set(high.tolist())
+    middle = np.asarray([i for i in mid if i not in seen][:third], dtype=np.int64)
+    seen.update(middle.tolist())
+    low = np.asarray([i for i in descending[::-1] if i not in seen][:n - 2 * third], dtype=np.int64)
+    return {"low": low, "mid": middle, "high": np.asarray(high, dtype=np.int64)}
 
 
 # ---------------------------------------------------------------------------------------
