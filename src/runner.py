@@ -22,6 +22,7 @@ from src.data.datamodule import check_dataset_config, check_split_sizes, get_dat
 from src.entropy import randomness
 from src.errors import ConfigError, UserError
 from src.evaluation.pipeline import evaluate_run
+from src.evaluation.proxies import LearningEvents, record_learning_events, save_learning_events
 from src.interrupts import deferred_interrupts
 from src.models.model import ModelFactory, count_parameters
 from src.preflight import check_before_writing
@@ -193,11 +194,16 @@ def ensure_pretrained(config: ExperimentConfig, device, console: Console, data=N
             recipe = {k: v for k, v in config.to_dict().items()
                       if k in ("dataset", "model", "training", "global_seed", "compat")}
             logger = RunLogger(entry, recipe, key)
-            meta = pretrain(config, data, model, logger.log, console)  # DivergedError: nothing cached
+            # RUM's learning-event proxies, recorded as the model trains (src/evaluation/proxies.py)
+            events = (LearningEvents(len(data.train), device)
+                      if record_learning_events(config) and not without_forget else None)
+            meta = pretrain(config, data, model, logger.log, console, events=events)  # DivergedError: nothing cached
             val_loss, val_acc = Evaluator(model)(data.val)
             meta.update({"pretrained_key": key, "val_accuracy": val_acc})
             logger.finish({"val_accuracy": val_acc, "seconds": watch.seconds()})
             logger = None
+            if events is not None:
+                save_learning_events(entry, events, data.indices.train)
             # model.pt is what makes the entry cached: written last, atomically.
             save_checkpoint(cache.model_path(key), model.state_dict(), meta)
         except BaseException:

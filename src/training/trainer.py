@@ -310,9 +310,10 @@ class Trainer:
 # Pretraining
 
 
-def pretrain(config, data: DataModule, model: FlatModel, log, console: Console, ckpt_dir=None) -> dict:
+def pretrain(config, data: DataModule, model: FlatModel, log, console: Console, ckpt_dir=None, events=None) -> dict:
     """Train on the train split (retain + forget) as the reference's fit(); returns the
-    record stored with the checkpoint."""
+    record stored with the checkpoint. `events` (a LearningEvents) records every step's
+    outputs per train example (RUM's learning-event proxies; not under DP-SGD)."""
     from src.training.dp_sgd import DPSGD
 
     t = config.training
@@ -327,7 +328,8 @@ def pretrain(config, data: DataModule, model: FlatModel, log, console: Console, 
     dp = DPSGD.from_config(config, data.train, len(data.forget), model, log) if t.dp_sgd else None
     optimizer = ScheduledOptimizer(make_optimizer(model.theta, t, t.weight_decay),
                                    make_schedule(t, max(t.epochs, 1) * steps_per_epoch))
-    step = None if dp else make_step(model, data.train, data.augmentation, optimizer, batch_size, sam=t.sam)
+    step = None if dp else make_step(model, data.train, data.augmentation, optimizer, batch_size, sam=t.sam,
+                                     events=events)
     evaluate = Evaluator(model)
     # secure_rng: whether DP-SGD's noise came from OS entropy (release mode needs it).
     meta = {"epochs": t.epochs, "dp_sgd": dp.record() if dp else None, "secure_rng": config.secure_rng}

@@ -36,10 +36,13 @@ from src.config import Section, validate_config
 from src.data.base_datamodule import SplitSizes
 from src.data.forget_groups import GROUPS, WHOLE, group_sizes, mix_groups, ranked_groups, shuffled_groups
 from src.errors import ConfigError
+from src.evaluation.proxies import PROXIES
 from src.unlearning.base import ComposedCertificate, PrivacyPlan, UnlearningAlgorithm, register
 
 NOTHING = "nothing"
-GROUP_BY = ("memorization",)
+# The true score (dataset.forget.memorization's), RUM's proxies (src/evaluation/proxies.py),
+# or the entanglement of each forget example with the retain set (src/evaluation/entanglement.py).
+GROUP_BY = ("memorization",) + PROXIES + ("entanglement",)
 
 
 class RUMStep(Section):
@@ -250,9 +253,14 @@ class RUM(UnlearningAlgorithm):
         raise RuntimeError("RUM runs its steps itself (RUMPlan.run); it is never handed to the trainer")
 
 
-def group_scores(config, data, device) -> np.ndarray:
+def group_scores(config, data, device, model=None) -> np.ndarray:
     """Scores of the train split (in its order) for `unlearning.rum.group_by`, high = more
-    memorized."""
+    memorized: the true memorization score, or a proxy of the model RUM starts from."""
+    by = config.unlearning.rum.group_by
+    if by in PROXIES:
+        from src.evaluation.proxies import proxy_scores
+
+        return proxy_scores(by, config, data, model)
     from src.data.datamodule import dataset_family
     from src.data.forget_sets import memorization_scores
 
@@ -260,21 +268,28 @@ def group_scores(config, data, device) -> np.ndarray:
     return memorization_scores(config, raw, data.indices.train, device)
 
 
-def forget_groups(config, data, device) -> dict[str, np.ndarray]:
-    """Forget-split positions of each group, in `order`."""
+def forget_groups(config, data, device, model=None) -> dict[str, np.ndarray]:
+    """Forget-split positions of each group, in `order`; `model` is the model RUM starts from
+    (for the proxies computed from it and for entanglement)."""
     rum = config.unlearning.rum
     n = len(data.forget)
     if list(rum.order) == [WHOLE]:
         return {WHOLE: np.arange(n)}
-    train = data.indices.train.cpu().numpy()
-    where = {int(t): i for i, t in enumerate(train)}
-    forget_in_train = np.asarray([where[int(t)] for t in data.indices.forget.cpu().numpy()], dtype=np.int64)
-    scores = group_scores(config, data, device)
     fs = config.dataset.forget
-    if rum.group_by == "memorization" and fs.strategy == "memorization" and fs.memorization.group == "mix":
-        groups = mix_groups(scores, forget_in_train, fs.memorization.mid_rule)
+    if rum.group_by == "entanglement":
+        from src.evaluation.entanglement import example_distances, penultimate_embeddings
+
+        groups = ranked_groups(example_distances(penultimate_embeddings(model, data.retain), data.retain.y.cpu().numpy(),
+                                                 penultimate_embeddings(model, data.forget), data.forget.y.cpu().numpy()))
     else:
-        groups = ranked_groups(scores[forget_in_train])
+        train = data.indices.train.cpu().numpy()
+        where = {int(t): i for i, t in enumerate(train)}
+        forget_in_train = np.asarray([where[int(t)] for t in data.indices.forget.cpu().numpy()], dtype=np.int64)
+        scores = group_scores(config, data, device, model)
+        if rum.group_by == "memorization" and fs.strategy == "memorization" and fs.memorization.group == "mix":
+            groups = mix_groups(scores, forget_in_train, fs.memorization.mid_rule)
+        else:
+            groups = ranked_groups(scores[forget_in_train])
     if rum.shuffle:
         from src.seeds import derive_seed
 

@@ -5,7 +5,8 @@ Before the first step the groups are cut (forget_groups) and each group's indice
 official train split's numbering, are logged. Step k reads retain = D minus groups 1..k
 (the request stream's view, src/request_stream/run.py `request_data`) and forget = group k,
 with the random streams of request k; a `nothing` step touches nothing. After every step one record is
-logged with the accuracy on the whole forget set and on each group, on the original retain
+logged with the accuracy on the whole forget set and on each group, the entanglement of the
+whole forget set with the retain set (global and class-wise, src/evaluation/entanglement.py), on the original retain
 set (D \\ F), val and test, and ToW against the retrain run of the same forget set when
 logs_dir holds one; the forgetting metrics of the whole forget set at the end are the
 runner's, as for any run.
@@ -19,6 +20,7 @@ from dataclasses import replace
 import torch
 
 from src.data.base_datamodule import Split
+from src.evaluation.entanglement import entanglement_report
 from src.evaluation.pipeline import REFERENCE_ALGORITHM
 from src.evaluation.reference import find_reference, forget_set_fingerprint, identity
 from src.evaluation.tow import tow
@@ -45,7 +47,7 @@ class StepLogger:
 
 def run_rum(rum_plan, data, model, logger, console, device, pretrained_meta, attach_run) -> dict:
     config = rum_plan.config
-    groups = forget_groups(config, data, device)
+    groups = forget_groups(config, data, device, model)
     names = list(groups)
     official = data.indices.forget.cpu().numpy()
     logged_groups = {g: official[groups[g]].tolist() for g in names}
@@ -87,6 +89,7 @@ def run_rum(rum_plan, data, model, logger, console, device, pretrained_meta, att
         accuracy = {"forget": evaluate(data.forget)[1], "retain": evaluate(data.retain)[1],
                     "val": evaluate(data.val)[1], "test": evaluate(data.test)[1]}
         record.update({"seconds": step_seconds, **{f"{s}_accuracy": a for s, a in accuracy.items()},
+                       **entanglement_report(model, data.retain, data.forget),
                        **{f"forget_{h}_accuracy": evaluate(group_splits[h])[1] for h in names},
                        "tow": tow(accuracy, reference) if reference else None})
         logger.log(record)
