@@ -342,6 +342,14 @@ class CompatConfig(Section):
     # distributions; tight: the (eps, delta) group lemma; upstream: the reference's (D4).
     group_privacy: Literal["exact", "tight", "upstream"] = "exact"
     dp_sgd_sampling: Literal["poisson", "shuffle"] = "poisson"
+    # The empirical baselines as sharp-unlearn / RUM code runs them (docs/differences.md#rum-code):
+    # the saliency mask's forget gradient summed while SGD steps ascend on the forget batches;
+    # Sharp MinMax masking only the perturbed gradient; NegGrad+ cycling one permutation of the
+    # forget batches; random labels only on CIFAR-10 (the true labels elsewhere).
+    saliency_mask: Literal["fixed", "sgd_steps"] = "fixed"
+    sharp_minmax_mask: Literal["combined", "perturbed_only"] = "combined"
+    neggrad_plus_forget_order: Literal["reshuffle", "cached"] = "reshuffle"
+    random_labels: Literal["always", "upstream"] = "always"
 
 
 class ExperimentConfig(Section):
