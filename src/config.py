@@ -352,6 +352,10 @@ class CompatConfig(Section):
     random_labels: Literal["always", "upstream"] = "always"
 
 
+# Compat switches added after run ids existed (issue #24): part of a run's identity only when set.
+LATER_COMPAT = ("saliency_mask", "sharp_minmax_mask", "neggrad_plus_forget_order", "random_labels")
+
+
 class ExperimentConfig(Section):
     dataset: DatasetConfig
     model: ModelConfig
@@ -422,6 +426,9 @@ class ExperimentConfig(Section):
             del data["dataset"]["forget"]
         if self.evaluation == EvaluationConfig():
             del data["evaluation"]
+        for key in LATER_COMPAT:
+            if getattr(self.compat, key) == CompatConfig.model_fields[key].default:
+                del data["compat"][key]
         for phase in ("training", "unlearning", "post_unlearning"):
             if data[phase].get("sam", 0) is None:
                 del data[phase]["sam"]

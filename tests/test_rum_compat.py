@@ -99,3 +99,13 @@ def test_upstream_random_labels_on_digits_train_on_the_true_labels(tmp_path, ses
     default = make_plan(load_config(QUICKSTART, ["unlearning.algorithm=random_label"]))
     relabelled = attach_run(default, "cpu", {}, data=data)
     assert (relabelled._labels(0) != data.forget.y).float().mean() > 0.8
+
+
+def test_the_switches_at_their_defaults_leave_every_run_id_as_it_was():
+    from src.config import run_id
+
+    plain = load_config(QUICKSTART)
+    assert set(plain.to_dict()["compat"]) == {"reuse_noise", "renyi_conversion", "pabi_lambda0", "augment_eval",
+                                              "group_privacy", "dp_sgd_sampling"}
+    switched = load_config(QUICKSTART, ["compat.neggrad_plus_forget_order=cached"])
+    assert switched.to_dict()["compat"]["neggrad_plus_forget_order"] == "cached" and run_id(switched) != run_id(plain)
