@@ -258,3 +258,41 @@ def test_the_published_recipes_and_the_certified_rum_ship_as_configs():
              x.plan.config.unlearning.epochs) for x in s] == [(0.99, 0.01, 5), (0.97, 0.01, 5), (0.97, 0.001, 10)]
     certified = make_plan(load_config(REPO / "configs" / "rum_mnist5k_certified.yaml"))
     assert certified.privacy.certificate_valid and certified.stream.as_dict()["certified"]
+
+
+def test_the_rum_folder_is_the_generators_output_and_every_config_plans():
+    import importlib.util
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("make_rum_configs", REPO / "tools" / "make_rum_configs.py")
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    assert generator.main(["--check"]) == 0
+    files = sorted((REPO / generator.FOLDER).glob("*.yaml"))
+    assert len(files) == 16 * 5
+    certified = 0
+    for path in files:
+        plan = make_plan(load_config(path))
+        if path.name.startswith("rum-gc3"):
+            certified += 1
+            assert plan.privacy.certificate_valid and plan.privacy.certified_epsilon <= 1.0
+        elif path.name.startswith("rum-"):
+            assert not plan.privacy.certificate_valid and plan.stream.uncertified_because
+    assert certified == 5
+
+
+def test_the_rum_table_pairs_seeds_and_takes_t_intervals():
+    from src.figures.rum import paired, table
+
+    values = {"rum-ng3": {(1, 1): {"tow": 0.9, "tow_mia": 0.8}, (2, 2): {"tow": 0.8, "tow_mia": 0.7},
+                          (3, 3): {"tow": 0.7, "tow_mia": 0.9}},
+              "rum-ng3-shuffled": {(1, 1): {"tow": 0.8, "tow_mia": 0.8}, (2, 2): {"tow": 0.7, "tow_mia": 0.7},
+                                   (4, 4): {"tow": 0.1, "tow_mia": 0.1}}}
+    (row,) = paired(values)
+    assert row["seeds"] == 2 and row["tow"][0] == pytest.approx(0.1) and row["tow"][1] == pytest.approx(0.0)
+    rows = table(values)
+    assert rows[0]["tag"] == "rum-ng3" and rows[0]["tow"][0] == pytest.approx(0.8)
+    # t(0.975, 2) * sd / sqrt(3), sd = 0.1
+    assert rows[0]["tow"][1] == pytest.approx(4.302652729911275 * 0.1 / 3 ** 0.5, rel=1e-9)
+    assert rows[0]["forget_low"] is None
