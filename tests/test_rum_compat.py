@@ -78,8 +78,8 @@ def test_cached_forget_batches_repeat_one_permutation_and_the_default_reshuffles
 def test_upstream_random_labels_relabel_only_cifar10():
     assert relabels(load_config(QUICKSTART))
     assert not relabels(load_config(QUICKSTART, ["compat.random_labels=upstream"]))
-    cifar = load_config(QUICKSTART, ["compat.random_labels=upstream", "dataset.name=cifar10", "model.name=tiny_net_cifar",
-                                     "dataset.input_shape=[32, 32, 3]"])
+    cifar = load_config(QUICKSTART, ["compat.random_labels=upstream", "dataset.name=cifar10",
+                                     "model.name=tiny_net_cifar", "dataset.input_shape=[32, 32, 3]"])
     features = load_config(QUICKSTART, ["compat.random_labels=upstream", "dataset.name=cifar100_feature",
                                         "model.name=three_layer_net", "model.n_classes=100",
                                         "dataset.input_shape=[512]"])

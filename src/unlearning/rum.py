@@ -279,8 +279,9 @@ def forget_groups(config, data, device, model=None) -> dict[str, np.ndarray]:
     if rum.group_by == "entanglement":
         from src.evaluation.entanglement import example_distances, penultimate_embeddings
 
-        groups = ranked_groups(example_distances(penultimate_embeddings(model, data.retain), data.retain.y.cpu().numpy(),
-                                                 penultimate_embeddings(model, data.forget), data.forget.y.cpu().numpy()))
+        retain, forget = penultimate_embeddings(model, data.retain), penultimate_embeddings(model, data.forget)
+        groups = ranked_groups(example_distances(retain, data.retain.y.cpu().numpy(), forget,
+                                                 data.forget.y.cpu().numpy()))
     else:
         train = data.indices.train.cpu().numpy()
         where = {int(t): i for i, t in enumerate(train)}

@@ -55,8 +55,8 @@ def run_rum(rum_plan, data, model, logger, console, device, pretrained_meta, att
                 "rum_shuffle": config.unlearning.rum.shuffle})
     schedule = RequestSchedule(tuple(groups[g] for g in names), len(data.forget), f"RUM groups {names}")
     console.line(f"RUM: {rum_plan.statement}")
-    console.line("RUM groups (" + config.unlearning.rum.group_by + ("; shuffled control" if config.unlearning.rum.shuffle
-                                                                      else "") + "): "
+    control = "; shuffled control" if config.unlearning.rum.shuffle else ""
+    console.line(f"RUM groups ({config.unlearning.rum.group_by}{control}): "
                  + ", ".join(f"{g} {len(groups[g])}" for g in names))
     reference = _reference_accuracy(config, data)
     evaluate = Evaluator(model)
