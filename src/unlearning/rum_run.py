@@ -2,7 +2,7 @@
 machinery, from the model the previous step produced.
 
 Before the first step the groups are cut (forget_groups) and each group's indices, in the
-official train split's numbering, are logged. Step k reads retain = D minus groups 1..k
+official train split's numbering, are logged (in release mode, secure_rng, only their sizes). Step k reads retain = D minus groups 1..k
 (the request stream's view, src/request_stream/run.py `request_data`) and forget = group k,
 with the random streams of request k; a `nothing` step touches nothing. After every step one record is
 logged with the accuracy on the whole forget set and on each group, the entanglement of the
@@ -50,7 +50,9 @@ def run_rum(rum_plan, data, model, logger, console, device, pretrained_meta, att
     groups = forget_groups(config, data, device, model)
     names = list(groups)
     official = data.indices.forget.cpu().numpy()
-    logged_groups = {g: official[groups[g]].tolist() for g in names}
+    # Release mode: which examples the scores put in which group says something about the
+    # data and the models before any certificate, so only the groups' sizes are written.
+    logged_groups = {g: (len(groups[g]) if config.secure_rng else official[groups[g]].tolist()) for g in names}
     logger.log({"rum_groups": logged_groups, "rum_group_by": config.unlearning.rum.group_by,
                 "rum_shuffle": config.unlearning.rum.shuffle})
     schedule = RequestSchedule(tuple(groups[g] for g in names), len(data.forget), f"RUM groups {names}")
