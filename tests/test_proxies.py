@@ -179,3 +179,17 @@ def test_rum_groups_by_a_proxy_or_by_entanglement(group_by, tmp_path, session_ch
     record = summary["rum"]["steps"][0]
     assert record["entanglement"] > 0 and 0 <= record["entanglement_normalised"] <= 1
     assert record["entanglement_classwise"] > 0
+
+
+def test_a_learning_event_proxy_without_a_recording_pretraining_is_refused_before_anything_runs():
+    from src.errors import ConfigError
+    from src.runner import make_plan
+
+    step = "{algorithm: ft}"
+    base = ["unlearning.algorithm=rum", "unlearning.rum.group_by=confidence",
+            f"unlearning.rum.steps={{low: {step}, mid: {step}, high: {step}}}"]
+    for extra in (["training.pretrained=false"], ["secure_rng=true"]):
+        with pytest.raises(ConfigError, match="unlearning.rum.group_by: 'confidence' is a learning-event proxy"):
+            make_plan(load_config(QUICKSTART, base + extra))
+    make_plan(load_config(QUICKSTART, base[:1] + ["unlearning.rum.group_by=curvature"] + base[2:] +
+                          ["training.pretrained=false"]))

@@ -136,8 +136,10 @@ def holdout_kl_scores(model, train, heldout, batch_size: int, seed: int) -> np.n
 
 
 def record_learning_events(config) -> bool:
-    """Plain (or SAM) SGD pretraining records them; DP-SGD and Langevin training do not."""
-    return config.training.dp_sgd is None and config.training.algorithm == "sgd"
+    """Plain (or SAM) SGD pretraining records them; DP-SGD and Langevin training do not, and
+    neither does release mode (secure_rng), which keeps no per-example measurement of a model
+    before its certificate."""
+    return config.training.dp_sgd is None and config.training.algorithm == "sgd" and not config.secure_rng
 
 
 def save_learning_events(entry, events: LearningEvents, train_indices: torch.Tensor) -> None:
@@ -173,7 +175,7 @@ def load_learning_events(config, train_indices: torch.Tensor) -> dict[str, np.nd
     if config.training.pretrained != "auto" or not record_learning_events(config):
         raise UserError("unlearning.rum.group_by: the learning-event proxies are recorded while the pretrained "
                         "model trains, so they need training.pretrained: auto with SGD training (not DP-SGD, "
-                        f"not Langevin); got training.pretrained: {config.training.pretrained!r}")
+                        f"not Langevin, not release mode); got training.pretrained: {config.training.pretrained!r}")
     entry = PretrainedCache(config.checkpoints_dir).entry(pretrained_key(config))
     path = entry / EVENTS_FILE
     if not path.is_file():

@@ -235,6 +235,14 @@ class RUM(UnlearningAlgorithm):
             raise ConfigError("unlearning.rum: required when unlearning.algorithm is 'rum' (group_by, order, steps)")
         for group in config.unlearning.rum.order:
             step_config(config, group)
+        from src.evaluation.proxies import LEARNING_EVENTS, record_learning_events
+
+        by = config.unlearning.rum.group_by
+        if by in LEARNING_EVENTS and (config.training.pretrained != "auto" or not record_learning_events(config)):
+            raise ConfigError(f"unlearning.rum.group_by: '{by}' is a learning-event proxy, recorded while the cached "
+                              "pretrained model trains: it needs training.pretrained: auto and plain SGD training "
+                              "(no DP-SGD, no Langevin, no secure_rng); group by holdout_kl, curvature, entanglement "
+                              "or memorization instead")
 
     def plan(self) -> PrivacyPlan:
         return self.plan_steps().privacy
