@@ -296,3 +296,21 @@ def test_the_rum_table_pairs_seeds_and_takes_t_intervals():
     # t(0.975, 2) * sd / sqrt(3), sd = 0.1
     assert rows[0]["tow"][1] == pytest.approx(4.302652729911275 * 0.1 / 3 ** 0.5, rel=1e-9)
     assert rows[0]["forget_low"] is None
+
+
+def test_a_run_on_a_mix_forget_set_logs_its_parts(tmp_path, session_checkpoints):
+    config = config_of(MIX + EMPIRICAL + ["unlearning.algorithm=ft"], tmp_path, session_checkpoints, "mixft")
+    summary = run(config, None, resolve_device("cpu"), Console(quiet=True))
+    groups = summary["evaluation"]["forget_groups"]
+    assert [len(groups["indices"][g]) for g in ("low", "mid", "high")] == [120, 120, 120]
+    from src.data.datamodule import get_datamodule
+
+    data = get_datamodule(config, "cpu")
+    assert sorted(sum(groups["indices"].values(), [])) == sorted(data.indices.forget.tolist())
+    # the parts' accuracies average to the forget accuracy (equal sizes)
+    mean = np.mean([groups["accuracy"][g] for g in ("low", "mid", "high")])
+    assert mean == pytest.approx(summary["evaluation"]["accuracy"]["forget"], abs=1e-12)
+    # a random forget set has no parts
+    plain = run(config_of(EMPIRICAL + ["unlearning.algorithm=ft"], tmp_path, session_checkpoints, "plainft"), None,
+                resolve_device("cpu"), Console(quiet=True))
+    assert "forget_groups" not in plain["evaluation"]

@@ -64,3 +64,22 @@ def shuffled_groups(groups: dict[str, np.ndarray], seed: int) -> dict[str, np.nd
         out[name] = np.sort(dealt[start:start + len(part)])
         start += len(part)
     return out
+
+
+def forget_in_train(indices) -> np.ndarray:
+    """Each forget example's position in the train split (SplitIndices in official numbering)."""
+    where = {int(t): i for i, t in enumerate(indices.train.cpu().numpy())}
+    return np.asarray([where[int(t)] for t in indices.forget.cpu().numpy()], dtype=np.int64)
+
+
+def mix_forget_groups(config, data, device="cpu") -> dict[str, np.ndarray] | None:
+    """The parts (forget positions) of a run's `mix` forget set; None for any other forget set."""
+    fs = config.dataset.forget
+    if fs.strategy != "memorization" or fs.memorization.group != "mix":
+        return None
+    from src.data.datamodule import dataset_family
+    from src.data.forget_sets import memorization_scores
+
+    raw = dataset_family(config).load(config, device)
+    scores = memorization_scores(config, raw, data.indices.train, device)
+    return mix_groups(scores, forget_in_train(data.indices), fs.memorization.mid_rule)

@@ -80,10 +80,9 @@ def values_of(runs) -> dict:
         if reference is not None:
             tow = tow_against(ev, reference.summary["evaluation"], ToWConfig())
             values.update(tow=tow["tow"], tow_mia=tow["tow_mia"])
-        steps = (run.summary.get("rum") or {}).get("steps") or []
-        if steps:
-            for group in ("low", "mid", "high"):
-                values[f"forget_{group}"] = steps[-1].get(f"forget_{group}_accuracy")
+        parts = (ev.get("forget_groups") or {}).get("accuracy") or {}
+        for group in ("low", "mid", "high"):
+            values[f"forget_{group}"] = parts.get(group)
         out[tag][seed] = values
     return out
 

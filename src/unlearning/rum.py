@@ -34,7 +34,8 @@ from pydantic import ConfigDict, model_validator
 
 from src.config import Section, validate_config
 from src.data.base_datamodule import SplitSizes
-from src.data.forget_groups import GROUPS, WHOLE, group_sizes, mix_groups, ranked_groups, shuffled_groups
+from src.data.forget_groups import (GROUPS, WHOLE, forget_in_train, group_sizes, mix_groups, ranked_groups,
+                                    shuffled_groups)
 from src.errors import ConfigError
 from src.evaluation.proxies import PROXIES
 from src.unlearning.base import ComposedCertificate, PrivacyPlan, UnlearningAlgorithm, register
@@ -291,14 +292,12 @@ def forget_groups(config, data, device, model=None) -> dict[str, np.ndarray]:
         groups = ranked_groups(example_distances(retain, data.retain.y.cpu().numpy(), forget,
                                                  data.forget.y.cpu().numpy()))
     else:
-        train = data.indices.train.cpu().numpy()
-        where = {int(t): i for i, t in enumerate(train)}
-        forget_in_train = np.asarray([where[int(t)] for t in data.indices.forget.cpu().numpy()], dtype=np.int64)
+        positions = forget_in_train(data.indices)
         scores = group_scores(config, data, device, model)
         if rum.group_by == "memorization" and fs.strategy == "memorization" and fs.memorization.group == "mix":
-            groups = mix_groups(scores, forget_in_train, fs.memorization.mid_rule)
+            groups = mix_groups(scores, positions, fs.memorization.mid_rule)
         else:
-            groups = ranked_groups(scores[forget_in_train])
+            groups = ranked_groups(scores[positions])
     if rum.shuffle:
         from src.seeds import derive_seed
 
