@@ -102,6 +102,21 @@ def test_an_outside_method_serves_no_stream_of_requests(make_config, tmp_path):
         make_plan(load_config(path))
 
 
+def test_the_audit_measures_an_outside_method_with_noisy_steps(make_config, tmp_path, capsys):
+    """Chains of its noisy phase run as ensembles; the audit reports a lower bound and, as the
+    method is never certified, no certified epsilon to hold it against."""
+    from src.audit.__main__ import main as audit_main
+
+    path = user_config(make_config, tmp_path, "audited", "methods/noisy_clipping.py:NoisyClipping")
+    code = audit_main(["--config", str(path), "--out", str(tmp_path / "audits"), "--quiet", "--chains", "8"])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert code == 0 and line.startswith("certified epsilon none, empirical lower bound "), line
+    (result,) = (tmp_path / "audits").glob("*/audit.json")
+    result = json.loads(result.read_text())
+    assert result["certified_epsilon"] is None and result["noisy_steps"] > 0 and result["chains_per_world"] == 8
+    assert result["lower_bound"] >= 0 and not result["exceeds_certificate"]
+
+
 @pytest.mark.parametrize("algorithm, expected", [
     ("methods/nowhere.py:Method", "methods/nowhere.py does not exist"),
     ("methods/max_entropy.py:MinEntropy", "has no attribute 'MinEntropy' (it defines: MaxEntropy, MaxEntropyConfig)"),
