@@ -8,10 +8,8 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import yaml
 
 from src.config import load_config, run_id
 from src.errors import ConfigError
