@@ -55,7 +55,13 @@ class ModelFactory:
         """
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         if plugins.is_spec(model_name):
-            return _user_model(model_name, num_classes, tuple(input_shape), generator)
+            # PyTorch's default initialisers draw from the global generator: a factory that
+            # leaves some layers to them (biases, say) still builds the same model from the
+            # same seed, and leaves the caller's global stream as it was.
+            with torch.random.fork_rng(devices=[]):
+                if seed is not None:
+                    torch.manual_seed(seed)
+                return _user_model(model_name, num_classes, tuple(input_shape), generator)
         if model_name not in cls.registry:
             raise ValueError(f"unknown model '{model_name}'; known: {', '.join(cls.registry)}")
         return cls.registry[model_name](tuple(input_shape), num_classes, generator)
