@@ -190,7 +190,7 @@ class ModelConfig(Section):
             return value
         if plugins.is_spec(value):
             return _anchored(value, info)
-        raise ValueError(f"unknown model; known: {', '.join(MODEL_NAMES)}, or your own factory as "
+        raise ValueError(f"unknown model; known: {', '.join(map(repr, MODEL_NAMES))}, or your own factory as "
                          "'file.py:function' (relative to the config file) or 'package.module:function'")
 
 

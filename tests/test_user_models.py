@@ -132,7 +132,7 @@ def test_bad_factories_are_one_line_errors_naming_the_key(user_dir, name, messag
 
 
 def test_an_unknown_plain_name_lists_the_builtins_and_the_file_form(user_dir):
-    with pytest.raises(ConfigError, match="known: two_layer_net.*'file.py:function'"):
+    with pytest.raises(ConfigError, match="known: 'two_layer_net'.*'file.py:function'"):
         config_in(user_dir, "resnet9000")
 
 
