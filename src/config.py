@@ -630,7 +630,7 @@ def stable_hash(obj: Any, length: int = 10) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def _user_files_by_content(data: dict) -> dict:
+def user_files_by_content(data: dict) -> dict:
     """The user's model file and dataset file named by what they hold, not where they are:
     run ids and cached models follow an edit of the code or the data, and a moved clone
     keeps them."""
@@ -662,7 +662,7 @@ def model_label(name: str) -> str:
 
 
 def run_id(config: ExperimentConfig) -> str:
-    data = _user_files_by_content(config.to_dict())
+    data = user_files_by_content(config.to_dict())
     for key in _NOT_IDENTITY:
         data.pop(key, None)
     data["dataset"].pop("num_workers", None)
@@ -708,7 +708,7 @@ def pretrained_key(config: ExperimentConfig, without_forget: bool = False) -> st
         identity["secure_rng"] = config.secure_rng
     if dataset.path is not None:
         identity["dataset"]["path"] = dataset.path
-    identity = _user_files_by_content(identity)
+    identity = user_files_by_content(identity)
     model = model_label(config.model.name)
     if without_forget:
         identity["dataset"]["forget_split"] = dataset.forget_split
