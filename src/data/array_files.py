@@ -96,6 +96,10 @@ def _require_keys(path: Path, names: list[str]) -> None:
                         f"expected the arrays {', '.join(KEYS)}")
 
 
+def _name(dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def _dtype_kind(dtype) -> str:
     """'u8' (uint8), 'float', 'int' or 'other', for numpy and torch dtypes alike."""
     text = str(dtype).removeprefix("torch.")
@@ -117,12 +121,12 @@ def check_layout(path: Path, info: dict, num_classes: int | None = None) -> tupl
             raise UserError(f"dataset.path: {path}: '{key}' has shape {list(shape)}; expected [N, d], [N, H, W] or "
                             "[N, H, W, C]")
         if _dtype_kind(dtype) not in ("u8", "float"):
-            raise UserError(f"dataset.path: {path}: '{key}' is {dtype}; expected uint8 (0..255) or floating point")
+            raise UserError(f"dataset.path: {path}: '{key}' is {_name(dtype)}; expected uint8 (0..255) or floating point")
         if shape[0] == 0:
             raise UserError(f"dataset.path: {path}: '{key}' holds no examples")
     for key, shape, dtype, x_key, x_shape in (("y_train", ys, yd, "x_train", xs), ("y_test", zs, zd, "x_test", ts)):
         if _dtype_kind(dtype) not in ("int", "u8") or len(shape) != 1:
-            raise UserError(f"dataset.path: {path}: '{key}' is {dtype} of shape {list(shape)}; expected integer "
+            raise UserError(f"dataset.path: {path}: '{key}' is {_name(dtype)} of shape {list(shape)}; expected integer "
                             "labels of shape [N]")
         if shape[0] != x_shape[0]:
             raise UserError(f"dataset.path: {path}: '{key}' has {shape[0]} labels but '{x_key}' has {x_shape[0]} "
