@@ -79,7 +79,7 @@ def _interrupted(signum, frame):
 
 
 def _main(args) -> int:
-    from src import allocator, threads
+    from src import allocator, catalogue, threads  # noqa: F401  (catalogue: fills the registries configs name)
     from src.config import load_config
 
     overrides = list(args.override)

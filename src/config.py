@@ -4,7 +4,8 @@ Every key of the reference's schema is here with its type and range, plus our ad
 (the `compat:` switches of docs/differences.md, `wandb.mode`, `device`, `name`,
 `logs_dir`, `checkpoints_dir`, `dataset.features_root`). Each unlearning method declares
 its own section (`unlearning.iteration:`, `unlearning.dp-baseline:`, ...) beside its code
-in src/unlearning/; `experiment_schema` composes them with the core below. Validation
+in src/unlearning/ (or in the user's own file, for an outside method); `experiment_schema`
+composes them with the core below, reading the methods from src/registry.py. Validation
 happens before anything is written: unknown keys, wrong types, values out of range and
 duplicate YAML keys are refused with the dotted key, the value and what is allowed.
 Cross-field rules that belong to one method live in that method's file (`check_config`).
@@ -25,6 +26,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationEr
 
 from src import config_yaml, plugins
 from src.errors import ConfigError
+from src.registry import UNLEARNING_ALGORITHMS
 
 DATASET_NAMES = ("mnist", "mnist_5k", "cifar10", "cifar10_feature", "cifar100_feature")
 MODEL_NAMES = ("two_layer_net", "three_layer_net", "tiny_net", "tinier_net", "tiny_net_cifar", "simplenet")
@@ -121,7 +123,7 @@ class ForgetSetConfig(Section):
 def _anchored(value: str, info: ValidationInfo) -> str:
     """A relative file path made absolute against the config file's directory (the
     validation context's `base_dir`; the working directory when there is none)."""
-    return plugins.anchor(value, (info.context or {}).get("base_dir"))
+    return plugins.canonical(value, base_dir=(info.context or {}).get("base_dir"))
 
 
 class DatasetConfig(Section):
@@ -258,6 +260,12 @@ class TrainingConfig(OptimizerConfig):
             return value
         raise ValueError("expected false (train now), 'auto' (the cache) or a checkpoint path")
 
+    @property
+    def method(self) -> str:
+        """The training algorithm this section asks for (its name in src/registry.py):
+        `algorithm`, where sgd with a `dp_sgd:` section is DP-SGD."""
+        return "dp_sgd" if self.algorithm == "sgd" and self.dp_sgd is not None else self.algorithm
+
     @model_validator(mode="after")
     def _no_sam_in_dp_sgd(self):
         if self.sam is not None and self.dp_sgd is not None:
@@ -275,7 +283,8 @@ class UnlearningConfig(OptimizerConfig):
     init_model_clip: FiniteFloat = Field(0.0, ge=0)
     init_model_clip_type: Literal["clip", "clamp"] = "clip"
     init_sigma: FiniteFloat = Field(0.0, ge=0)
-    # Checked against the registry of methods when the schema is composed.
+    # Checked against the registry of methods when the schema is composed: a built-in name,
+    # or an outside method as path/to/file.py:Class or package.module:Class (docs/methods.md).
     algorithm: str
     delta: FiniteFloat = Probability
     fine_grained_validation: bool = False
@@ -452,9 +461,9 @@ class ExperimentConfig(Section):
         Sections of methods the config does not give are left out, so that adding a
         method to the registry changes no existing run id."""
         data = self.model_dump(mode="json", by_alias=True)
-        for key in method_section_keys():
-            if data["unlearning"].get(key, 0) is None:
-                del data["unlearning"][key]
+        shared = {field.alias or name for name, field in UnlearningConfig.model_fields.items()}
+        for key in [k for k, v in data["unlearning"].items() if v is None and k not in shared]:
+            del data["unlearning"][key]  # a method's own section, not given
         if data.get("requests", 0) is None:  # absent: run ids of single-request runs unchanged
             del data["requests"]
         if data["dataset"].get("path", 0) is None:  # likewise the keys of issue #25 when unused
@@ -487,29 +496,41 @@ def _drop_default_training_algorithm(training: dict) -> dict:
 # The composed schema: the core above plus one section per registered method.
 
 
-@functools.lru_cache(maxsize=1)
-def experiment_schema() -> type[ExperimentConfig]:
-    """ExperimentConfig with `unlearning.algorithm` restricted to the registered methods and
-    `unlearning.<method>:` typed by each method's own section (src/unlearning/*.py).
+@functools.lru_cache(maxsize=8)
+def experiment_schema(outside: type | None = None) -> type[ExperimentConfig]:
+    """ExperimentConfig with `unlearning.algorithm` restricted to the registered methods (and
+    the `outside` method's spec, when a config names one) and `unlearning.<method>:` typed by
+    each method's own section (src/unlearning/*.py, or the outside method's file).
 
-    Built on first use: the methods import torch, which this module must not need."""
-    from src.unlearning.base import registered_algorithms
-
-    algorithms = registered_algorithms()
+    The registry is filled by src/catalogue.py, which every entry point imports first: the
+    methods import torch, which this module must not need."""
+    algorithms = UNLEARNING_ALGORITHMS.builtins()
+    choices = sorted(algorithms)
+    if outside is not None:
+        algorithms = {**algorithms, outside.name: outside}
+        choices.append(outside.spec)
     sections = {}
     for name, cls in algorithms.items():
         if cls.section is not None:
             sections[name.replace("-", "_")] = (Optional[cls.section], Field(cls.section_default, alias=name))
     unlearning = create_model("UnlearningConfig", __base__=UnlearningConfig,
-                              algorithm=(Literal[tuple(sorted(algorithms))], ...), **sections)
+                              algorithm=(Literal[tuple(choices)], ...), **sections)
     return create_model("ExperimentConfig", __base__=ExperimentConfig, unlearning=(unlearning, ...))
 
 
-def method_section_keys() -> tuple[str, ...]:
-    """The YAML keys of the methods' sections (`iteration`, `dp-baseline`, ...)."""
-    from src.unlearning.base import registered_algorithms
-
-    return tuple(name for name, cls in registered_algorithms().items() if cls.section is not None)
+def outside_method(data: dict, base_dir: Path | None) -> type | None:
+    """The class an outside `unlearning.algorithm` names (its file path made absolute in `data`,
+    so that the config means the same file wherever it is read again), or None."""
+    unlearning = data.get("unlearning")
+    value = unlearning.get("algorithm") if isinstance(unlearning, dict) else None
+    if not plugins.is_spec(value) or value in UNLEARNING_ALGORITHMS.builtins():
+        return None
+    cls = UNLEARNING_ALGORITHMS.get(value, base_dir)
+    if cls.name.replace("-", "_") in UnlearningConfig.model_fields:
+        raise ConfigError(f"unlearning.algorithm: '{value}': its name '{cls.name}' is a key every method shares "
+                          f"(unlearning.{cls.name}); choose another")
+    unlearning["algorithm"] = cls.spec
+    return cls
 
 
 # ---------------------------------------------------------------------------------------
@@ -550,16 +571,18 @@ def load_config(path: str | Path, overrides: list[str] | tuple = ()) -> Experime
     return validate_config(data, source=str(path), base_dir=Path(path).resolve().parent)
 
 
-def validate_config(data: dict, source: str = "config", base_dir: str | Path | None = None) -> ExperimentConfig:
-    """`base_dir`: where relative paths to the user's files (model.name, dataset.path) start,
-    the config file's directory; the working directory when None."""
+def validate_config(data: dict, source: str = "config", base_dir: Path | None = None) -> ExperimentConfig:
+    """`base_dir`: where relative paths to the user's files (model.name, dataset.path, an
+    outside unlearning.algorithm) start: the config file's directory; default the working
+    directory."""
+    schema = experiment_schema(outside_method(data, base_dir))
     try:
-        return experiment_schema().model_validate(data, context={"base_dir": base_dir})
+        return schema.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as e:
-        raise ConfigError(f"{source} is not a valid experiment config:\n" + _describe(e, data)) from None
+        raise ConfigError(f"{source} is not a valid experiment config:\n" + _describe(e, data, schema)) from None
 
 
-def _describe(error: ValidationError, data: dict) -> str:
+def _describe(error: ValidationError, data: dict, schema) -> str:
     messages: dict[str, list[str]] = {}
     for item in error.errors():
         loc = [str(p) for p in item["loc"]]
@@ -568,7 +591,7 @@ def _describe(error: ValidationError, data: dict) -> str:
         dotted = config_yaml.cut(".".join(loc), 120) or "(top level)"
         value = item.get("input")
         if item["type"] == "extra_forbidden":
-            allowed = _allowed_keys(loc[:-1])
+            allowed = _allowed_keys(schema, loc[:-1])
             hint = difflib.get_close_matches(loc[-1][:100], allowed, n=1)
             msg = f"unknown key (value {config_yaml.shorten(value)})"
             msg += f"; did you mean '{hint[0]}'?" if hint else ""
@@ -589,8 +612,8 @@ def _describe(error: ValidationError, data: dict) -> str:
     return "\n".join(lines)
 
 
-def _allowed_keys(loc: list[str]) -> list[str]:
-    model: Any = experiment_schema()
+def _allowed_keys(schema, loc: list[str]) -> list[str]:
+    model: Any = schema
     for part in loc:
         field = _field_by_key(model, part)
         if field is None:
@@ -637,6 +660,9 @@ def user_files_by_content(data: dict) -> dict:
     name = data["model"]["name"]
     if plugins.is_spec(name):
         data["model"]["name"] = f"{plugins.label(name)}@{plugins.source_digest(name)}"
+    algorithm = data.get("unlearning", {}).get("algorithm")
+    if plugins.is_spec(algorithm):
+        data["unlearning"]["algorithm"] = f"{plugins.label(algorithm)}@{plugins.source_digest(algorithm)}"
     if data["dataset"].get("path") is not None:
         data["dataset"]["path"] = f"{Path(data['dataset']['path']).name}@{_data_digest(data['dataset']['path'])}"
     return data
@@ -666,8 +692,13 @@ def run_id(config: ExperimentConfig) -> str:
     for key in _NOT_IDENTITY:
         data.pop(key, None)
     data["dataset"].pop("num_workers", None)
-    prefix = config.name or f"{config.dataset.name}-{config.unlearning.algorithm}"
+    prefix = config.name or f"{config.dataset.name}-{algorithm_label(config.unlearning.algorithm)}"
     return f"{prefix}-{stable_hash(data)}"
+
+
+def algorithm_label(algorithm: str) -> str:
+    """A method's name as a run id spells it: an outside method's class name, not its path."""
+    return algorithm.rpartition(":")[2] if plugins.is_spec(algorithm) else algorithm
 
 
 # Bumped whenever pretraining code changes what a given recipe produces

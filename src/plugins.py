@@ -1,11 +1,12 @@
-"""Things a config names from the user's own code: `package.module:attr` or `file.py:attr`.
+"""Plug-ins: a class or function of the user's own code, named in a config as
 
-A spec is an import path (`my_package.models:make_net`, found on sys.path like any import)
-or a file path (`my_models.py:make_net`, `../lib/nets.py:make_net`), resolved relative to
-the directory of the config file that names it, so a config and the code beside it move
-together. Resolving imports the module (a file once per process, under a name of its own)
-and returns the attribute; every failure is a ConfigError naming the key, the spec and
-what was expected. No torch here: the schema resolves specs while it validates.
+    path/to/file.py:attribute      a file, relative to the config file's directory
+    package.module:attribute       an importable module (on sys.path / PYTHONPATH)
+
+The registries (src/registry.py) accept these where a built-in name would go. Every way
+this can fail (no such file, a module that raises on import, no such attribute) is a
+one-line ConfigError naming the key, the value and what was expected. A file is loaded
+once per process, under a private module name, so its classes keep their identity.
 """
 
 from __future__ import annotations
@@ -14,57 +15,133 @@ import hashlib
 import importlib
 import importlib.util
 import sys
+import traceback
 from pathlib import Path
 
-from src.config_yaml import cut
 from src.errors import ConfigError
 
+FORMS = "path/to/file.py:attribute (relative to the config file's directory) or package.module:attribute"
+_files: dict[str, object] = {}
 
-def is_spec(text: str) -> bool:
-    """`target:attr` with both parts present (a built-in name has no colon)."""
-    target, sep, attr = str(text).rpartition(":")
-    return bool(sep and target.strip() and attr.strip())
+
+def is_spec(value) -> bool:
+    """Whether a config value names a plug-in rather than a built-in (built-in names have no ':')."""
+    return isinstance(value, str) and ":" in value
+
+
+def _split(spec: str, key: str) -> tuple[str, str]:
+    target, _, attribute = spec.rpartition(":")
+    if not target.strip() or not attribute.strip():
+        raise ConfigError(f"{key}: {spec!r} names no {'attribute' if target.strip() else 'file or module'}; "
+                          f"expected {FORMS}")
+    return target.strip(), attribute.strip()
 
 
 def _is_file(target: str) -> bool:
-    return target.endswith(".py") or "/" in target or "\\" in target
+    return target.endswith(".py") or "/" in target or target.startswith(("~", "."))
 
 
-def anchor_path(path: str | Path, base_dir: str | Path | None) -> str:
-    """`path` made absolute against `base_dir` (the config's directory), or the working
+def canonical(spec: str, *, base_dir: Path | None) -> str:
+    """The spec with a file path made absolute (against `base_dir`), so that it means the same
+    file wherever it is read again (a run directory's config.yaml, the launcher)."""
+    target, sep, attribute = spec.rpartition(":")
+    if not sep or not _is_file(target.strip()):
+        return spec
+    path = Path(target.strip()).expanduser()
+    if not path.is_absolute():
+        path = Path(base_dir or ".") / path
+    return f"{path.resolve()}:{attribute.strip()}"
+
+
+def resolve(spec: str, *, key: str, base_dir: Path | None) -> object:
+    """The object `spec` names; `key` is the config key it came from (for messages)."""
+    target, attribute = _split(spec, key)
+    if _is_file(target):
+        module, where = _load_file(canonical(spec, base_dir=base_dir).rpartition(":")[0], spec, key), target
+    else:
+        module, where = _import(target, spec, key), f"module {target}"
+    obj = module
+    for part in attribute.split("."):
+        if not hasattr(obj, part):
+            defined = sorted(n for n, v in vars(module).items()
+                             if not n.startswith("_") and getattr(v, "__module__", None) == module.__name__)
+            shown = ", ".join(defined[:12]) + (", ..." if len(defined) > 12 else "")
+            raise ConfigError(f"{key}: {spec!r}: {where} has no attribute '{attribute}' (it defines: "
+                              f"{shown or 'nothing public'})")
+        obj = getattr(obj, part)
+    return obj
+
+
+def _load_file(path: str, spec: str, key: str):
+    if path in _files:
+        return _files[path]
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"{key}: {spec!r}: the file {file} does not exist; expected {FORMS}")
+    if file.suffix != ".py":
+        raise ConfigError(f"{key}: {spec!r}: {file} is not a Python file (.py); expected {FORMS}")
+    name = f"_plugin_{hashlib.sha256(path.encode()).hexdigest()[:12]}_{file.stem}"
+    module_spec = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module  # dataclasses and pickling look their module up here
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:
+        del sys.modules[name]
+        raise ConfigError(f"{key}: {spec!r}: importing {file} failed{_line_in(e, path)}: {_one_line(e)}") from None
+    _files[path] = module
+    return module
+
+
+def _import(target: str, spec: str, key: str):
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as e:
+        if e.name and (target == e.name or target.startswith(e.name + ".")):
+            raise ConfigError(f"{key}: {spec!r}: no module named '{e.name}' (is its folder on PYTHONPATH?); "
+                              f"expected {FORMS}") from None
+        raise ConfigError(f"{key}: {spec!r}: importing {target} failed: {_one_line(e)}") from None
+    except Exception as e:
+        raise ConfigError(f"{key}: {spec!r}: importing {target} failed: {_one_line(e)}") from None
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:300]}" if text else type(error).__name__
+
+
+def _line_in(error: BaseException, path: str) -> str:
+    """' (line N)' of the user's file where the error was raised, when it is known."""
+    if isinstance(error, SyntaxError) and error.lineno:
+        return f" (line {error.lineno})"
+    lines = [f.lineno for f in traceback.extract_tb(error.__traceback__) if f.filename == path]
+    return f" (line {lines[-1]})" if lines else ""
+
+
+# -- the user's files by what they hold (run ids, cached models) -------------------------
+
+
+def anchor_path(path: str | Path, base_dir: Path | None) -> str:
+    """A data path made absolute against `base_dir` (the config's directory), or the working
     directory when None."""
     path = Path(path).expanduser()
-    if not path.is_absolute() and base_dir is not None:
-        path = Path(base_dir) / path
-    return str(path.resolve(strict=False))
+    if not path.is_absolute():
+        path = Path(base_dir or ".") / path
+    return str(path.resolve())
 
 
-def anchor(spec: str, base_dir: str | Path | None) -> str:
-    """The spec with a relative file path made absolute against `base_dir`; import paths
-    are returned as they are."""
-    target, _, attr = spec.rpartition(":")
-    if not _is_file(target):
-        return spec
-    return f"{anchor_path(target, base_dir)}:{attr}"
+def label(spec: str) -> str:
+    """A short, file-name-safe name for a spec (`my_models.make_net`), for cache keys."""
+    target, _, attribute = spec.rpartition(":")
+    stem = Path(target).stem if _is_file(target.strip()) else target.strip()
+    text = f"{stem}.{attribute.strip()}"
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)[:60]
 
 
-def resolve(spec: str, *, key: str, base_dir: str | Path | None = None):
-    """The object `spec` names; ConfigError (naming `key`) when it cannot be found or imported."""
-    if not is_spec(spec):
-        raise ConfigError(f"{key}: {cut(repr(spec))} is not 'file.py:name' or 'package.module:name'")
-    target, _, attr = anchor(spec, base_dir).rpartition(":")
-    module = _load_file(target, key, spec) if _is_file(target) else _import(target, key, spec)
-    if not hasattr(module, attr):
-        public = sorted(n for n in vars(module) if not n.startswith("_") and callable(getattr(module, n)))
-        raise ConfigError(f"{key}: {cut(repr(spec))}: {target} has no attribute '{attr}' "
-                          f"(it defines: {', '.join(public) or 'nothing callable'})")
-    return getattr(module, attr)
-
-
-def source_digest(spec: str, base_dir: str | Path | None = None) -> str:
+def source_digest(spec: str, base_dir: Path | None = None) -> str:
     """sha256 (12 hex digits) of the source file a spec names, so that run ids and cached
     models change when the user's code does, wherever the files live."""
-    target, _, _ = anchor(spec, base_dir).rpartition(":")
+    target = canonical(spec, base_dir=base_dir).rpartition(":")[0].strip()
     if _is_file(target):
         return content_digest(target)
     try:
@@ -94,45 +171,3 @@ def content_digest(path: str | Path) -> str:
         except OSError:
             return "unreadable"
     return digest.hexdigest()[:12]
-
-
-def label(spec: str) -> str:
-    """A short, file-name-safe name for a spec (`my_models.make_net`), for cache keys."""
-    target, _, attr = spec.rpartition(":")
-    stem = Path(target).stem if _is_file(target) else target
-    text = f"{stem}.{attr}"
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)[:60]
-
-
-def _import(target: str, key: str, spec: str):
-    try:
-        return importlib.import_module(target)
-    except ModuleNotFoundError as e:
-        raise ConfigError(f"{key}: {cut(repr(spec))}: no module named '{e.name}' (an import path is looked up on "
-                          "sys.path; for a file beside the config write 'file.py:name')") from None
-    except Exception as e:  # noqa: BLE001 - the user's module failed while importing
-        raise ConfigError(f"{key}: {cut(repr(spec))}: importing {target} failed: {type(e).__name__}: "
-                          f"{cut(str(e), 200)}") from e
-
-
-def _load_file(target: str, key: str, spec: str):
-    path = Path(target)
-    if not path.is_file():
-        raise ConfigError(f"{key}: {cut(repr(spec))}: file {path} not found (a file path is relative to the "
-                          "config file's directory)")
-    # One module per file and process, under a name no import can collide with.
-    name = f"_user_plugin_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:10]}"
-    if name in sys.modules:
-        return sys.modules[name]
-    loader_spec = importlib.util.spec_from_file_location(name, path)
-    if loader_spec is None or loader_spec.loader is None:
-        raise ConfigError(f"{key}: {cut(repr(spec))}: {path} cannot be imported as Python source")
-    module = importlib.util.module_from_spec(loader_spec)
-    sys.modules[name] = module
-    try:
-        loader_spec.loader.exec_module(module)
-    except Exception as e:  # noqa: BLE001 - the user's file failed while importing
-        del sys.modules[name]
-        raise ConfigError(f"{key}: {cut(repr(spec))}: importing {path} failed: {type(e).__name__}: "
-                          f"{cut(str(e), 200)}") from e
-    return module

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from src import catalogue  # noqa: F401  (fills the registries before any config is read)
+from src.certificates import FLOAT32_MAX, certificate_numbers, certificate_scope, require_finite_certificate
 from src.config import ExperimentConfig, pretrained_key, run_id
 from src.data.base_datamodule import SplitSizes
 from src.data.batches import num_batches
@@ -25,17 +27,18 @@ from src.evaluation.pipeline import evaluate_run
 from src.interrupts import deferred_interrupts
 from src.models.buffers import check_buffers
 from src.models.model import ModelFactory, count_parameters
+from src.noise import NoiseSource
 from src.preflight import check_before_writing
+from src.registry import TRAINING_ALGORITHMS, UNLEARNING_ALGORITHMS
 from src.request_stream.plan import plan_stream
 from src.request_stream.run import run_requests
 from src.seeds import derive_seed
 from src.tracking import RunDirectory, RunLogger, Stopwatch
 from src.training.checkpoints import (PretrainedCache, load_checkpoint, require_finite_weights,
                                       resolve_pretrained_path, save_checkpoint)
-from src.training.langevin import check_training
-from src.training.trainer import Console, Evaluator, Trainer, build_model, pretrain
-from src.unlearning.base import (FLOAT32_MAX, AlgorithmContext, NoiseSource, algorithm_class, certificate_numbers,
-                                 certificate_scope, require_finite_certificate)
+from src.training.evaluate import Evaluator
+from src.training.trainer import Console, Trainer, build_model, pretrain
+from src.unlearning.base import AlgorithmContext
 
 
 def resolve_device(name: str) -> torch.device:
@@ -115,12 +118,12 @@ def make_plan(config: ExperimentConfig, sizes: SplitSizes | None = None, forget_
 def _plan_pass(config: ExperimentConfig, sizes: SplitSizes, present: bool) -> Plan:
     """One pass through the phases: a single run, or one request of a stream."""
     shape = check_dataset_config(config)
-    cls = algorithm_class(config.unlearning.algorithm)
+    cls = UNLEARNING_ALGORITHMS.get(config.unlearning.algorithm)
     if config.unlearning.sam is not None and not cls.accepts_sam:
         raise ConfigError(f"unlearning.sam is not allowed for '{cls.name}': a certified phase assumes one plain "
                           "gradient per step (and Sharp MinMax / influence have their own keys); remove it")
     cls.check_config(config)
-    check_training(config, sizes)
+    TRAINING_ALGORITHMS.get(config.training.method).check_config(config, sizes)
     check_split_sizes(config, sizes)
     steps = num_batches(sizes.retain, config.dataset.batch_size)
     model = ModelFactory.create_model(config.model.name, config.model.n_classes, shape)

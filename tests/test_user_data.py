@@ -22,7 +22,7 @@ from src.config import load_config
 from src.data import mnist_files
 from src.data.datamodule import get_datamodule
 from src.data.file_dataset import ArrayFile
-from src.data.memorization import subsample_scores
+from src.evaluation.memorization import subsample_scores
 from src.errors import DataNotFoundError, UserError
 from src.runner import make_plan
 from tests.conftest import QUICKSTART, run_cli

@@ -118,7 +118,7 @@ def test_a_factory_from_an_import_path(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name, message", [
-    ("missing.py:plain", "file .*missing.py not found"),
+    ("missing.py:plain", "the file .*missing.py does not exist"),
     ("nets.py:absent", "has no attribute 'absent'.*conv_bn"),
     ("nets.py:broken", "nets.py:broken' failed .*ValueError: my bug"),
     ("nets.py:not_a_module", "returned a int, expected a torch.nn.Module"),

@@ -119,6 +119,7 @@ def violated(result, noise_scale: float) -> bool:
 
 
 def run_one(args, console) -> int:
+    from src import catalogue  # noqa: F401  (fills the registries the config is checked against)
     from src.config import load_config
 
     config = load_config(args.config, _overrides(args))

@@ -23,11 +23,11 @@ import torch
 from src.audit.bounds import LowerBound, lower_bound
 from src.audit.scores import chain_scores, score_names, summary
 from src.errors import UserError
+from src.registry import UNLEARNING_ALGORITHMS
 from src.runner import make_plan
 from src.seeds import derive_seed
 from src.training.ensemble import EnsembleModel, EnsembleTrainer, attach_ensemble, default_chunk
 from src.training.trainer import build_model
-from src.unlearning.base import algorithm_class
 
 # Chains run as one ensemble at a time (memory: theta, noise and batches of a group).
 GROUP = 512
@@ -51,7 +51,7 @@ class WeakenedNoise:
 
 
 def auditable(config) -> bool:
-    return algorithm_class(config.unlearning.algorithm).noise_after_pretraining
+    return UNLEARNING_ALGORITHMS.get(config.unlearning.algorithm).noise_after_pretraining
 
 
 def check_auditable(config) -> None:

@@ -120,6 +120,7 @@ def pretrained_cache_model(checkpoints_dir: Path, key: str) -> Path:
 def read_config(file: ConfigFile, cwd: Path, full_check: bool = False) -> ConfigInfo:
     """Validate a config as experiment.py would; `full_check` also runs make_plan (the
     algorithms' rules and the certificate; imports torch), as experiment.py --dry-run does."""
+    from src import catalogue  # noqa: F401  (fills the registries the config is checked against)
     from src.config import load_config, pretrained_key, run_id
     from src.errors import UserError
 

@@ -68,7 +68,7 @@ class ModelFactory:
 
 
 def _user_model(spec: str, num_classes: int, input_shape: tuple, generator) -> nn.Module:
-    factory = plugins.resolve(spec, key="model.name")
+    factory = plugins.resolve(spec, key="model.name", base_dir=None)  # made absolute by the schema
     if not callable(factory):
         raise ConfigError(f"model.name: '{spec}' is a {type(factory).__name__}, expected a function "
                           "factory(input_shape, num_classes, generator) returning a torch.nn.Module")

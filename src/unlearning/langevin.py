@@ -28,12 +28,13 @@ from typing import Literal, Optional
 import torch
 from pydantic import Field, field_validator, model_validator
 
+from src.certificates import PrivacyPlan, certificate_row
 from src.config import FiniteFloat, Section
 from src.errors import ConfigError
 from src.privacy.langevin import Chain, Request, certificate, learning_epsilon, lsi_constant, sequential_steps, smallest_steps
 from src.seeds import derive_seed
 from src.training.langevin import initial_point_, langevin_step_, objective_grad
-from src.unlearning.base import PrivacyPlan, certificate_row, register, require_section
+from src.unlearning.base import require_section
 from src.unlearning.full_batch import FullBatchRequests, RequestSchedule, accountant_delta, accuracy, request_sizes
 
 KEY = "unlearning.langevin"
@@ -91,7 +92,6 @@ class LangevinConfig(Section):
         return self
 
 
-@register
 class LangevinUnlearning(FullBatchRequests):
     name = "langevin"
     section = LangevinConfig

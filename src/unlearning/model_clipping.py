@@ -19,15 +19,15 @@ import torch
 
 from pydantic import Field
 
+from src.certificates import ComposedCertificate, PrivacyPlan, certificate_row
 from src.config import FiniteFloat, OptionalClip, Section
 from src.errors import ConfigError
+from src.noise import clip_l2, project_l2_
 from src.privacy.composition import gaussian_composition
 from src.privacy.contraction import delta_trajectory, initial_delta, step_radius
 from src.privacy.pabi import init_ball_radius
 from src.training.optim import make_schedule
-from src.unlearning.base import (ComposedCertificate, PrivacyPlan, StepResult, UnlearningAlgorithm,
-                                 batch_loss_and_grad, certificate_row, clip_l2, project_l2_, register,
-                                 require_plain_sgd, require_section)
+from src.unlearning.base import StepResult, UnlearningAlgorithm, batch_loss_and_grad, require_plain_sgd, require_section
 from src.unlearning.initial_projection import initial_projection_
 
 
@@ -42,7 +42,6 @@ class ContractiveConfig(Section):
     noise_addition_before_projection: bool = False
 
 
-@register
 class ModelClipping(UnlearningAlgorithm):
     name = "contractive_coefficients"
     section = ContractiveConfig
