@@ -25,8 +25,13 @@ def _tensor(x, device) -> torch.Tensor:
     return t.contiguous().to(device)
 
 
-def _raw(train, test, shape, num_classes, device) -> RawDataset:
+def _raw(train, test, shape, num_classes, device, path) -> RawDataset:
     (x_train, y_train), (x_test, y_test) = train, test
+    if torch.device(device).type == "cuda":  # the host's memory was checked before the run
+        from src.data.memory import require_fits
+
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        require_fits(2 * (x_train.nbytes + x_test.nbytes), f"dataset.path: {path} on {device}", available=free)
     return RawDataset(train_x=_tensor(x_train, device), train_y=torch.from_numpy(y_train).to(device),
                       test_x=_tensor(x_test, device), test_y=torch.from_numpy(y_test).to(device),
                       num_classes=num_classes, input_shape=tuple(shape))
@@ -65,7 +70,7 @@ class ArrayFile:
 
         n = config.model.n_classes
         train, test, shape = array_files.load(config.dataset.path, n)
-        return _raw(train, test, shape, n, device)
+        return _raw(train, test, shape, n, device, config.dataset.path)
 
 
 class ImageFolder(ArrayFile):
@@ -92,4 +97,4 @@ class ImageFolder(ArrayFile):
 
         n = config.model.n_classes
         train, test, shape = image_folder_files.load(config.dataset.path, n)
-        return _raw(train, test, shape, n, device)
+        return _raw(train, test, shape, n, device, config.dataset.path)

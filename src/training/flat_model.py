@@ -65,14 +65,14 @@ class FlatModel:
         return {name: chunk.view(shape) for name, chunk, shape in zip(self.names, theta.split(self.sizes), self.shapes)}
 
     def forward(self, x: torch.Tensor, theta: torch.Tensor | None = None) -> torch.Tensor:
-        if theta is not None:  # another parameter vector (per-example gradients under vmap)
-            return functional_call(self.module, (self.unflatten(theta), self.buffers), (x,))
-        for (attributes, attr), chunk, shape in zip(self._slots, self.theta.split(self.sizes), self.shapes):
-            attributes[attr] = chunk.view(shape)
         training = torch.is_grad_enabled() if self._forced is None else self._forced
         if training != self._training:
             self.module.train(training)
             self._training = training
+        if theta is not None:  # another parameter vector (per-example gradients under vmap)
+            return functional_call(self.module, (self.unflatten(theta), self.buffers), (x,))
+        for (attributes, attr), chunk, shape in zip(self._slots, self.theta.split(self.sizes), self.shapes):
+            attributes[attr] = chunk.view(shape)
         if self.channels_last and x.is_cpu and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.compiled is not None and self.compiled.applies(x):
