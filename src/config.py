@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model,
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model,
                       field_validator, model_validator)
 
 from src import config_yaml, plugins
@@ -33,6 +33,10 @@ MODEL_NAMES = ("two_layer_net", "three_layer_net", "tiny_net", "tinier_net", "ti
 # Langevin unlearning (issue #16): unit-norm feature tasks and the convex linear model.
 DATASET_NAMES += ("mnist_3v8", "mnist_5k_3v8", "cifar10_feature_3v8", "cifar10_feature_unit")
 MODEL_NAMES += ("linear",)
+# Datasets from the user's files (issue #25): arrays in a .npz / .pt file, torchvision's
+# ImageFolder layout, and torchvision datasets in MNIST's and CIFAR's on-disk formats.
+FILE_DATASETS = ("arrays", "image_folder")
+DATASET_NAMES += FILE_DATASETS + ("fashion_mnist", "kmnist", "cifar100")
 OPTIMIZER_NAMES = ("SGD", "RMSprop", "Adam")
 SCHEDULE_NAMES = ("constant", "cos", "onecycle")
 
@@ -116,8 +120,17 @@ class ForgetSetConfig(Section):
         return self
 
 
+def _anchored(value: str, info: ValidationInfo) -> str:
+    """A relative file path made absolute against the config file's directory (the
+    validation context's `base_dir`; the working directory when there is none)."""
+    return plugins.canonical(value, base_dir=(info.context or {}).get("base_dir"))
+
+
 class DatasetConfig(Section):
     name: Literal[DATASET_NAMES]
+    # The file (`arrays`: .npz or .pt) or folder (`image_folder`) of a dataset from files,
+    # relative to the config file's directory (src/data/file_dataset.py).
+    path: Optional[str] = None
     # Channels-last, as the reference writes it ([28, 28, 1], [32, 32, 3], [512]); must
     # agree with the dataset. Left out, the dataset's own shape is used.
     input_shape: Optional[tuple[int, ...]] = None
@@ -133,6 +146,25 @@ class DatasetConfig(Section):
     seed: Seed = 0
     forget: ForgetSetConfig = ForgetSetConfig()
 
+    @field_validator("path")
+    @classmethod
+    def _anchor_path(cls, value, info: ValidationInfo):
+        if value is None:
+            return value
+        if not value.strip() or "\0" in value:
+            raise ValueError("must name a file or folder")
+        return plugins.anchor_path(value, (info.context or {}).get("base_dir"))
+
+    @model_validator(mode="after")
+    def _path_for_files(self):
+        if self.name in FILE_DATASETS and self.path is None:
+            raise ValueError(f"dataset.name '{self.name}' needs dataset.path (the "
+                             f"{'.npz or .pt file' if self.name == 'arrays' else 'folder with train/ and test/'})")
+        if self.name not in FILE_DATASETS and self.path is not None:
+            raise ValueError(f"path is only read by datasets {list(FILE_DATASETS)}, not '{self.name}' "
+                             "(which reads dataset.root)")
+        return self
+
     @field_validator("input_shape")
     @classmethod
     def _positive_dims(cls, shape):
@@ -142,8 +174,26 @@ class DatasetConfig(Section):
 
 
 class ModelConfig(Section):
-    name: Literal[MODEL_NAMES]
+    # A built-in name, or the user's factory: 'file.py:function' (relative to the config
+    # file's directory) or 'package.module:function', called as the built-ins are,
+    # factory(input_shape, num_classes, generator) -> torch.nn.Module (src/models/model.py).
+    name: str
     n_classes: int = Field(gt=1)
+    # BatchNorm running statistics are computed from data: after pretraining they carry
+    # the forget set. "training": keep them (refused for certified methods); "retain":
+    # recompute them on the retain set after unlearning, so the released buffers depend
+    # on retain data and the certified parameters only (src/models/buffers.py).
+    batchnorm_stats: Literal["training", "retain"] = "training"
+
+    @field_validator("name")
+    @classmethod
+    def _known_or_spec(cls, value, info: ValidationInfo):
+        if value in MODEL_NAMES:
+            return value
+        if plugins.is_spec(value):
+            return _anchored(value, info)
+        raise ValueError(f"unknown model; known: {', '.join(map(repr, MODEL_NAMES))}, or your own factory as "
+                         "'file.py:function' (relative to the config file) or 'package.module:function'")
 
 
 class SAMConfig(Section):
@@ -416,6 +466,10 @@ class ExperimentConfig(Section):
             del data["unlearning"][key]  # a method's own section, not given
         if data.get("requests", 0) is None:  # absent: run ids of single-request runs unchanged
             del data["requests"]
+        if data["dataset"].get("path", 0) is None:  # likewise the keys of issue #25 when unused
+            del data["dataset"]["path"]
+        if data["model"].get("batchnorm_stats") == "training":
+            del data["model"]["batchnorm_stats"]
         _drop_default_training_algorithm(data["training"])
         # Likewise later additions at their defaults (forget sets, metrics, SAM): a config
         # that does not use them keeps the run id it had before they existed.
@@ -514,15 +568,16 @@ def load_config(path: str | Path, overrides: list[str] | tuple = ()) -> Experime
     data = read_yaml(path)
     for override in overrides:
         apply_override(data, override)
-    return validate_config(data, source=str(path), base_dir=Path(path).parent)
+    return validate_config(data, source=str(path), base_dir=Path(path).resolve().parent)
 
 
 def validate_config(data: dict, source: str = "config", base_dir: Path | None = None) -> ExperimentConfig:
-    """`base_dir`: where file paths of outside methods are relative to (the config file's
-    directory; default the working directory)."""
+    """`base_dir`: where relative paths to the user's files (model.name, dataset.path, an
+    outside unlearning.algorithm) start: the config file's directory; default the working
+    directory."""
     schema = experiment_schema(outside_method(data, base_dir))
     try:
-        return schema.model_validate(data)
+        return schema.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as e:
         raise ConfigError(f"{source} is not a valid experiment config:\n" + _describe(e, data, schema)) from None
 
@@ -598,8 +653,42 @@ def stable_hash(obj: Any, length: int = 10) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def user_files_by_content(data: dict) -> dict:
+    """The user's model file and dataset file named by what they hold, not where they are:
+    run ids and cached models follow an edit of the code or the data, and a moved clone
+    keeps them."""
+    name = data["model"]["name"]
+    if plugins.is_spec(name):
+        data["model"]["name"] = f"{plugins.label(name)}@{plugins.source_digest(name)}"
+    algorithm = data.get("unlearning", {}).get("algorithm")
+    if plugins.is_spec(algorithm):
+        data["unlearning"]["algorithm"] = f"{plugins.label(algorithm)}@{plugins.source_digest(algorithm)}"
+    if data["dataset"].get("path") is not None:
+        data["dataset"]["path"] = f"{Path(data['dataset']['path']).name}@{_data_digest(data['dataset']['path'])}"
+    return data
+
+
+@functools.lru_cache(maxsize=16)
+def _data_digest_cached(path: str, stamp) -> str:
+    return plugins.content_digest(path)
+
+
+def _data_digest(path: str) -> str:
+    try:  # read once per process while the file is unchanged (a large file costs seconds)
+        stat = Path(path).stat()
+        stamp = (stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        stamp = None
+    return _data_digest_cached(path, stamp)
+
+
+def model_label(name: str) -> str:
+    """model.name as it may appear in a file name (cache keys)."""
+    return plugins.label(name) if plugins.is_spec(name) else name
+
+
 def run_id(config: ExperimentConfig) -> str:
-    data = config.to_dict()
+    data = user_files_by_content(config.to_dict())
     for key in _NOT_IDENTITY:
         data.pop(key, None)
     data["dataset"].pop("num_workers", None)
@@ -634,7 +723,8 @@ def pretrained_key(config: ExperimentConfig, without_forget: bool = False) -> st
             "val_split": dataset.val_split,
             "seed": dataset.seed,
         },
-        "model": config.model.model_dump(mode="json"),
+        # batchnorm_stats acts after unlearning: the same pretrained model either way.
+        "model": config.model.model_dump(mode="json", exclude={"batchnorm_stats"}),
         "training": _drop_default_training_algorithm(config.training.model_dump(
             mode="json", exclude={"pretrained", "group_dp"} | ({"sam"} if config.training.sam is None else set()))),
         "global_seed": config.global_seed,
@@ -649,8 +739,12 @@ def pretrained_key(config: ExperimentConfig, without_forget: bool = False) -> st
         }
         # Release mode needs DP-SGD noise no seed replays: never the research-mode model.
         identity["secure_rng"] = config.secure_rng
+    if dataset.path is not None:
+        identity["dataset"]["path"] = dataset.path
+    identity = user_files_by_content(identity)
+    model = model_label(config.model.name)
     if without_forget:
         identity["dataset"]["forget_split"] = dataset.forget_split
         identity["trained_on"] = "retain"
-        return f"{dataset.name}-{config.model.name}-retain-{stable_hash(identity, 12)}"
-    return f"{dataset.name}-{config.model.name}-{stable_hash(identity, 12)}"
+        return f"{dataset.name}-{model}-retain-{stable_hash(identity, 12)}"
+    return f"{dataset.name}-{model}-{stable_hash(identity, 12)}"

@@ -25,6 +25,7 @@ from src.entropy import randomness
 from src.errors import ConfigError, UserError
 from src.evaluation.pipeline import evaluate_run
 from src.interrupts import deferred_interrupts
+from src.models.buffers import check_buffers
 from src.models.model import ModelFactory, count_parameters
 from src.noise import NoiseSource
 from src.preflight import check_before_writing
@@ -135,6 +136,7 @@ def _plan_pass(config: ExperimentConfig, sizes: SplitSizes, present: bool) -> Pl
         privacy = algorithm.plan()
         algorithm.check_plan(privacy)
     require_finite_certificate(privacy, keys)
+    check_buffers(model, config, shape, certified=privacy.certified_epsilon is not None)
     _check_dp_sgd_noise_fits_float32(config)
     return Plan(config, run_id(config), shape, sizes, present, steps, context.num_parameters, algorithm, privacy)
 
@@ -145,8 +147,8 @@ def check_model_runs(model, config: ExperimentConfig, shape: tuple[int, ...]) ->
     x = torch.zeros((1, shape[-1], *shape[:-1]) if len(shape) == 3 else (1, *shape))
     try:
         with torch.no_grad():
-            out = model(x)
-    except RuntimeError as e:
+            out = model.eval()(x)  # evaluation behaviour: BatchNorm takes a single example
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
         raise ConfigError(f"model.name: '{config.model.name}' cannot take inputs of dataset.input_shape "
                           f"{list(shape)}: {str(e).splitlines()[0][:200]}") from None
     if tuple(out.shape) != (1, config.model.n_classes):

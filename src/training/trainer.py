@@ -190,6 +190,13 @@ class Trainer:
                 self.console.line(f"unlearn epoch {epoch}/{u.epochs}  (noisy phase: no metrics in release mode)")
                 continue
             self._end_epoch(epoch, *((float(sum_loss) / seen, float(sum_correct) / seen) if seen else (None, None)))
+        self._statistics_from_retain()  # the released model's buffers
+
+    def _statistics_from_retain(self) -> None:
+        """model.batchnorm_stats: retain: BatchNorm statistics recomputed on the retain set,
+        so that they depend on retain data and theta only (src/models/buffers.py)."""
+        if self.config.model.batchnorm_stats == "retain":
+            self.model.recompute_running_stats(self.data.retain.x)
 
     def _own_epoch(self, epoch: int) -> bool:
         """An epoch the algorithm runs itself (UnlearningAlgorithm.unlearn_epoch), if it does."""
@@ -231,6 +238,7 @@ class Trainer:
         self.log(row)
         self.certificate = row
         self._announce_certificate(row)
+        self._statistics_from_retain()  # the certified model as released, for its measurements
         for split, prefix in ((self.data.val, "Val"), (self.data.forget, "Forget"), (self.data.retain, "Retain")):
             self.validate(split, f"{prefix} (Post Noise Addition)", unlearn_epoch=epoch)
         self._start_post_phase()
