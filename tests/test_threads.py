@@ -123,8 +123,9 @@ def test_tiny_models_take_one_thread_and_convolutions_take_the_cores():
 def test_ceilings_cap_the_choice_and_requests_override_everything():
     assert threads.ThreadBudget(cores=16, ceiling=1, requested=None).choose(cifar_step()) == 1  # run_exp's share
     assert threads.ThreadBudget(cores=1, ceiling=8, requested=None).choose(cifar_step()) == 1   # quota beats the env
-    assert threads.ThreadBudget(cores=2, ceiling=None, requested=3).choose(mnist_step()) == 3
-    assert threads.ThreadBudget(cores=2, ceiling=1, requested=4).choose(None) == 4
+    assert threads.ThreadBudget(cores=4, ceiling=None, requested=3).choose(mnist_step()) == 3
+    assert threads.ThreadBudget(cores=4, ceiling=1, requested=4).choose(None) == 4  # asked for: above the ceiling
+    assert threads.ThreadBudget(cores=2, ceiling=None, requested=3).choose(mnist_step()) == 2  # never above the cores
     assert threads.ThreadBudget(cores=6, ceiling=4, requested=None).choose(None) == 4  # GPU runs: the whole limit
 
 
