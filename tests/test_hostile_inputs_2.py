@@ -1,0 +1,183 @@
+"""Hostile inputs, second pass (issue 26): the surfaces added after the first pass (the audit,
+the stream and Langevin figures, memorization files, thread counts, the launcher) refuse bad
+input in one line with exit status 2, never hang, and never accept a value silently."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from src import threads
+from src.audit.__main__ import main as audit_main
+from src.audit.bounds import ceiling, smallest_useful_chains
+from tests.conftest import QUICKSTART, REPO, run_main
+
+OP = {"unlearning.algorithm": "dp-baseline", "unlearning.iteration": None,
+      "unlearning.dp-baseline": {"epsilon_target": 1}}
+
+
+def one_line_error(err: str, *words: str) -> None:
+    """The refusal (config errors list each key on a line of its own under it)."""
+    lines = err.strip().splitlines()
+    assert lines and any(line.startswith("error: ") for line in lines) and "Traceback" not in err, err
+    for word in words:
+        assert word in err, (word, err)
+
+
+# -- the config: values that were silently accepted -------------------------------------------------------
+
+@pytest.mark.parametrize("key", ["evaluation.tow.terms", "evaluation.mia.svc.features",
+                                 "evaluation.mia.threshold.fpr"])
+def test_empty_metric_lists_are_refused(make_config, capsys, key):
+    """An empty ToW product is 1 (a perfect score whatever the gaps); no features, no attack."""
+    path, _ = make_config("empty", {key: []})
+    assert run_main("--config", path, "--dry-run") == 2
+    one_line_error(capsys.readouterr().err, key, "at least 1 item")
+
+
+@pytest.mark.parametrize("key, value", [("training.epochs", True), ("global_seed", False),
+                                        ("unlearning.iteration.epsilon_target", True),
+                                        ("dataset.val_split", True), ("threads", True),
+                                        ("evaluation.mia.threshold.fpr", [0.1, True])])
+def test_yaml_booleans_are_not_numbers(make_config, capsys, key, value):
+    path, _ = make_config("bool", {key: value})
+    assert run_main("--config", path, "--dry-run") == 2
+    one_line_error(capsys.readouterr().err, key, "not true/false")
+
+
+def test_booleans_where_booleans_belong_still_work(make_config, capsys):
+    path, _ = make_config("bools", {"training.nesterov": False, "post_unlearning.post_unlearn_clip": False,
+                                    "evaluation.tow.abs_gap": True})
+    assert run_main("--config", path, "--dry-run") == 0
+
+
+# -- configs and overrides that hung or ended in a traceback -------------------------------------------
+
+def test_a_fifo_as_config_is_refused_instead_of_blocking(tmp_path):
+    fifo = tmp_path / "config.yaml"
+    os.mkfifo(fifo)
+    result = subprocess.run([sys.executable, "experiment.py", "--config", str(fifo), "--dry-run"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    one_line_error(result.stderr, "not a regular file")
+
+
+def test_a_non_utf8_override_is_a_one_line_error(capsys):
+    # what Python makes of the byte 0xff in argv (surrogateescape)
+    assert run_main("--config", QUICKSTART, "--dry-run", "--override", os.fsdecode(b"name=a\xff")) == 2
+    one_line_error(capsys.readouterr().err, "not UTF-8", "0xff")
+
+
+@pytest.mark.parametrize("char", ["\x07", "\x00", "\x1b"])
+def test_control_characters_are_one_line_errors(tmp_path, capsys, char):
+    assert run_main("--config", QUICKSTART, "--dry-run", "--override", f"name=a{char}b") == 2
+    one_line_error(capsys.readouterr().err, f"U+{ord(char):04X}")
+    path = tmp_path / "c.yaml"
+    text = QUICKSTART.read_bytes()
+    path.write_bytes(text.replace(b"name: quickstart", b"name: quick" + char.encode() + b"start"))
+    line = text[:text.index(b"name: quickstart")].count(b"\n") + 1
+    assert run_main("--config", path, "--dry-run") == 2
+    one_line_error(capsys.readouterr().err, f"U+{ord(char):04X}", f"at line {line} ")
+
+
+# -- thread counts --------------------------------------------------------------------------------------
+
+def test_thread_counts_above_the_cores_are_cut_to_them():
+    budget = threads.ThreadBudget(cores=2, ceiling=None, requested=10_000)
+    assert budget.choose(None) == 2 and budget.choose(1e12) == 2
+    assert "10000" in budget.note() and "2 core(s)" in budget.note()
+    assert threads.ThreadBudget(cores=4, ceiling=None, requested=3).note() is None
+
+
+def test_ten_thousand_threads_are_not_obeyed(make_config, capsys):
+    """The case that took the machine down: --threads 10000 on a few cores."""
+    from src.training import cpu_setup
+
+    before = torch.get_num_threads()
+    path, _ = make_config("threads", {"threads": 10_000})
+    assert run_main("--config", path, "--dry-run", "--threads", "10000") == 0
+    assert "note: 10000 CPU threads asked for" in capsys.readouterr().err
+    from src.config import load_config
+
+    config = load_config(path)
+    try:
+        chosen, _ = cpu_setup.configure(config, threads.prepare(config.threads), torch.device("cpu"))
+        assert chosen == torch.get_num_threads() <= threads.available_cores(quota=threads.cgroup_cpu_limit())
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_audit_threads_must_be_positive(value, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        audit_main(["--config", str(QUICKSTART), "--threads", value])
+    assert exit_.value.code == 2 and "--threads" in capsys.readouterr().err
+
+
+# -- the audit: checked before any work ----------------------------------------------------------------
+
+def test_the_smallest_useful_chain_count_is_where_the_ceiling_turns_positive():
+    """Independently: a perfect separation of m evaluation chains bounds P below by
+    alpha^(1/m) and Q above by 1 - alpha^(1/m) (Clopper-Pearson at k = m and k = 0)."""
+    for delta, confidence in ((0.0, 0.95), (1e-5, 0.95), (0.3, 0.9), (1e-5, 0.999)):
+        alpha = (1 - confidence) / 2
+        # ln((a - delta) / (1 - a)) > 0 with a = alpha^(1/m)
+        m = next(m for m in range(1, 10_000) if 2 * alpha ** (1 / m) - 1 > delta)
+        n = smallest_useful_chains(delta, confidence)
+        assert n == max(4, 2 * m - 1)
+        assert ceiling(n - n // 2, delta, confidence) > 0 >= ceiling((n - 1) - (n - 1) // 2, delta, confidence)
+    assert smallest_useful_chains(0.0, 0.95) == 11
+
+
+def test_chain_counts_that_can_never_show_anything_are_refused(make_config, tmp_path, capsys):
+    path, _ = make_config("few", OP)
+    for chains in (4, 10):
+        assert audit_main(["--config", str(path), "--chains", str(chains), "--out", str(tmp_path / "out")]) == 2
+        one_line_error(capsys.readouterr().err, "--chains", "use at least 11")
+    assert not (tmp_path / "out").exists()
+
+
+def test_chains_beyond_memory_are_refused_before_any_work(make_config, tmp_path):
+    from src.audit.audit import CHAIN_OVERHEAD_BYTES, check_chains_fit
+    from src.errors import UserError
+
+    # two worlds, theta and one copy in float32, and the per-chain bookkeeping
+    most = 10**9 // (2 * (2 * 4 * 4000 + CHAIN_OVERHEAD_BYTES))
+    check_chains_fit(most, 4000, available=10**9)
+    with pytest.raises(UserError, match=f"at most {most} fit"):
+        check_chains_fit(most + 1, 4000, available=10**9)
+    checkpoints = tmp_path / "fresh-checkpoints"
+    path, _ = make_config("many", {**OP, "checkpoints_dir": str(checkpoints)})
+    result = subprocess.run([sys.executable, "-m", "src.audit", "--config", str(path), "--chains", "100000000",
+                             "--out", str(tmp_path / "out"), "--quiet"], cwd=REPO, capture_output=True, text=True,
+                            timeout=180)
+    assert result.returncode == 2
+    one_line_error(result.stderr, "--chains: 100000000", "GB")
+    assert not checkpoints.exists()  # nothing was trained
+
+
+@pytest.mark.parametrize("args, words", [(["--noise-scale", "1e308"], ["--noise-scale", "float32"]),
+                                         (["--out", "FILE"], ["--out", "not a directory"])])
+def test_audit_arguments_that_failed_late_are_refused_first(make_config, tmp_path, capsys, args, words):
+    checkpoints = tmp_path / "fresh-checkpoints"
+    path, _ = make_config("late", {**OP, "checkpoints_dir": str(checkpoints)})
+    (tmp_path / "FILE").write_text("keep me")
+    args = [str(tmp_path / "FILE") if a == "FILE" else a for a in args]
+    assert audit_main(["--config", str(path), "--chains", "16", "--quiet", *(["--out", str(tmp_path / "o")]
+                       if "--out" not in args else []), *args]) == 2
+    one_line_error(capsys.readouterr().err, *words)
+    assert not checkpoints.exists() and (tmp_path / "FILE").read_text() == "keep me"
+
+
+def test_a_folder_with_nothing_auditable_is_refused(make_config, tmp_path, capsys):
+    folder = tmp_path / "folder"
+    make_config("dpsgd", {"unlearning.algorithm": "dp-sgd", "unlearning.iteration": None,
+                          "training.dp_sgd": {"l2_norm_clip": 1.0, "target_epsilon": 1.0, "target_delta": 1e-5}},
+                directory=folder)
+    assert audit_main(["--folder", str(folder), "--chains", "16", "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    one_line_error(capsys.readouterr().err, "--folder", "can be audited")
+    assert not (tmp_path / "out").exists()
