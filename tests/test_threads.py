@@ -157,9 +157,10 @@ def recorded_threads(monkeypatch):
 
 @pytest.mark.parametrize("flags, config_threads, expected", [
     ([], None, 1),                           # tiny_net: one thread on any machine
-    (["--threads", "3"], None, 3),           # --threads is exact
+    (["--threads", "3"], None, 3),           # --threads is exact (up to the cores)
     ([], 2, 2),                              # so is the config's threads:
     (["--threads", "3"], 2, 3),              # and --threads wins over the config
+    (["--threads", "10000"], None, 10000),   # cut to the cores: never 10,000 OpenMP threads
     (["--max-threads", "1"], None, 1),
 ])
 def test_experiment_sets_the_chosen_threads(make_config, recorded_threads, flags, config_threads, expected):
@@ -170,7 +171,7 @@ def test_experiment_sets_the_chosen_threads(make_config, recorded_threads, flags
         overrides["threads"] = config_threads
     path, _ = make_config("threads", overrides)
     assert experiment.main(["--config", str(path), "--pretrain-only", "--quiet", *flags]) == 0
-    assert recorded_threads == [expected]
+    assert recorded_threads == [min(expected, threads.available_cores(quota=threads.cgroup_cpu_limit()))]
 
 
 def test_thread_flags_refuse_non_positive_numbers(capsys):
