@@ -146,6 +146,10 @@ class ForgetSetConfig(Section):
             raise ValueError(f"classes is only read by strategy 'class', not '{self.strategy}'")
         if self.strategy == "memorization" and self.memorization.source == "file" and not self.memorization.path:
             raise ValueError("memorization.source 'file' needs memorization.path")
+        if self.memorization.source == "subsample" and self.memorization.path is not None:
+            raise ValueError(f"memorization.path {self.memorization.path!r} is only read with memorization.source: "
+                             "file; set source: file to use it, or remove path (source subsample estimates the "
+                             "scores here)")
         return self
 
 

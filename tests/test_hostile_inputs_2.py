@@ -181,3 +181,98 @@ def test_a_folder_with_nothing_auditable_is_refused(make_config, tmp_path, capsy
     assert audit_main(["--folder", str(folder), "--chains", "16", "--out", str(tmp_path / "out"), "--quiet"]) == 2
     one_line_error(capsys.readouterr().err, "--folder", "can be audited")
     assert not (tmp_path / "out").exists()
+
+
+# -- memorization files and the memorization cache -----------------------------------------------------
+
+MEMORIZATION_FILE = ["dataset.forget.strategy=memorization", "dataset.forget.memorization.source=file"]
+
+
+@pytest.fixture(scope="module")
+def raw():
+    from src.config import load_config
+    from src.data.mnist_dataset import MNIST5k
+
+    return MNIST5k.load(load_config(QUICKSTART), "cpu")
+
+
+@pytest.mark.parametrize("kind", ["strings", "objects", "complex"])
+def test_memorization_files_of_other_types_are_refused(raw, tmp_path, kind):
+    import numpy as np
+
+    from src.config import load_config
+    from src.data.forget_sets import build_split
+    from src.errors import UserError
+
+    pool = raw.train_y.shape[0]
+    if kind == "strings":
+        np.save(tmp_path / "m.npy", np.array(["0.5"] * pool))
+        path, dtype = tmp_path / "m.npy", "<U3"
+    elif kind == "objects":  # np.savez pickles an object array; np.load refuses to unpickle it
+        np.savez(tmp_path / "m.npz", memorization=np.array([0.5] * (pool - 1) + [None], dtype=object))
+        path, dtype = tmp_path / "m.npz", "cannot read 'memorization'"
+    else:  # the imaginary part would be dropped with a numpy warning only
+        np.save(tmp_path / "m.npy", np.full(pool, 0.5 + 1j))
+        path, dtype = tmp_path / "m.npy", "complex128"
+    config = load_config(QUICKSTART, [*MEMORIZATION_FILE, f"dataset.forget.memorization.path={path}"])
+    with pytest.raises(UserError, match="dataset.forget.memorization.path") as error:
+        build_split(config, raw)
+    assert dtype in str(error.value)
+
+
+def test_a_memorization_path_is_not_ignored_with_source_subsample(capsys):
+    assert run_main("--config", QUICKSTART, "--dry-run", "--override", "dataset.forget.strategy=memorization",
+                    "--override", "dataset.forget.memorization.path=scores.npy") == 2
+    one_line_error(capsys.readouterr().err, "dataset.forget", "only read with memorization.source: file")
+
+
+def test_the_memorization_lock_leaves_no_file_and_still_excludes(tmp_path):
+    import threading
+    import time
+
+    from src.data.memorization import _locked
+
+    path = tmp_path / "memorization" / "key.npz"
+    inside, overlaps = [], []
+
+    def worker():
+        for _ in range(5):
+            with _locked(path):
+                inside.append(1)
+                if len(inside) > 1:
+                    overlaps.append(1)
+                time.sleep(0.002)
+                inside.pop()
+
+    workers = [threading.Thread(target=worker) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not overlaps
+    assert list((tmp_path / "memorization").iterdir()) == []  # no empty .lock file left behind
+
+
+# -- exit statuses ---------------------------------------------------------------------------------------
+
+def test_feature_extractor_user_errors_exit_2(tmp_path, capsys):
+    import feature_extractor
+
+    code = feature_extractor.main(["--dataset", "cifar10", "--root", str(tmp_path / "none"), "--out",
+                                   str(tmp_path / "out"), "--weights", str(tmp_path / "nope.pth"), "--device", "cpu"])
+    assert code == 2
+    assert "feature_extractor.py: error: " in capsys.readouterr().err
+
+
+def test_run_exp_reports_a_logs_dir_that_is_a_file_as_one_failed_run(make_config, tmp_path):
+    (tmp_path / "taken").write_text("a file, not a folder")
+    exps = tmp_path / "exps"
+    make_config("bad-logs", {"logs_dir": str(tmp_path / "taken")}, directory=exps)
+    for args in ([], ["--dry-run"]):
+        result = subprocess.run([sys.executable, str(REPO / "run_exp.py"), "-e", str(exps), "--run-logs",
+                                 str(tmp_path / "run_logs"), *args], cwd=tmp_path, capture_output=True, text=True,
+                                timeout=300)
+        output = result.stdout + result.stderr
+        assert result.returncode == 1, output
+        assert "Traceback" not in output and "logs_dir" in output and "not a directory" in output
+    assert (tmp_path / "taken").read_text() == "a file, not a folder"
