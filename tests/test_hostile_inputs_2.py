@@ -276,3 +276,120 @@ def test_run_exp_reports_a_logs_dir_that_is_a_file_as_one_failed_run(make_config
         assert result.returncode == 1, output
         assert "Traceback" not in output and "logs_dir" in output and "not a directory" in output
     assert (tmp_path / "taken").read_text() == "a file, not a folder"
+
+
+# -- figures of streams and Langevin runs ----------------------------------------------------------------
+
+def stream_logs(tmp_path, records=None, config_text=None, summary_bytes=None):
+    """A finished stream run directory as the runner writes it (two requests)."""
+    import json
+
+    import yaml
+
+    run = tmp_path / "logs" / "s0"
+    run.mkdir(parents=True)
+    config = {"dataset": {"name": "mnist_5k", "seed": 0}, "unlearning": {"algorithm": "iteration", "epochs": 1},
+              "requests": {"num_requests": 2, "seed": 0}}
+    (run / "config.yaml").write_text(config_text if config_text is not None else yaml.safe_dump(config))
+    (run / "metrics.jsonl").write_text("")
+    if records is None:
+        records = [{"request": i, "test_accuracy": 0.5, "epochs": 1, "cumulative_epochs": i, "cumulative_steps": 10 * i,
+                    "cumulative_seconds": 0.5 * i, "certified_epsilon": 1.0} for i in (1, 2)]
+    summary = json.dumps({"finished": True, "run_id": "s0", "config_file": "streams/s0.yaml", "requests": records})
+    (run / "summary.json").write_bytes(summary_bytes if summary_bytes is not None else summary.encode())
+    return tmp_path / "logs"
+
+
+def stream_figure(logs, out, capsys) -> tuple[int, str]:
+    from src.figures import request_stream
+
+    code = request_stream.main(["--logs", str(logs), "--out", str(out)])
+    return code, capsys.readouterr().err
+
+
+def test_a_good_stream_still_makes_its_figure(tmp_path, capsys):
+    code, err = stream_figure(stream_logs(tmp_path), tmp_path / "out", capsys)
+    assert code == 0, err
+    assert sorted(p.suffix for p in (tmp_path / "out").iterdir()) == [".csv", ".csv", ".pdf", ".png"]
+
+
+@pytest.mark.parametrize("case, words", [
+    ("summary not utf-8", ["summary.json", "not UTF-8"]),
+    ("config not utf-8", ["config.yaml", "not UTF-8"]),
+    ("alias bomb", ["config.yaml", "expands"]),
+    ("records not objects", ["request record 1 is int, not an object"]),
+    ("no cumulative_seconds", ["cumulative_seconds"]),
+])
+def test_bad_stream_runs_are_refused_before_any_figure_is_written(tmp_path, capsys, case, words):
+    kwargs = {}
+    if case == "summary not utf-8":
+        kwargs["summary_bytes"] = b'{"finished": true, "run_id": "s\xff0"}'
+    elif case == "alias bomb":  # 10^5 values once expanded: the config reader stops at 10,000
+        levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+        levels += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 5)]
+        kwargs["config_text"] = "\n".join(levels) + "\nrequests: {num_requests: 2}\nunlearning: {algorithm: x}\n"
+    elif case == "records not objects":
+        kwargs["records"] = [1, 2]
+    else:
+        kwargs["records"] = [{"request": i, "test_accuracy": 0.5, "epochs": 1, "cumulative_epochs": i,
+                              "cumulative_steps": 10 * i} for i in (1, 2)]
+    logs = stream_logs(tmp_path, **kwargs)
+    if case == "config not utf-8":  # Latin-1, as an editor might save it
+        (logs / "s0" / "config.yaml").write_bytes(b"dataset: {name: mnist_5k}\nname: caf\xff\n")
+    code, err = stream_figure(logs, tmp_path / "out", capsys)
+    assert code == 2
+    one_line_error(err, *words)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())  # no PNG, no CSV
+
+
+def test_an_unreadable_summary_is_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+    import pathlib
+
+    logs = stream_logs(tmp_path)
+    real_open = pathlib.Path.open
+
+    def failing_open(self, *args, **kwargs):
+        if self.name == "summary.json":
+            raise OSError(errno.EIO, "Input/output error")  # as a failing disk reports it: no file name
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "open", failing_open)
+    code, err = stream_figure(logs, tmp_path / "out", capsys)
+    assert code == 2
+    one_line_error(err, "summary.json", "Input/output error")
+
+
+def langevin_logs(tmp_path, config, rows):
+    import json
+
+    import yaml
+
+    run = tmp_path / "logs" / "l0"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "summary.json").write_text(json.dumps({"finished": True, "run_id": "l0", "noisy_steps": 1,
+                                                  "config_file": "langevin_runs/x/fig3a/lmc-g0.yaml"}))
+    return tmp_path / "logs"
+
+
+@pytest.mark.parametrize("case, words", [("no section", ["no unlearning.langevin section"]),
+                                         ("no accuracy", ["metrics.jsonl", "Test (Request)_accuracy"]),
+                                         ("accuracy a string", ["metrics.jsonl", "Test (Request)_accuracy"])])
+def test_langevin_runs_missing_what_the_figure_reads_are_one_line(tmp_path, capsys, case, words):
+    from src.figures import langevin as figure
+
+    config = {"dataset": {"name": "mnist_5k_3v8"}, "training": {"langevin": {"sigma": 0.1}},
+              "unlearning": {"algorithm": "langevin", "langevin": {"epsilon_target": 2}}}
+    row = {"request": 1, "request_size": 1, "request_steps": 1, "Test (Request)_accuracy": 0.8, "state_step": 1}
+    if case == "no section":
+        del config["unlearning"]["langevin"]
+    elif case == "no accuracy":
+        del row["Test (Request)_accuracy"]
+    else:
+        row["Test (Request)_accuracy"] = "0.8"
+    logs = langevin_logs(tmp_path, config, [row])
+    assert figure.main(["--logs", str(logs), "--out", str(tmp_path / "out")]) == 2
+    one_line_error(capsys.readouterr().err, *words)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
