@@ -212,6 +212,9 @@ class DPSGDConfig(Section):
     seed: Seed = 0
 
 
+MAX_INIT_MEAN = 1e15
+
+
 class LangevinTrainingConfig(Section):
     """`training.langevin:` full-batch noisy gradient descent, the chain of Langevin
     unlearning (src/training/langevin.py): `epochs` steps of
@@ -224,6 +227,16 @@ class LangevinTrainingConfig(Section):
     # model's bound on unit-norm data, or a number at least that large.
     smoothness: Union[Literal["auto"], Annotated[float, Field(gt=0, allow_inf_nan=False)]] = "auto"
     gradient_bound: Union[Literal["auto"], Annotated[float, Field(gt=0, allow_inf_nan=False)]] = "auto"
+
+    @field_validator("init_mean")
+    @classmethod
+    def _fits_float32(cls, value):
+        # The chain runs in float32: 1e300 cannot even be stored there, and past MAX_INIT_MEAN
+        # the l2 term (m/2 times the sum of d squares) overflows for models of 10^4+ parameters.
+        if abs(value) > MAX_INIT_MEAN:
+            raise ValueError(f"must be within +-{MAX_INIT_MEAN:g}: the chain runs in float32 (largest "
+                             "3.4e38), where the l2 term of parameters this large overflows")
+        return value
 
 
 class TrainingConfig(OptimizerConfig):

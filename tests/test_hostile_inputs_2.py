@@ -393,3 +393,63 @@ def test_langevin_runs_missing_what_the_figure_reads_are_one_line(tmp_path, caps
     assert figure.main(["--logs", str(logs), "--out", str(tmp_path / "out")]) == 2
     one_line_error(capsys.readouterr().err, *words)
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+# -- searches and values of the Langevin chain ------------------------------------------------------------
+
+LANGEVIN = REPO / "langevin_runs" / "mini-mnist5k" / "fig3a" / "lmc-K_1-eps_0.5-g0.yaml"
+
+
+@pytest.mark.parametrize("weight_decay", ["1e-300", "1e-10"])
+def test_the_langevin_step_search_is_bounded(weight_decay):
+    """K ~ alpha / (eta m) log(...): with m = 1e-300 the search walked K up from 1e303 (the dry
+    run never returned); with 1e-10 its plan's per-step list ran out of memory."""
+    result = subprocess.run([sys.executable, "experiment.py", "--config", str(LANGEVIN), "--dry-run",
+                             "--override", f"training.weight_decay={weight_decay}",
+                             "--override", f"unlearning.weight_decay={weight_decay}"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    one_line_error(result.stderr, "unlearning.langevin.epsilon_target", "more than 1e+07")
+
+
+def test_the_step_up_after_the_closed_form_finds_the_first_certifying_k():
+    """The bounded step-up (doubling, then bisection) ends where a walk one K at a time would:
+    the smallest K whose certificate is at most the target."""
+    from src.privacy import langevin as accountant
+
+    chain = accountant.Chain(n=720, m=0.02, eta=3.7, M=1.0, sigma=0.05)
+    for epsilon in (0.5, 2.0):
+        choice = accountant.smallest_steps(epsilon, 1, chain, 1e-5)
+        assert choice.epsilon <= epsilon
+        below = accountant.certificate(choice.steps - 1, 1, chain, 1e-5, (1.0001, 1e4))
+        assert below.epsilon > epsilon
+    # and the step-up itself, from a closed form that falls short on purpose
+    prefactor = accountant._single_prefactor(1, chain)
+    low = accountant._certificate_of(prefactor, 1, chain, 1e-5, (1.0001, 1e4), "mironov")
+    target = accountant._certificate_of(prefactor, 777, chain, 1e-5, (1.0001, 1e4), "mironov").epsilon
+    assert low.epsilon > target
+    found = accountant._smallest_steps_of(prefactor, target, chain, 1e-5, (1.0001, 1e4), "mironov", 1, 1)
+    walked = next(k for k in range(1, 2000)
+                  if accountant._certificate_of(prefactor, k, chain, 1e-5, (1.0001, 1e4), "mironov").epsilon <= target)
+    assert found.steps == walked
+
+
+@pytest.mark.parametrize("value", ["1e300", "-1e20"])
+def test_an_init_mean_beyond_float32_is_refused(capsys, value):
+    assert run_main("--config", LANGEVIN, "--dry-run", "--override", f"training.langevin.init_mean={value}") == 2
+    one_line_error(capsys.readouterr().err, "training.langevin.init_mean", "float32")
+
+
+# -- splits too small for the metrics --------------------------------------------------------------------
+
+def test_a_split_too_small_for_the_membership_attacks_is_refused(make_config, tmp_path, capsys):
+    """forget_split 0.9999 leaves one retain example: the attacks would be fit on one example a side."""
+    path, _ = make_config("tiny-retain", {"dataset.forget_split": 0.9999, "unlearning.algorithm": "retrain",
+                                          "unlearning.iteration": None})
+    assert run_main("--config", path, "--dry-run") == 2
+    one_line_error(capsys.readouterr().err, "dataset.forget_split: 0.9999", "1 retain", "at least 5")
+    assert not (tmp_path / "logs").exists()
+    off = {"evaluation.mia.svc.enabled": False, "evaluation.mia.threshold.enabled": False}
+    path, _ = make_config("tiny-retain-no-mia", {"dataset.forget_split": 0.9999, "unlearning.algorithm": "retrain",
+                                                 "unlearning.iteration": None, **off})
+    assert run_main("--config", path, "--dry-run") == 0
