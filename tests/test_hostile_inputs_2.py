@@ -453,3 +453,27 @@ def test_a_split_too_small_for_the_membership_attacks_is_refused(make_config, tm
     path, _ = make_config("tiny-retain-no-mia", {"dataset.forget_split": 0.9999, "unlearning.algorithm": "retrain",
                                                  "unlearning.iteration": None, **off})
     assert run_main("--config", path, "--dry-run") == 0
+
+
+# -- certificates in the far tail ----------------------------------------------------------------------
+
+MODEL_CLIPPING = REPO / "baselines_runs" / "mini-mnist5k" / "mc-random-d142-g1234.yaml"
+
+
+def dry_plan(capsys, config, *overrides) -> dict:
+    import json
+
+    args = [a for o in overrides for a in ("--override", o)]
+    assert run_main("--config", config, "--dry-run", *args) == 0, capsys.readouterr().err
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_model_clipping_never_states_a_delta_of_zero(capsys):
+    """model_clip 1e-4: the true delta after one step is ~1e-549; float64 made it 0.0, a pure-DP claim."""
+    plan = dry_plan(capsys, MODEL_CLIPPING, "unlearning.contractive_coefficients.model_clip=1e-4")
+    assert plan["certified_delta"] == 1e-300 and plan["noisy_steps"] == 1
+
+
+def test_model_clipping_at_epsilon_1000_certifies_instead_of_a_math_range_error(capsys):
+    plan = dry_plan(capsys, MODEL_CLIPPING, "unlearning.contractive_coefficients.epsilon_target=1000")
+    assert plan["certified_epsilon"] == 1000 and 0 < plan["certified_delta"] <= 1e-5
