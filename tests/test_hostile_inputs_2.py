@@ -477,3 +477,13 @@ def test_model_clipping_never_states_a_delta_of_zero(capsys):
 def test_model_clipping_at_epsilon_1000_certifies_instead_of_a_math_range_error(capsys):
     plan = dry_plan(capsys, MODEL_CLIPPING, "unlearning.contractive_coefficients.epsilon_target=1000")
     assert plan["certified_epsilon"] == 1000 and 0 < plan["certified_delta"] <= 1e-5
+
+
+def test_dp_sgd_at_epsilon_1000_says_what_is_out_of_range(make_config, capsys):
+    path, _ = make_config("dpsgd-1000", {"unlearning.algorithm": "dp-sgd", "unlearning.iteration": None,
+                                         "training.dp_sgd": {"l2_norm_clip": 1.0, "target_epsilon": 1000,
+                                                             "target_delta": 1e-5}})
+    assert run_main("--config", path, "--dry-run") == 2
+    err = capsys.readouterr().err
+    one_line_error(err, "epsilon 1000 for a group of", "below the smallest delta", "use a group epsilon below")
+    assert "got 0.0" not in err
