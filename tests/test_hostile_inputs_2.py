@@ -13,7 +13,6 @@ import torch
 
 from src import threads
 from src.audit.__main__ import main as audit_main
-from src.audit.bounds import ceiling, smallest_useful_chains
 from tests.conftest import QUICKSTART, REPO, run_main
 
 OP = {"unlearning.algorithm": "dp-baseline", "unlearning.iteration": None,
@@ -123,6 +122,8 @@ def test_audit_threads_must_be_positive(value, capsys):
 def test_the_smallest_useful_chain_count_is_where_the_ceiling_turns_positive():
     """Independently: a perfect separation of m evaluation chains bounds P below by
     alpha^(1/m) and Q above by 1 - alpha^(1/m) (Clopper-Pearson at k = m and k = 0)."""
+    from src.audit.bounds import ceiling, smallest_useful_chains
+
     for delta, confidence in ((0.0, 0.95), (1e-5, 0.95), (0.3, 0.9), (1e-5, 0.999)):
         alpha = (1 - confidence) / 2
         # ln((a - delta) / (1 - a)) > 0 with a = alpha^(1/m)
