@@ -211,6 +211,7 @@ def theta_eps_upper(epsilon, r):
         upper = value * factor + np.where(value < np.finfo(float).tiny, 2 * _SUBNORMAL_ERROR, 0.0)
     upper = np.where(np.isfinite(upper), np.minimum(upper, 1.0), 1.0)
     upper = np.where(exactly_zero, 0.0, upper)
+    upper = np.where(np.isnan(value), value, upper)  # theta not computable (r subnormal): no bound, refused upstream
     return float(upper) if scalar else upper
 
 
