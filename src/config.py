@@ -19,10 +19,12 @@ import functools
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
+
 
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model,
                       field_validator, model_validator)
+from pydantic.fields import FieldInfo
 
 from src import config_yaml, plugins
 from src.errors import ConfigError
@@ -62,8 +64,41 @@ def _false_or_positive(value):
 OptionalClip = Annotated[Union[Literal[False], FiniteFloat], AfterValidator(_false_or_positive)]
 
 
+def _admits_bool(annotation) -> bool:
+    """Whether a field's type takes true/false (bool, or a Literal of them)."""
+    if annotation is bool:
+        return True
+    if get_origin(annotation) is Literal:
+        return any(isinstance(arg, bool) for arg in get_args(annotation))
+    return any(_admits_bool(arg) for arg in get_args(annotation) if not isinstance(arg, FieldInfo))
+
+
+def _bool_for_number(annotation, value) -> bool:
+    """A YAML true/false where the field wants a number (or a list of numbers): pydantic's lax
+    mode reads true as 1, so `epochs: true` would run one epoch and `global_seed: false` be
+    seed 0."""
+    if isinstance(value, bool):
+        return not _admits_bool(annotation)
+    if isinstance(value, (list, tuple)):
+        items = [arg for arg in get_args(annotation) if arg is not Ellipsis and not isinstance(arg, FieldInfo)]
+        inner = [a for a in items if get_origin(a) in (list, tuple) or a in (list, tuple)] or items
+        for kind in inner:
+            args = [a for a in get_args(kind) if a is not Ellipsis] if get_origin(kind) in (list, tuple) else [kind]
+            if args and any(_bool_for_number(args[0], v) for v in value):
+                return True
+    return False
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, value, info):
+        field = cls.model_fields.get(info.field_name)
+        if field is not None and _bool_for_number(field.annotation, value):
+            raise ValueError("expected a number, not true/false (YAML booleans are not numbers)")
+        return value
 
 
 # -- forget sets (src/data/forget_sets.py) ------------------------------------------------
@@ -117,6 +152,10 @@ class ForgetSetConfig(Section):
             raise ValueError(f"classes is only read by strategy 'class', not '{self.strategy}'")
         if self.strategy == "memorization" and self.memorization.source == "file" and not self.memorization.path:
             raise ValueError("memorization.source 'file' needs memorization.path")
+        if self.memorization.source == "subsample" and self.memorization.path is not None:
+            raise ValueError(f"memorization.path {self.memorization.path!r} is only read with memorization.source: "
+                             "file; set source: file to use it, or remove path (source subsample estimates the "
+                             "scores here)")
         return self
 
 
@@ -225,6 +264,9 @@ class DPSGDConfig(Section):
     seed: Seed = 0
 
 
+MAX_INIT_MEAN = 1e15
+
+
 class LangevinTrainingConfig(Section):
     """`training.langevin:` full-batch noisy gradient descent, the chain of Langevin
     unlearning (src/training/langevin.py): `epochs` steps of
@@ -237,6 +279,16 @@ class LangevinTrainingConfig(Section):
     # model's bound on unit-norm data, or a number at least that large.
     smoothness: Union[Literal["auto"], Annotated[float, Field(gt=0, allow_inf_nan=False)]] = "auto"
     gradient_bound: Union[Literal["auto"], Annotated[float, Field(gt=0, allow_inf_nan=False)]] = "auto"
+
+    @field_validator("init_mean")
+    @classmethod
+    def _fits_float32(cls, value):
+        # The chain runs in float32: 1e300 cannot even be stored there, and past MAX_INIT_MEAN
+        # the l2 term (m/2 times the sum of d squares) overflows for models of 10^4+ parameters.
+        if abs(value) > MAX_INIT_MEAN:
+            raise ValueError(f"must be within +-{MAX_INIT_MEAN:g}: the chain runs in float32 (largest "
+                             "3.4e38), where the l2 term of parameters this large overflows")
+        return value
 
 
 class TrainingConfig(OptimizerConfig):
@@ -333,7 +385,8 @@ class SVCMIAConfig(Section):
     the forget set it calls non-member."""
 
     enabled: bool = True
-    features: tuple[Literal[MIA_FEATURES], ...] = MIA_FEATURES
+    # At least one: with none there is no attack and no efficacy to report.
+    features: tuple[Literal[MIA_FEATURES], ...] = Field(MIA_FEATURES, min_length=1)
     C: FiniteFloat = Field(3.0, gt=0)
     kernel: Literal["rbf", "linear", "poly", "sigmoid"] = "rbf"
     gamma: Union[Literal["auto", "scale"], FiniteFloat] = "auto"
@@ -355,9 +408,9 @@ class ThresholdMIAConfig(Section):
 
     enabled: bool = True
     class_conditional: bool = True
-    features: tuple[Literal["confidence", "entropy", "m_entropy", "loss"], ...] = (
-        "confidence", "entropy", "m_entropy", "loss")
-    fpr: tuple[Annotated[FiniteFloat, Field(gt=0, lt=1)], ...] = (0.1, 0.01)
+    features: tuple[Literal["confidence", "entropy", "m_entropy", "loss"], ...] = Field(
+        ("confidence", "entropy", "m_entropy", "loss"), min_length=1)
+    fpr: tuple[Annotated[FiniteFloat, Field(gt=0, lt=1)], ...] = Field((0.1, 0.01), min_length=1)
 
 
 class MIAConfig(Section):
@@ -371,7 +424,8 @@ class ToWConfig(Section):
 
     enabled: bool = True
     abs_gap: bool = True  # false: sharp-unlearn's signed gaps (can exceed 1)
-    terms: tuple[Literal["forget", "retain", "val", "test"], ...] = ("forget", "retain", "test")
+    # At least one: the empty product is 1, a perfect score whatever the gaps.
+    terms: tuple[Literal["forget", "retain", "val", "test"], ...] = Field(("forget", "retain", "test"), min_length=1)
     mia_feature: Literal[MIA_FEATURES] = "confidence"
 
 

@@ -23,6 +23,7 @@ from src.data.batches import num_batches
 from src.data.datamodule import check_dataset_config, check_split_sizes, get_datamodule, split_sizes
 from src.entropy import randomness
 from src.errors import ConfigError, UserError
+from src.evaluation.pipeline import check_sizes as check_metric_sizes
 from src.evaluation.pipeline import evaluate_run
 from src.interrupts import deferred_interrupts
 from src.models.buffers import check_buffers
@@ -125,6 +126,7 @@ def _plan_pass(config: ExperimentConfig, sizes: SplitSizes, present: bool) -> Pl
     cls.check_config(config)
     TRAINING_ALGORITHMS.get(config.training.method).check_config(config, sizes)
     check_split_sizes(config, sizes)
+    check_metric_sizes(config, sizes)
     steps = num_batches(sizes.retain, config.dataset.batch_size)
     model = ModelFactory.create_model(config.model.name, config.model.n_classes, shape)
     check_model_runs(model, config, shape)

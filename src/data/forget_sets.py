@@ -122,7 +122,15 @@ def scores_from_file(path: str, key: str, index_space: str, train: torch.Tensor,
         if key not in data.files:
             raise UserError(f"dataset.forget.memorization.key: '{key}' is not in '{path}', which holds "
                             f"{sorted(data.files)}")
-        data = data[key]
+        try:
+            data = data[key]
+        except Exception as e:  # an object array (pickled), a damaged member
+            raise UserError(f"{where}: cannot read '{key}' of '{path}': {e}") from None
+    # Real numbers only: strings and objects do not convert, complex ones would lose their
+    # imaginary part with no more than a numpy warning.
+    if np.asarray(data).dtype.kind not in "iuf":
+        raise UserError(f"{where}: '{path}' holds {np.asarray(data).dtype} values; memorization scores are real "
+                        "numbers (a float or integer array)")
     scores = np.asarray(data, dtype=np.float64).reshape(-1) if np.ndim(data) <= 1 else None
     expected = pool if index_space == "original" else train.shape[0]
     if scores is None or scores.shape[0] != expected:

@@ -58,13 +58,30 @@ def memorization_key(config) -> str:
 
 @contextmanager
 def _locked(path: Path):
+    """Hold `path`.lock exclusively; the lock file is removed again on the way out (no empty
+    .lock files left behind). A waiter that wakes up holding a lock file someone has since
+    removed tries again on the current one, so two runs never hold "the" lock at once."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as handle:
+    lock = path.with_suffix(".lock")
+    while True:
+        handle = open(lock, "a")
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            current = os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        handle.close()
+    try:
+        yield
+    finally:
+        try:
+            os.unlink(lock)
+        except FileNotFoundError:
+            pass
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def cached_subsample_scores(config, raw, train: torch.Tensor, device) -> np.ndarray:
