@@ -231,7 +231,7 @@ def test_the_memorization_lock_leaves_no_file_and_still_excludes(tmp_path):
     import threading
     import time
 
-    from src.data.memorization import _locked
+    from src.evaluation.memorization import _locked
 
     path = tmp_path / "memorization" / "key.npz"
     inside, overlaps = [], []
