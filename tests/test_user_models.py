@@ -166,6 +166,13 @@ def test_the_audit_refuses_batchnorm_before_any_training(user_dir):
     check_auditable(config_in(user_dir, "nets.py:plain", GC))
 
 
+def test_the_memorization_estimate_refuses_batchnorm_in_the_plan(user_dir):
+    memorization = FT + ["dataset.forget.strategy=memorization"]
+    with pytest.raises(ConfigError, match=r"the memorization estimate .* BatchNorm running statistics"):
+        make_plan(config_in(user_dir, "nets.py:conv_bn", memorization))
+    make_plan(config_in(user_dir, "nets.py:plain", memorization))
+
+
 # -- recomputing the statistics -----------------------------------------------------------
 
 
