@@ -158,6 +158,21 @@ def test_data_dependent_buffers_of_other_layers_and_dp_sgd_are_refused(user_dir)
         make_plan(config_in(user_dir, "nets.py:conv_bn", dp + ["model.batchnorm_stats=retain"]))
 
 
+def test_the_audit_refuses_batchnorm_before_any_training(user_dir):
+    from src.audit.audit import check_auditable
+
+    with pytest.raises(ConfigError, match=r"the audit .* BatchNorm running statistics \(layers 1, 6\)"):
+        check_auditable(config_in(user_dir, "nets.py:conv_bn", GC + ["model.batchnorm_stats=retain"]))
+    check_auditable(config_in(user_dir, "nets.py:plain", GC))
+
+
+def test_the_memorization_estimate_refuses_batchnorm_in_the_plan(user_dir):
+    memorization = FT + ["dataset.forget.strategy=memorization"]
+    with pytest.raises(ConfigError, match=r"the memorization estimate .* BatchNorm running statistics"):
+        make_plan(config_in(user_dir, "nets.py:conv_bn", memorization))
+    make_plan(config_in(user_dir, "nets.py:plain", memorization))
+
+
 # -- recomputing the statistics -----------------------------------------------------------
 
 

@@ -61,6 +61,12 @@ def check_auditable(config) -> None:
     if not auditable(config):
         raise UserError(f"unlearning.algorithm: '{config.unlearning.algorithm}' cannot be audited here: its noise is "
                         "drawn in pretraining, not after it (auditing it needs N noisy pretrainings per world)")
+    from src.data.datamodule import check_dataset_config
+    from src.models.buffers import require_no_running_stats
+    from src.models.model import ModelFactory
+
+    module = ModelFactory.create_model(config.model.name, config.model.n_classes, check_dataset_config(config))
+    require_no_running_stats(module, "the audit (its chains run as one ensemble)")
 
 
 # Bytes an audit keeps per chain and world besides theta: its seed, scores, bookkeeping.

@@ -108,6 +108,10 @@ def check_buffers(module: nn.Module, config, input_shape, certified: bool) -> No
                           "training.dp_sgd cannot train it: a batch-normalised example's gradient depends on the "
                           "other examples of its batch, which per-example clipping and noise do not bound. Use a "
                           "network without BatchNorm (GroupNorm or LayerNorm keep no statistics)")
+    memorization = config.dataset.forget.memorization
+    if config.dataset.forget.strategy == "memorization" and memorization.source == "subsample":
+        require_no_running_stats(module, "the memorization estimate (dataset.forget.memorization.source: subsample, "
+                                         "its models trained as one ensemble)")
     if not certified:
         return
     algorithm = config.unlearning.algorithm
