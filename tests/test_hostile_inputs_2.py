@@ -258,9 +258,12 @@ def test_the_memorization_lock_leaves_no_file_and_still_excludes(tmp_path):
 
 def test_feature_extractor_user_errors_exit_2(tmp_path, capsys):
     import feature_extractor
+    from tests import datafiles
 
-    code = feature_extractor.main(["--dataset", "cifar10", "--root", str(tmp_path / "none"), "--out",
-                                   str(tmp_path / "out"), "--weights", str(tmp_path / "nope.pth"), "--device", "cpu"])
+    with datafiles.blocked_network():  # the missing CIFAR files are not downloaded
+        code = feature_extractor.main(["--dataset", "cifar10", "--root", str(tmp_path / "none"), "--out",
+                                       str(tmp_path / "out"), "--weights", str(tmp_path / "nope.pth"),
+                                       "--device", "cpu"])
     assert code == 2
     assert "feature_extractor.py: error: " in capsys.readouterr().err
 
