@@ -187,12 +187,27 @@ class LangevinTrainingConfig(Section):
     gradient_bound: Union[Literal["auto"], Annotated[float, Field(gt=0, allow_inf_nan=False)]] = "auto"
 
 
+class PNSGDTrainingConfig(Section):
+    """`training.pnsgd:` projected noisy SGD with cyclic mini-batches of
+    dataset.batch_size, the chain of noisy mini-batch SGD unlearning (src/training/pnsgd.py):
+    `epochs` passes over one fixed partition of the data, each step
+    theta <- Pi_R(theta - max_lr (batch grad + weight_decay theta) + sqrt(2 max_lr) sigma xi)."""
+
+    sigma: float = Field(gt=0, allow_inf_nan=False)
+    # R: the iterates are projected onto the ball of this radius (the paper's C_R).
+    projection_radius: float = Field(gt=0, allow_inf_nan=False)
+    smoothness: Union[Literal["auto"], Annotated[float, Field(gt=0, allow_inf_nan=False)]] = "auto"
+    gradient_bound: Union[Literal["auto"], Annotated[float, Field(gt=0, allow_inf_nan=False)]] = "auto"
+
+
 class TrainingConfig(OptimizerConfig):
     epochs: int = Field(gt=0)
     # "langevin": full-batch (noisy) gradient descent with `training.langevin`; each of the
     # `epochs` steps is one pass over the data (Langevin unlearning, issue #16).
-    algorithm: Literal["sgd", "langevin"] = "sgd"
+    algorithm: Literal["sgd", "langevin", "pnsgd"] = "sgd"
     langevin: Optional[LangevinTrainingConfig] = None
+    # "pnsgd": projected noisy SGD with cyclic mini-batches (`training.pnsgd`; issue #27).
+    pnsgd: Optional[PNSGDTrainingConfig] = None
     # False: train now. A path: load it (a checkpoint file, or a directory holding
     # checkpoint_<epochs>.pt as the reference's logs/<id>/ckpt). "auto": the
     # content-addressed cache keyed by everything that determines the model.
@@ -423,6 +438,8 @@ class ExperimentConfig(Section):
 def _drop_default_training_algorithm(training: dict) -> dict:
     """Ordinary SGD training leaves no trace of the Langevin keys (run ids and pretrained
     keys stay what they were before those keys existed)."""
+    if training.get("pnsgd", 0) is None:
+        training.pop("pnsgd")
     if training.get("algorithm") == "sgd" and training.get("langevin") is None:
         training.pop("algorithm", None)
         training.pop("langevin", None)

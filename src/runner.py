@@ -32,6 +32,7 @@ from src.tracking import RunDirectory, RunLogger, Stopwatch
 from src.training.checkpoints import (PretrainedCache, load_checkpoint, require_finite_weights,
                                       resolve_pretrained_path, save_checkpoint)
 from src.training.langevin import check_training
+from src.training.pnsgd import check_training as check_pnsgd_training
 from src.training.trainer import Console, Evaluator, Trainer, build_model, pretrain
 from src.unlearning.base import (FLOAT32_MAX, AlgorithmContext, NoiseSource, algorithm_class, certificate_numbers,
                                  certificate_scope, require_finite_certificate)
@@ -120,6 +121,7 @@ def _plan_pass(config: ExperimentConfig, sizes: SplitSizes, present: bool) -> Pl
                           "gradient per step (and Sharp MinMax / influence have their own keys); remove it")
     cls.check_config(config)
     check_training(config, sizes)
+    check_pnsgd_training(config, sizes)
     check_split_sizes(config, sizes)
     steps = num_batches(sizes.retain, config.dataset.batch_size)
     model = ModelFactory.create_model(config.model.name, config.model.n_classes, shape)

@@ -116,7 +116,7 @@ def check_training(config, sizes=None) -> None:
     t = config.training
     if t.algorithm != "langevin":
         if t.langevin is not None:
-            raise ConfigError("training.langevin: given but training.algorithm is 'sgd'; set training.algorithm: "
+            raise ConfigError(f"training.langevin: given but training.algorithm is '{t.algorithm}'; set training.algorithm: "
                               "langevin to train by full-batch (noisy) gradient descent, or remove the section")
         return
     who = "training.algorithm=langevin"

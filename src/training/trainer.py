@@ -320,6 +320,10 @@ def pretrain(config, data: DataModule, model: FlatModel, log, console: Console, 
         from src.training.langevin import langevin_fit
 
         return langevin_fit(config, data, model, log, console, ckpt_dir)
+    if t.algorithm == "pnsgd":  # projected noisy SGD on cyclic mini-batches: its own loop
+        from src.training.pnsgd import pnsgd_fit
+
+        return pnsgd_fit(config, data, model, log, console, ckpt_dir)
     device = model.device
     batch_size = config.dataset.batch_size
     steps_per_epoch = num_batches(len(data.train), batch_size)
