@@ -357,6 +357,9 @@ class CompatConfig(Section):
     # distributions; tight: the (eps, delta) group lemma; upstream: the reference's (D4).
     group_privacy: Literal["exact", "tight", "upstream"] = "exact"
     dp_sgd_sampling: Literal["poisson", "shuffle"] = "poisson"
+    # upstream: the original Langevin code's binary chain, the l2 term inside the
+    # per-example clip (src/training/langevin_clipping.py); voids the certificate.
+    langevin_clipping: Literal["none", "upstream"] = "none"
 
 
 class ExperimentConfig(Section):
@@ -423,6 +426,8 @@ class ExperimentConfig(Section):
         if data.get("requests", 0) is None:  # absent: run ids of single-request runs unchanged
             del data["requests"]
         _drop_default_training_algorithm(data["training"])
+        if data["compat"].get("langevin_clipping") == "none":  # a later addition: run ids unchanged
+            del data["compat"]["langevin_clipping"]
         # Likewise later additions at their defaults (forget sets, metrics, SAM): a config
         # that does not use them keeps the run id it had before they existed.
         if self.dataset.forget == ForgetSetConfig():
@@ -635,6 +640,8 @@ def pretrained_key(config: ExperimentConfig, without_forget: bool = False) -> st
         }
         # Release mode needs DP-SGD noise no seed replays: never the research-mode model.
         identity["secure_rng"] = config.secure_rng
+    if config.compat.langevin_clipping != "none":  # it changes the chain's every step
+        identity["langevin_clipping"] = config.compat.langevin_clipping
     if without_forget:
         identity["dataset"]["forget_split"] = dataset.forget_split
         identity["trained_on"] = "retain"

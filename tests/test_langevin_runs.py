@@ -44,11 +44,13 @@ def test_each_config_budgets_exactly_the_steps_its_plan_needs(path):
 
     config = load_config(path)
     plan = make_plan(config).privacy
-    assert plan.noisy_steps == config.unlearning.epochs  # no fine-tuning after the noisy phase
+    # no fine-tuning after the noisy phase (pnsgd: its epochs are passes over its J batches)
+    per_epoch = plan.details.get("pnsgd_batches_per_epoch", 1)
+    assert plan.noisy_steps == config.unlearning.epochs * per_epoch
     section = getattr(config.unlearning, config.unlearning.algorithm)
     assert plan.certified_epsilon <= section.epsilon_target
-    if "fig3a" in path.parts and config.unlearning.algorithm == "langevin":
-        assert plan.noisy_steps == 1  # the calibrated sigma certifies epsilon in one step
+    if ("fig3a" in path.parts or "pnsgd" in path.parts) and config.unlearning.algorithm != "d2d":
+        assert plan.noisy_steps == per_epoch  # the calibrated sigma certifies epsilon in one pass
     # the other seeds of the group differ only in their seed and name
     base = strip_seed(yaml.safe_load(path.read_text()))
     siblings = sorted(path.parent.glob(path.name.replace("-g0.yaml", "-g*.yaml")))
