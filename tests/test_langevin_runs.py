@@ -96,8 +96,45 @@ def test_figure_module_averages_the_request_rows_over_seeds(tmp_path):
     assert float(unlearned[0]["std"]) == pytest.approx(0.1414214, rel=1e-5)
     learned = [r for r in table if r["series"] == "Langevin learning"]
     assert float(learned[0]["mean"]) == pytest.approx(0.8)
-    steps = [(r["x"], r["mean"]) for r in table if r["figure"] == "fig3b-steps"]
+    steps = [(r["x"], r["mean"]) for r in table if r["figure"] == "fig3b-steps" and r["series"].startswith("Langevin")]
     assert steps == [("2", "5"), ("4", "12")]
+
+
+def test_the_paper_s_numbers_are_drawn_beside_ours_and_the_subset_is_named(tmp_path):
+    from src.figures import langevin as figure
+
+    logs = tmp_path / "logs"
+    config = {"dataset": {"name": "mnist_5k_3v8"}, "training": {"langevin": {"sigma": 0.1}},
+              "unlearning": {"algorithm": "langevin", "langevin": {"epsilon_target": 0.5}}}
+    rows = [{"request": 1, "request_size": 1, "request_steps": 1, "Test (Request)_accuracy": 0.6, "state_step": 1}]
+    fake_run(logs, "a0", "langevin_runs/x/fig3a/lmc-g0.yaml", config, rows, 1)
+    out = tmp_path / "out"
+    assert figure.main(["--logs", str(logs), "--out", str(out)]) == 0
+    table = list(csv.DictReader(open(out / "langevin_figure3.csv")))
+    paper = {(r["series"], r["x"]): r for r in table if r["series"].startswith("published")}
+    # MNIST 3 vs 8, Figure 3a of the paper: 0.679 +- 0.070 (Langevin, epsilon 0.05), D2D I = 1 at epsilon 5: 0.824
+    assert float(paper[("published: Langevin (K=1)", "0.05")]["mean"]) == pytest.approx(0.679, abs=5e-4)
+    assert float(paper[("published: Langevin (K=1)", "0.05")]["std"]) == pytest.approx(0.070, abs=5e-3)
+    assert paper[("published: Langevin (K=1)", "0.05")]["runs"] == "100"
+    assert float(paper[("published: D2D (I=5)", "5")]["mean"]) == pytest.approx(0.910, abs=5e-4)
+    assert float(paper[("published: D2D (I=1)", "5")]["mean"]) == pytest.approx(0.824, abs=5e-4)
+    assert "full MNIST" in figure.SUBSET_NOTE["mnist_5k_3v8"]
+    assert figure.main(["--logs", str(logs), "--out", str(out), "--published", "none"]) == 0
+    assert not [r for r in csv.DictReader(open(out / "langevin_figure3.csv")) if r["series"].startswith("published")]
+
+
+def test_the_published_K_of_figure_3c_are_the_accountant_s():
+    """MNIST (n = 11,982) and the ten CIFAR-10 classes (n = 50,000) were stored by the final
+    formulas: our accountant gives the same K with the original main_lmc search."""
+    from src.privacy.langevin import Chain, smallest_steps
+
+    published = json.loads((REPO / "tests" / "data" / "langevin_published.json").read_text())["datasets"]
+    for name, n, smooth, M in (("MNIST", 11982, 0.25, 1.0), ("CIFAR10_MULTI", 50000, 1.0, 2.0)):
+        m = 1e-6 * n
+        for sigma, K in published[name]["fig3c"]["K"].items():
+            chain = Chain(n=n, m=m, eta=1 / (smooth + m), M=M, sigma=float(sigma))
+            ours = smallest_steps(1.0, 100, chain, 1 / n, alpha_range=(1.0, 1e4), step_lattice=10).steps
+            assert ours == K, (name, sigma)
 
 
 def test_figure_module_says_why_nothing_could_be_drawn(tmp_path, capsys):
