@@ -29,7 +29,7 @@ from src.errors import ConfigError
 DATASET_NAMES = ("mnist", "mnist_5k", "cifar10", "cifar10_feature", "cifar100_feature")
 MODEL_NAMES = ("two_layer_net", "three_layer_net", "tiny_net", "tinier_net", "tiny_net_cifar", "simplenet")
 # Langevin unlearning (issue #16): unit-norm feature tasks and the convex linear model.
-DATASET_NAMES += ("mnist_3v8", "mnist_5k_3v8", "cifar10_feature_3v8", "cifar10_feature_unit")
+DATASET_NAMES += ("mnist_3v8", "mnist_5k_3v8", "mnist_5k_unit", "cifar10_feature_3v8", "cifar10_feature_unit")
 MODEL_NAMES += ("linear",)
 OPTIMIZER_NAMES = ("SGD", "RMSprop", "Adam")
 SCHEDULE_NAMES = ("constant", "cos", "onecycle")
