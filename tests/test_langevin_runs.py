@@ -176,3 +176,43 @@ def test_the_accountant_curve_of_figure_3c_passes_through_the_runs_K():
     curve = accountant_curve(run, sigmas)
     assert curve[1] == plan.privacy.noisy_steps == config.unlearning.epochs
     assert curve[0] > curve[1] > curve[2]  # more noise, fewer steps
+
+
+def test_the_modes_figure_draws_each_mode_and_the_paper_s_utility_numbers(tmp_path):
+    from src.figures import langevin_modes as figure
+
+    logs = tmp_path / "logs"
+    data = {"dataset": {"name": "mnist_5k_3v8", "batch_size": 50000}, "training": {"langevin": {"sigma": 0.1},
+                                                                                  "epochs": 500}}
+
+    def request(size, acc, steps=1):
+        return {"request": 1, "request_size": size, "request_steps": steps, "Test (Request)_accuracy": acc,
+                "state_step": steps}
+
+    for seed, acc in enumerate((0.8, 0.6)):
+        config = {**data, "unlearning": {"algorithm": "langevin", "langevin": {"epsilon_target": 0.5}}}
+        fake_run(logs, f"u{seed}", f"langevin_runs/x/utility/lmc-S_8-g{seed}.yaml", config, [request(8, acc)], 1)
+    config = {**data, "unlearning": {"algorithm": "retrain"}}
+    fake_run(logs, "n0", "langevin_runs/x/noiseless/retrain-S_8.yaml", config, [], 0)
+    summary = json.loads((logs / "n0" / "summary.json").read_text())
+    (logs / "n0" / "summary.json").write_text(json.dumps({**summary, "test_accuracy": 0.95,
+                                                          "plan": {"split_sizes": {"forget": 8}}}))
+    config = {**data, "unlearning": {"algorithm": "d2d", "d2d": {"epsilon_target": 1, "requests": [1, 1]}}}
+    rows = [request(1, 0.7), {**request(1, 0.5), "request": 2}]
+    fake_run(logs, "s0", "langevin_runs/x/sequence/d2d-singles_2-g0.yaml", config, rows, 2)
+    config = {"dataset": data["dataset"], "training": {"langevin": {"sigma": 0.1}, "epochs": 50},
+              "unlearning": {"algorithm": "langevin", "langevin": {"steps": 0}}}
+    fake_run(logs, "b0", "langevin_runs/x/burnin/lmc-sigma_0.1-T_50.yaml", config,
+             [{"Test (Learned)_accuracy": 0.75}, request(1, 0.75, 0)], 0)
+    out = tmp_path / "out"
+    assert figure.main(["--logs", str(logs), "--out", str(out)]) == 0
+    table = list(csv.DictReader(open(out / "langevin_modes.csv")))
+    got = {(r["mode"], r["series"], r["x"]): (float(r["mean"]), r["runs"]) for r in table}
+    assert got[("utility-S", "Langevin, epsilon 0.5", "8")] == (pytest.approx(0.7), "2")
+    assert got[("utility-epsilon", "Langevin, S = 8", "0.5")] == (pytest.approx(0.7), "2")
+    assert got[("utility-S", "noise-free retraining (ceiling)", "8")] == (pytest.approx(0.95), "1")
+    assert got[("sequence-requests", "D2D, one example per request", "2")] == (pytest.approx(0.5), "1")
+    assert got[("burnin-T", "sigma 0.1", "50")] == (pytest.approx(0.75), "1")
+    # the paper's MNIST numbers: S = 1000 at epsilon 1 (0.866 over 100 chains), the noise-free ceiling at S = 1
+    assert got[("utility-S", "published: Langevin, epsilon 1", "1000")][0] == pytest.approx(0.866, abs=1e-3)
+    assert got[("utility-S", "published: noise-free retraining", "1")][0] == pytest.approx(0.911, abs=1e-3)
