@@ -133,6 +133,20 @@ def test_mnist_5k_3v8_is_unit_norm_threes_against_eights():
     assert raw.augmentation is None
 
 
+def test_mnist_5k_unit_is_the_ten_unit_norm_digit_classes():
+    from src.data.datamodule import DATASETS
+    from src.data.mnist5k_files import load_mnist_5k
+
+    config = validate_config(langevin_config(__import__("pathlib").Path("."), "."))
+    raw = DATASETS["mnist_5k_unit"].load(config, "cpu")
+    assert raw.train_x.shape == (4000, 784) and raw.test_x.shape == (1000, 784) and raw.num_classes == 10
+    assert torch.allclose(raw.train_x.norm(dim=1), torch.ones(4000), atol=1e-5)
+    train_images, train_labels, _, test_labels = load_mnist_5k()
+    first = torch.from_numpy(train_images[0].reshape(784) / 255.0 - 0.5).float()
+    assert torch.allclose(raw.train_x[0], first / first.norm(), atol=1e-6)
+    assert raw.train_y.tolist() == train_labels.tolist() and raw.test_y.tolist() == test_labels.tolist()
+
+
 @pytest.mark.filterwarnings("ignore:.*not the official release")
 def test_mnist_3v8_and_the_cifar_feature_tasks_read_their_files(tmp_path):
     from src.data.datamodule import DATASETS, split_sizes
