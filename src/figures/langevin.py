@@ -251,9 +251,9 @@ AXES = {("fig3a", "accuracy"): ("epsilon", "test accuracy"),
         ("fig3b", "steps"): ("examples deleted", "cumulative unlearning steps"),
         ("fig3b", "accuracy"): ("examples deleted", "test accuracy after the request"),
         ("fig3c", "steps"): ("sigma", "K (epsilon = 1)"), ("fig3c", "accuracy"): ("sigma", "test accuracy")}
-DATASET_TITLES = {"mnist_3v8": "MNIST 3 vs 8", "mnist_5k_3v8": "MNIST-5k 3 vs 8", "mnist_5k_unit": "MNIST-5k, 10 classes",
-                  "cifar10_feature_3v8":
-                  "CIFAR-10 cat vs ship (features)", "cifar10_feature_unit": "CIFAR-10, 10 classes (features)"}
+DATASET_TITLES = {"mnist_3v8": "MNIST 3 vs 8", "mnist_5k_3v8": "MNIST-5k 3 vs 8",
+                  "mnist_5k_unit": "MNIST-5k, 10 classes", "cifar10_feature_3v8": "CIFAR-10 cat vs ship (features)",
+                  "cifar10_feature_unit": "CIFAR-10, 10 classes (features)"}
 
 
 def colour(label: str, shade: float):

@@ -39,12 +39,15 @@ from src.figures.runs import FigureInputError, load_runs
 
 MODES = ("utility", "noiseless", "sequence", "burnin", "pnsgd")
 PANELS = (("utility", "S"), ("utility", "epsilon"), ("sequence", "requests"), ("burnin", "T"), ("pnsgd", "epsilon"))
-TITLES = {("utility", "S"): "accuracy against S deleted", ("utility", "epsilon"): "accuracy against epsilon (fixed sigma)",
+TITLES = {("utility", "S"): "accuracy against S deleted",
+          ("utility", "epsilon"): "accuracy against epsilon (fixed sigma)",
           ("sequence", "requests"): "single D2D deletions vs one Langevin request",
           ("burnin", "T"): "learned accuracy against T (burn-in)",
           ("pnsgd", "epsilon"): "one pass over the data each"}
-AXES = {("utility", "S"): ("S (examples deleted)", "test accuracy"), ("utility", "epsilon"): ("epsilon", "test accuracy"),
-        ("sequence", "requests"): ("examples deleted", "test accuracy"), ("burnin", "T"): ("training steps T", "test accuracy"),
+AXES = {("utility", "S"): ("S (examples deleted)", "test accuracy"),
+        ("utility", "epsilon"): ("epsilon", "test accuracy"),
+        ("sequence", "requests"): ("examples deleted", "test accuracy"),
+        ("burnin", "T"): ("training steps T", "test accuracy"),
         ("pnsgd", "epsilon"): ("epsilon", "test accuracy")}
 RELEVANT = ('"request"', '"Test (Learned)_accuracy"')
 

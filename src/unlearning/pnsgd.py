@@ -211,7 +211,8 @@ class NoisyMiniBatchSGD(FullBatchRequests):
         self._pending = None
         from src.unlearning.full_batch import accuracy
 
-        log({"Test (Learned)_accuracy": accuracy(model, data.test), "Val (Learned)_accuracy": accuracy(model, data.val)})
+        log({"Test (Learned)_accuracy": accuracy(model, data.test),
+             "Val (Learned)_accuracy": accuracy(model, data.val)})
         self._log_requests(0)
         self.finished = self.schedule.total_steps == 0
 
