@@ -135,7 +135,8 @@ def check_training(config, sizes=None) -> None:
     if t.algorithm != "langevin":
         if t.langevin is not None:
             raise ConfigError(f"training.langevin: given but training.algorithm is '{t.algorithm}'; set "
-                              "training.algorithm: langevin to train by full-batch (noisy) gradient descent, or remove the section")
+                              "training.algorithm: langevin to train by full-batch (noisy) gradient descent, or remove "
+                              "the section")
         return
     who = "training.algorithm=langevin"
     if t.langevin is None:
