@@ -290,6 +290,8 @@ def draw(groups: dict, runs: list[LangevinRun], out_base: Path, subtitle: str, p
                     continue
                 shades = iter(np.linspace(0.45, 0.95, max(len(found), 2)))
                 for label, s in found.items():
+                    if not s.points:  # e.g. no learned-chain row logged: nothing to draw
+                        continue
                     xs, means, stds, _ = zip(*s.rows())
                     if figure == "fig3c" and panel == "steps":
                         ax.plot(xs, means, "o", color="black", label="runs", zorder=3)

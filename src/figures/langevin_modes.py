@@ -169,6 +169,8 @@ def draw(groups: dict, paper: dict, out_base: Path, subtitle: str) -> list[Path]
                     continue
                 shades = iter(np.linspace(0.4, 0.95, max(len(ours), 2)))
                 for label, s in ours.items():
+                    if not s.points:  # a run that logged no value for this series
+                        continue
                     xs, means, stds, _ = zip(*s.rows())
                     ax.errorbar(xs, means, yerr=stds, marker="o", markersize=3, capsize=2, linewidth=1, label=label,
                                 linestyle="--" if "ceiling" in label else "-",
