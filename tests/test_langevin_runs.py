@@ -216,3 +216,5 @@ def test_the_modes_figure_draws_each_mode_and_the_paper_s_utility_numbers(tmp_pa
     # the paper's MNIST numbers: S = 1000 at epsilon 1 (0.866 over 100 chains), the noise-free ceiling at S = 1
     assert got[("utility-S", "published: Langevin, epsilon 1", "1000")][0] == pytest.approx(0.866, abs=1e-3)
     assert got[("utility-S", "published: noise-free retraining", "1")][0] == pytest.approx(0.911, abs=1e-3)
+    # the companion paper's noisy SGD after one epoch of unlearning, MNIST, b = 128, epsilon 0.5
+    assert got[("pnsgd-epsilon", "published: noisy SGD, b = 128", "0.5")] == (pytest.approx(0.894, abs=1e-3), "100")

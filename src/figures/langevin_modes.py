@@ -16,7 +16,8 @@ that tools/make_langevin_configs.py writes, and draws one row of panels per data
              one pass over the data each, against epsilon.
 
 Points are means over seeds, bars one standard deviation. The paper's own numbers are drawn
-beside ours in orange where it ran the mode (`--published`, as src/figures/langevin.py), and a
+beside ours in orange where it ran the mode (`--published`, as src/figures/langevin.py; the
+companion paper's noisy SGD numbers from `--published-pnsgd`), and a
 panel says where our data are the bundled subset. Writes <out>/<prefix>langevin_modes.png, .pdf
 and .csv (one row per plotted point).
 """
@@ -50,6 +51,8 @@ AXES = {("utility", "S"): ("S (examples deleted)", "test accuracy"),
         ("burnin", "T"): ("training steps T", "test accuracy"),
         ("pnsgd", "epsilon"): ("epsilon", "test accuracy")}
 RELEVANT = ('"request"', '"Test (Learned)_accuracy"')
+# The companion paper's own results for noisy mini-batch SGD (one deletion, K = 1 epoch).
+PNSGD_PUBLISHED = PUBLISHED.with_name("pnsgd_published.json")
 
 
 def mode_of(config_file: str) -> str | None:
@@ -149,6 +152,19 @@ def published_groups(published: dict, datasets) -> dict:
     return out
 
 
+def pnsgd_published_groups(published: dict, datasets) -> dict:
+    out: dict = defaultdict(dict)
+    for dataset in datasets:
+        paper = published.get(PUBLISHED_DATASET.get(dataset, ""))
+        for batch, cells in (paper or {}).items():
+            label = "noisy SGD, b = n" if batch == "full" else f"noisy SGD, b = {batch}"
+            s = out[("pnsgd", dataset, "epsilon")].setdefault(label, PublishedSeries("pnsgd", dataset,
+                                                                                    f"published: {label}"))
+            for eps, st in cells.items():
+                s.put(eps, st["mean"], st["std"], st["n"])
+    return out
+
+
 def draw(groups: dict, paper: dict, out_base: Path, subtitle: str) -> list[Path]:
     import matplotlib
 
@@ -220,6 +236,8 @@ def parse_args(argv=None):
     p.add_argument("--out", default="figures", help="output directory (default: figures)")
     p.add_argument("--prefix", default="", help="prefix of the output file names")
     p.add_argument("--published", default=str(PUBLISHED), help="the paper's numbers ('none' leaves them out)")
+    p.add_argument("--published-pnsgd", default=str(PNSGD_PUBLISHED),
+                   help="the companion paper's noisy mini-batch SGD numbers ('none' leaves them out)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p.parse_args(argv)
 
@@ -235,6 +253,8 @@ def make_figure(args) -> list[Path]:
     paper = {}
     if args.published != "none":
         paper = published_groups(load_published(args.published), {d for (_, d, _) in groups})
+    if args.published_pnsgd != "none":
+        paper.update(pnsgd_published_groups(load_published(args.published_pnsgd), {d for (_, d, _) in groups}))
     out_base = Path(args.out) / f"{args.prefix}langevin_modes"
     runs = sum(len(v) for s in groups.values() for series in s.values() for v in series.points.values())
     paths = draw(groups, paper, out_base, f"Langevin unlearning, the original's other modes and noisy mini-batch SGD "
