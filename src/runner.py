@@ -15,27 +15,31 @@ from pathlib import Path
 
 import torch
 
+from src import catalogue  # noqa: F401  (fills the registries before any config is read)
+from src.certificates import FLOAT32_MAX, certificate_numbers, certificate_scope, require_finite_certificate
 from src.config import ExperimentConfig, pretrained_key, run_id
 from src.data.base_datamodule import SplitSizes
 from src.data.batches import num_batches
 from src.data.datamodule import check_dataset_config, check_split_sizes, get_datamodule, split_sizes
 from src.entropy import randomness
 from src.errors import ConfigError, UserError
+from src.evaluation.pipeline import check_sizes as check_metric_sizes
 from src.evaluation.pipeline import evaluate_run
 from src.interrupts import deferred_interrupts
+from src.models.buffers import check_buffers
 from src.models.model import ModelFactory, count_parameters
+from src.noise import NoiseSource
 from src.preflight import check_before_writing
+from src.registry import TRAINING_ALGORITHMS, UNLEARNING_ALGORITHMS
 from src.request_stream.plan import plan_stream
 from src.request_stream.run import run_requests
 from src.seeds import derive_seed
 from src.tracking import RunDirectory, RunLogger, Stopwatch
 from src.training.checkpoints import (PretrainedCache, load_checkpoint, require_finite_weights,
                                       resolve_pretrained_path, save_checkpoint)
-from src.training.langevin import check_training
-from src.training.pnsgd import check_training as check_pnsgd_training
-from src.training.trainer import Console, Evaluator, Trainer, build_model, pretrain
-from src.unlearning.base import (FLOAT32_MAX, AlgorithmContext, NoiseSource, algorithm_class, certificate_numbers,
-                                 certificate_scope, require_finite_certificate)
+from src.training.evaluate import Evaluator
+from src.training.trainer import Console, Trainer, build_model, pretrain
+from src.unlearning.base import AlgorithmContext
 
 
 def resolve_device(name: str) -> torch.device:
@@ -115,14 +119,14 @@ def make_plan(config: ExperimentConfig, sizes: SplitSizes | None = None, forget_
 def _plan_pass(config: ExperimentConfig, sizes: SplitSizes, present: bool) -> Plan:
     """One pass through the phases: a single run, or one request of a stream."""
     shape = check_dataset_config(config)
-    cls = algorithm_class(config.unlearning.algorithm)
+    cls = UNLEARNING_ALGORITHMS.get(config.unlearning.algorithm)
     if config.unlearning.sam is not None and not cls.accepts_sam:
         raise ConfigError(f"unlearning.sam is not allowed for '{cls.name}': a certified phase assumes one plain "
                           "gradient per step (and Sharp MinMax / influence have their own keys); remove it")
     cls.check_config(config)
-    check_training(config, sizes)
-    check_pnsgd_training(config, sizes)
+    TRAINING_ALGORITHMS.get(config.training.method).check_config(config, sizes)
     check_split_sizes(config, sizes)
+    check_metric_sizes(config, sizes)
     steps = num_batches(sizes.retain, config.dataset.batch_size)
     model = ModelFactory.create_model(config.model.name, config.model.n_classes, shape)
     check_model_runs(model, config, shape)
@@ -134,6 +138,7 @@ def _plan_pass(config: ExperimentConfig, sizes: SplitSizes, present: bool) -> Pl
         privacy = algorithm.plan()
         algorithm.check_plan(privacy)
     require_finite_certificate(privacy, keys)
+    check_buffers(model, config, shape, certified=privacy.certified_epsilon is not None)
     _check_dp_sgd_noise_fits_float32(config)
     return Plan(config, run_id(config), shape, sizes, present, steps, context.num_parameters, algorithm, privacy)
 
@@ -144,8 +149,8 @@ def check_model_runs(model, config: ExperimentConfig, shape: tuple[int, ...]) ->
     x = torch.zeros((1, shape[-1], *shape[:-1]) if len(shape) == 3 else (1, *shape))
     try:
         with torch.no_grad():
-            out = model(x)
-    except RuntimeError as e:
+            out = model.eval()(x)  # evaluation behaviour: BatchNorm takes a single example
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
         raise ConfigError(f"model.name: '{config.model.name}' cannot take inputs of dataset.input_shape "
                           f"{list(shape)}: {str(e).splitlines()[0][:200]}") from None
     if tuple(out.shape) != (1, config.model.n_classes):

@@ -111,7 +111,7 @@ def test_bad_stream_runs_and_requests_are_one_line_errors(stream_run, tmp_path, 
         ([str(run_dir), "--request", "1", "--override", "unlearning.epochs=5"], "--override unlearning.epochs=5"),
     ]
     for args, message in cases:
-        code = audit_main(["--stream-run", *args, "--out", str(tmp_path / "out"), "--chains", "8", "--quiet"])
+        code = audit_main(["--stream-run", *args, "--out", str(tmp_path / "out"), "--chains", "12", "--quiet"])
         err = capsys.readouterr().err
         assert code == 2 and err.startswith("error: ") and message in err, (args, err)
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from src.audit.audit import audit, check_auditable
 from src.audit.report import write_audit
+from src.audit.stream_request import finished_stream_config, request_starting_points
 from src.audit.worlds import adversarial_starts
 from src.errors import UserError
-from src.request_stream.audit import finished_stream_config, request_starting_points
 from src.request_stream.run import deployed_model_path
 from src.runner import make_plan, resolve_device
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from src.figures.cli import run_figure
-from src.figures.runs import FigureInputError, load_runs
+from src.figures.runs import FigureInputError, is_number, load_runs
 
 FIGURES = ("fig3a", "fig3b", "fig3c")
 PUBLISHED = Path(__file__).resolve().parents[2] / "tests" / "data" / "langevin_published.json"
@@ -68,19 +68,54 @@ def figure_of(config_file: str) -> str | None:
 def read_langevin_rows(run) -> tuple[list, float | None, float | None]:
     requests, learned, retrained = [], None, None
     path = run.path / "metrics.jsonl"
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not any(key in line for key in RELEVANT):
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise FigureInputError(f"{path}, line {number}: not valid JSON ({err.msg})") from None
-            if "request" in row:
-                requests.append(row)
-            learned = row.get("Test (Learned)_accuracy", learned)
-            retrained = row.get("Test (Langevin Retrain)_accuracy", retrained)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            lines = list(handle)
+    except OSError as err:  # EIO, permissions, missing: one line naming the file
+        raise FigureInputError(f"{path}: cannot be read ({err.strerror or err})") from None
+    for number, line in enumerate(lines, start=1):
+        if not any(key in line for key in RELEVANT):
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise FigureInputError(f"{path}, line {number}: not valid JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise FigureInputError(f"{path}, line {number}: expected a JSON object, got {type(row).__name__}")
+        if "request" in row:
+            requests.append(row)
+        learned = row.get("Test (Learned)_accuracy", learned)
+        retrained = row.get("Test (Langevin Retrain)_accuracy", retrained)
     return requests, learned, retrained
+
+
+# What each figure reads of a run's request rows (metrics.jsonl) and its method's section.
+ROW_KEYS = {"fig3a": ("Test (Request)_accuracy",), "fig3b": ("request_size", "state_step", "Test (Request)_accuracy"),
+            "fig3c": ("Test (Request)_accuracy",)}
+
+
+def check_langevin_run(run, figure: str, requests: list) -> None:
+    """Everything the figure reads of a run, checked before anything is drawn: a run without
+    its method's section or without request accuracies is one line naming its files."""
+    unlearning = run.config.get("unlearning")
+    section = unlearning.get(run.algorithm) if isinstance(unlearning, dict) else None
+    if not isinstance(section, dict):
+        raise FigureInputError(f"{run.path}/config.yaml: no unlearning.{run.algorithm} section; rerun it")
+    needed = {"fig3a": ["epsilon_target"] + (["steps"] if run.algorithm == "d2d" else [])}.get(figure, [])
+    for key in needed:
+        if not is_number(section.get(key)):
+            raise FigureInputError(f"{run.path}/config.yaml: unlearning.{run.algorithm} has no number under "
+                                   f"'{key}'; rerun it")
+    if figure == "fig3c":
+        langevin = (run.config.get("training") or {}).get("langevin")
+        if not (isinstance(langevin, dict) and is_number(langevin.get("sigma"))):
+            raise FigureInputError(f"{run.path}/config.yaml: no number under training.langevin.sigma; rerun it")
+    keys = ROW_KEYS[figure] + (("request_steps",) if figure == "fig3a" and run.algorithm == "langevin" else ())
+    for row in (requests if figure == "fig3b" else requests[-1:]):
+        for key in keys:
+            if not is_number(row.get(key)):
+                raise FigureInputError(f"{run.path}/metrics.jsonl: request {row.get('request')} has no number under "
+                                       f"'{key}'; rerun it")
 
 
 def load_langevin_runs(logs, folder=None) -> tuple[list[LangevinRun], dict]:
@@ -97,6 +132,7 @@ def load_langevin_runs(logs, folder=None) -> tuple[list[LangevinRun], dict]:
         if not requests:
             dropped["no request rows in metrics.jsonl"] += 1
             continue
+        check_langevin_run(run, figure, requests)
         runs.append(LangevinRun(figure, run.dataset, run.algorithm, run.config, run.summary, requests, learned,
                                 retrained))
     return runs, dict(dropped)
@@ -114,7 +150,7 @@ class Series:
     points: dict = field(default_factory=lambda: defaultdict(list))  # x -> values
 
     def add(self, x, value):
-        if value is not None and math.isfinite(value):
+        if is_number(value) and math.isfinite(value):  # a missing or non-numeric value is no point
             self.points[x].append(value)
 
     def rows(self):

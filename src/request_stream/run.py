@@ -23,7 +23,8 @@ from src.request_stream.plan import StreamPlan
 from src.request_stream.schedule import RequestSchedule
 from src.tracking import fmt
 from src.training.checkpoints import save_checkpoint
-from src.training.trainer import Evaluator, Trainer
+from src.training.evaluate import Evaluator
+from src.training.trainer import Trainer
 
 
 def fmt_up(value) -> str:

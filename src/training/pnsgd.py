@@ -1,4 +1,5 @@
-"""Projected noisy SGD training (`training.algorithm: pnsgd`): the chain of noisy mini-batch
+"""Projected noisy SGD training (`training.algorithm: pnsgd`, the training algorithm
+PNSGDTraining behind src/training/algorithm.py): the chain of noisy mini-batch
 SGD unlearning (Chien, Wang, Chen, Li, "Certified Machine Unlearning via Noisy Stochastic
 Gradient Descent", NeurIPS 2024).
 
@@ -30,12 +31,15 @@ import torch
 from src.data.batches import make_generator
 from src.errors import ConfigError
 from src.models.linear import gradient_bound, smoothness_bound
+from src.models.model import ModelFactory
 from src.privacy.pnsgd import MiniBatchChain
 from src.seeds import derive_seed
 from src.tracking import fmt
+from src.noise import project_l2_
+from src.training.algorithm import TrainingAlgorithm, refuse_foreign_keys
 from src.training.checkpoints import checkpoint_name, save_checkpoint
+from src.training.evaluate import Evaluator
 from src.training.langevin import objective_grad, require_convex_setting, require_plain_descent
-from src.unlearning.base import project_l2_
 
 WHO = "training.algorithm=pnsgd"
 
@@ -96,19 +100,12 @@ def cyclic_batches(n: int, batches: int, seed: int, device) -> list[torch.Tensor
 def check_training(config, sizes=None) -> None:
     """Refuse a `training.algorithm: pnsgd` config the chain cannot run as analysed."""
     t = config.training
-    if t.algorithm != "pnsgd":
-        if t.pnsgd is not None:
-            raise ConfigError(f"training.pnsgd: given but training.algorithm is '{t.algorithm}'; set "
-                              "training.algorithm: pnsgd to train by projected noisy SGD, or remove the section")
-        return
     if t.pnsgd is None:
         raise ConfigError("training.pnsgd: required when training.algorithm is 'pnsgd' (sigma, the temperature, "
                           "and projection_radius, the radius R of the ball the iterates are projected onto)")
     if t.langevin is not None or t.dp_sgd is not None:
         raise ConfigError(f"training.{'langevin' if t.langevin is not None else 'dp_sgd'}: not allowed with {WHO}: "
                           "the model is trained by one algorithm")
-    from src.models.model import ModelFactory
-
     if config.model.name not in ModelFactory.convex:
         raise ConfigError(f"model.name: {WHO} certifies only strongly convex objectives (a linear/logistic/softmax "
                           f"model with an l2 term > 0, constant step <= 1/L, iterates projected onto a ball). Model "
@@ -151,44 +148,55 @@ def slot_data(data):
     return torch.cat([data.retain.x, data.forget.x]), torch.cat([data.retain.y, data.forget.y])
 
 
-def pnsgd_fit(config, data, model, log, console, ckpt_dir=None) -> dict:
-    """Train on the train split (retain + forget); returns the checkpoint's record."""
-    check_training(config)
-    x, y = slot_data(data)
-    chain = MiniBatchConstants.from_config(config, n=int(y.shape[0]))
-    device = model.device
-    generator = make_generator(derive_seed(config.global_seed, "pnsgd-training"), device)
-    theta = model.theta
-    initial_point_(theta, chain, generator)
-    meta = {"epochs": chain.T, "dp_sgd": None, "pnsgd": chain.record()}
-    if ckpt_dir is not None:
-        save_checkpoint(ckpt_dir / checkpoint_name(0), model.state_dict(), {**meta, "epoch": 0})
-    batches = cyclic_batches(chain.n, chain.batches, chain.seed, device)
+class PNSGDTraining(TrainingAlgorithm):
+    """`training.algorithm: pnsgd`: the chain above, on the train split (retain + forget)."""
 
-    def add_noise(t):
-        t.add_(chain.noise_std * torch.randn(t.shape, generator=generator, device=device))
+    name = "pnsgd"
+    section = "pnsgd"
+    trains_by = "projected noisy SGD"
 
-    from src.training.trainer import Evaluator  # the trainer imports this module's caller
+    @classmethod
+    def check_config(cls, config, sizes=None) -> None:
+        refuse_foreign_keys(config, cls)
+        check_training(config, sizes)
 
-    evaluate = Evaluator(model)
-    stride = max(1, chain.T // 100)
-    for epoch in console.epochs(chain.T, "pnsgd training"):
-        loss_sum, correct = 0.0, 0
-        for idx in batches:
-            loss, c, grad = objective_grad(model, [(x[idx], y[idx])], chain.m)
-            pnsgd_step_(theta, grad, chain, add_noise)
-            loss_sum += float(loss) * len(idx)
-            correct += int(c)
-        if epoch % stride == 0 or epoch == chain.T:
-            train_loss, train_acc = loss_sum / chain.n, correct / chain.n
-            log({"train_loss": train_loss, "train_accuracy": train_acc, "epoch": epoch})
-            val_loss, val_acc = evaluate(data.val)
-            log({"Val (Train)_loss": val_loss, "Val (Train)_accuracy": val_acc, "epoch": epoch})
-            console.line(f"pnsgd epoch {epoch}/{chain.T}  loss {fmt(train_loss)} acc {fmt(train_acc)}  "
-                         f"val acc {fmt(val_acc)}")
-    if not torch.isfinite(theta).all():
-        raise ConfigError(f"training.max_lr: the chain diverged (non-finite weights after {chain.T} epochs); lower "
-                          "training.max_lr")
-    if ckpt_dir is not None:
-        save_checkpoint(ckpt_dir / checkpoint_name(chain.T), model.state_dict(), {**meta, "epoch": chain.T})
-    return meta
+    def fit(self, data, model, log, console, ckpt_dir=None) -> dict:
+        """Returns the checkpoint's record (the chain's constants, checked before unlearning)."""
+        config = self.config
+        check_training(config)
+        x, y = slot_data(data)
+        chain = MiniBatchConstants.from_config(config, n=int(y.shape[0]))
+        device = model.device
+        generator = make_generator(derive_seed(config.global_seed, "pnsgd-training"), device)
+        theta = model.theta
+        initial_point_(theta, chain, generator)
+        meta = {"epochs": chain.T, "dp_sgd": None, "pnsgd": chain.record()}
+        if ckpt_dir is not None:
+            save_checkpoint(ckpt_dir / checkpoint_name(0), model.state_dict(), {**meta, "epoch": 0})
+        batches = cyclic_batches(chain.n, chain.batches, chain.seed, device)
+
+        def add_noise(t):
+            t.add_(chain.noise_std * torch.randn(t.shape, generator=generator, device=device))
+
+        evaluate = Evaluator(model)
+        stride = max(1, chain.T // 100)
+        for epoch in console.epochs(chain.T, "pnsgd training"):
+            loss_sum, correct = 0.0, 0
+            for idx in batches:
+                loss, c, grad = objective_grad(model, [(x[idx], y[idx])], chain.m)
+                pnsgd_step_(theta, grad, chain, add_noise)
+                loss_sum += float(loss) * len(idx)
+                correct += int(c)
+            if epoch % stride == 0 or epoch == chain.T:
+                train_loss, train_acc = loss_sum / chain.n, correct / chain.n
+                log({"train_loss": train_loss, "train_accuracy": train_acc, "epoch": epoch})
+                val_loss, val_acc = evaluate(data.val)
+                log({"Val (Train)_loss": val_loss, "Val (Train)_accuracy": val_acc, "epoch": epoch})
+                console.line(f"pnsgd epoch {epoch}/{chain.T}  loss {fmt(train_loss)} acc {fmt(train_acc)}  "
+                             f"val acc {fmt(val_acc)}")
+        if not torch.isfinite(theta).all():
+            raise ConfigError(f"training.max_lr: the chain diverged (non-finite weights after {chain.T} epochs); lower "
+                              "training.max_lr")
+        if ckpt_dir is not None:
+            save_checkpoint(ckpt_dir / checkpoint_name(chain.T), model.state_dict(), {**meta, "epoch": chain.T})
+        return meta

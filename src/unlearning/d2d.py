@@ -22,11 +22,12 @@ from typing import Literal, Optional
 import torch
 from pydantic import Field, field_validator, model_validator
 
+from src.certificates import PrivacyPlan, certificate_row
 from src.config import FiniteFloat, Section
 from src.errors import ConfigError, UserError
 from src.privacy import d2d
 from src.training.langevin import objective_grad
-from src.unlearning.base import PrivacyPlan, certificate_row, register, require_section
+from src.unlearning.base import require_section
 from src.unlearning.full_batch import FullBatchRequests, RequestSchedule, accountant_delta, request_sizes
 
 KEY = "unlearning.d2d"
@@ -61,7 +62,6 @@ class D2DConfig(Section):
         return self
 
 
-@register
 class DescentToDelete(FullBatchRequests):
     name = "d2d"
     section = D2DConfig

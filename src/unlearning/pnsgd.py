@@ -24,13 +24,15 @@ from typing import Literal, Optional
 import torch
 from pydantic import Field, field_validator, model_validator
 
+from src.certificates import PrivacyPlan, certificate_row
 from src.config import FiniteFloat, Section
 from src.errors import CheckpointError, ConfigError
+from src.noise import project_l2_
 from src.privacy import pnsgd as accountant
 from src.training.langevin import objective_grad, require_plain_descent
-from src.training.pnsgd import MiniBatchConstants, cyclic_batches, slot_data
-from src.unlearning.base import PrivacyPlan, StepResult, certificate_row, project_l2_, register, require_section
-from src.unlearning.full_batch import FullBatchRequests, RequestSchedule, accountant_delta, request_sizes
+from src.training.pnsgd import MiniBatchConstants, check_training, cyclic_batches, slot_data
+from src.unlearning.base import StepResult, require_section
+from src.unlearning.full_batch import FullBatchRequests, RequestSchedule, accountant_delta, accuracy, request_sizes
 
 KEY = "unlearning.pnsgd"
 
@@ -77,7 +79,6 @@ class PNSGDConfig(Section):
         return self
 
 
-@register
 class NoisyMiniBatchSGD(FullBatchRequests):
     name = "pnsgd"
     section = PNSGDConfig
@@ -85,8 +86,6 @@ class NoisyMiniBatchSGD(FullBatchRequests):
 
     @classmethod
     def check_config(cls, config) -> None:
-        from src.training.pnsgd import check_training
-
         t, u = config.training, config.unlearning
         if t.algorithm != "pnsgd" or t.pnsgd is None:
             raise ConfigError(f"training.algorithm: '{t.algorithm}' is not allowed with {cls.who}: the model must be "
@@ -209,8 +208,6 @@ class NoisyMiniBatchSGD(FullBatchRequests):
         # FullBatchRequests.prepare: the learned model's accuracy and the rows of request 0.
         self.model, self.log, self.m = model, log, c.m
         self._pending = None
-        from src.unlearning.full_batch import accuracy
-
         log({"Test (Learned)_accuracy": accuracy(model, data.test),
              "Val (Learned)_accuracy": accuracy(model, data.val)})
         self._log_requests(0)
