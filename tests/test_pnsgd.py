@@ -141,3 +141,31 @@ def test_the_pnsgd_section_is_refused_for_other_training(tmp_path):
     assert "training.pnsgd: given but training.algorithm is 'langevin'" in refused(data)
     training = validate_config(langevin_config(tmp_path, tmp_path)).to_dict()["training"]
     assert "pnsgd" not in training  # an existing config's run id does not move
+
+
+@pytest.mark.parametrize("method, overrides, expected", [
+    # compat.langevin_clipping changes the Langevin chain only: under any other training nothing reads it
+    ("pnsgd", {"compat.langevin_clipping": "upstream"},
+     "compat.langevin_clipping: 'upstream' changes the chain of training.algorithm: langevin, but "
+     "training.algorithm is 'pnsgd'"),
+    ("sgd", {"compat.langevin_clipping": "upstream"},
+     "compat.langevin_clipping: 'upstream' changes the chain of training.algorithm: langevin, but "
+     "training.algorithm is 'sgd'"),
+    ("sgd", {"training.pnsgd": {"sigma": 0.05, "projection_radius": 1.0}},
+     "training.pnsgd: given but training.algorithm is 'sgd'; set training.algorithm: pnsgd to train by projected "
+     "noisy SGD"),
+    ("pnsgd", {"training.langevin": {"sigma": 0.05}},
+     "training.langevin: given but training.algorithm is 'pnsgd'; set training.algorithm: langevin"),
+])
+def test_a_training_algorithm_refuses_the_keys_of_another(tmp_path, method, overrides, expected):
+    """Each training algorithm's check (looked up by training.method, as the runner does)
+    refuses another algorithm's section or compat switch rather than silently ignoring it."""
+    from src.registry import TRAINING_ALGORITHMS
+
+    base = {"training.algorithm": method}
+    if method == "sgd":
+        base.update({"training.langevin": None, "training.pnsgd": None})
+    config = validate_config(pnsgd_config(tmp_path, tmp_path, **{**base, **overrides}))
+    with pytest.raises(ConfigError) as refusal:
+        TRAINING_ALGORITHMS.get(config.training.method).check_config(config)
+    assert expected in str(refusal.value)
