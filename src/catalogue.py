@@ -14,6 +14,7 @@ from src.registry import MEMORIZATION_ESTIMATORS, TRAINING_ALGORITHMS, UNLEARNIN
 from src.training.algorithm import TrainingAlgorithm
 from src.training.dp_sgd import DPSGDTraining
 from src.training.langevin import LangevinTraining
+from src.training.pnsgd import PNSGDTraining
 from src.training.sgd import SGDTraining
 from src.unlearning.base import UnlearningAlgorithm
 from src.unlearning.d2d import DescentToDelete
@@ -28,6 +29,7 @@ from src.unlearning.neggrad import NegGrad
 from src.unlearning.neggrad_plus import NegGradPlus
 from src.unlearning.output_perturbation import OutputPerturbation
 from src.unlearning.outside import adopt
+from src.unlearning.pnsgd import NoisyMiniBatchSGD
 from src.unlearning.random_label import RandomLabel
 from src.unlearning.retrain import Retrain
 from src.unlearning.salun import SalUn
@@ -37,12 +39,12 @@ from src.unlearning.sharp_minmax import SharpMinMax
 UNLEARNING = (
     # certified (src/privacy/ accountants)
     DPSGDGroupPrivacy, GradientClipping, ModelClipping, OutputPerturbation, Retrain,
-    # the convex methods (issue #16)
-    DescentToDelete, LangevinUnlearning,
+    # the convex methods (issues #16, #27)
+    DescentToDelete, LangevinUnlearning, NoisyMiniBatchSGD,
     # the empirical baselines (no certificate): src/unlearning/empirical.py
     FineTune, Influence, L1Sparse, NegGrad, NegGradPlus, RandomLabel, SalUn, Scrub, SharpMinMax,
 )
-TRAINING = (SGDTraining, DPSGDTraining, LangevinTraining)
+TRAINING = (SGDTraining, DPSGDTraining, LangevinTraining, PNSGDTraining)
 
 UNLEARNING_ALGORITHMS.fill(UNLEARNING, interface=UnlearningAlgorithm, adopt=adopt)
 TRAINING_ALGORITHMS.fill(TRAINING, interface=TrainingAlgorithm)

@@ -33,7 +33,7 @@ from src.registry import UNLEARNING_ALGORITHMS
 DATASET_NAMES = ("mnist", "mnist_5k", "cifar10", "cifar10_feature", "cifar100_feature")
 MODEL_NAMES = ("two_layer_net", "three_layer_net", "tiny_net", "tinier_net", "tiny_net_cifar", "simplenet")
 # Langevin unlearning (issue #16): unit-norm feature tasks and the convex linear model.
-DATASET_NAMES += ("mnist_3v8", "mnist_5k_3v8", "cifar10_feature_3v8", "cifar10_feature_unit")
+DATASET_NAMES += ("mnist_3v8", "mnist_5k_3v8", "mnist_5k_unit", "cifar10_feature_3v8", "cifar10_feature_unit")
 MODEL_NAMES += ("linear",)
 # Datasets from the user's files (issue #25): arrays in a .npz / .pt file, torchvision's
 # ImageFolder layout, and torchvision datasets in MNIST's and CIFAR's on-disk formats.
@@ -291,12 +291,27 @@ class LangevinTrainingConfig(Section):
         return value
 
 
+class PNSGDTrainingConfig(Section):
+    """`training.pnsgd:` projected noisy SGD with cyclic mini-batches of
+    dataset.batch_size, the chain of noisy mini-batch SGD unlearning (src/training/pnsgd.py):
+    `epochs` passes over one fixed partition of the data, each step
+    theta <- Pi_R(theta - max_lr (batch grad + weight_decay theta) + sqrt(2 max_lr) sigma xi)."""
+
+    sigma: float = Field(gt=0, allow_inf_nan=False)
+    # R: the iterates are projected onto the ball of this radius (the paper's C_R).
+    projection_radius: float = Field(gt=0, allow_inf_nan=False)
+    smoothness: Union[Literal["auto"], Annotated[float, Field(gt=0, allow_inf_nan=False)]] = "auto"
+    gradient_bound: Union[Literal["auto"], Annotated[float, Field(gt=0, allow_inf_nan=False)]] = "auto"
+
+
 class TrainingConfig(OptimizerConfig):
     epochs: int = Field(gt=0)
     # "langevin": full-batch (noisy) gradient descent with `training.langevin`; each of the
     # `epochs` steps is one pass over the data (Langevin unlearning, issue #16).
-    algorithm: Literal["sgd", "langevin"] = "sgd"
+    algorithm: Literal["sgd", "langevin", "pnsgd"] = "sgd"
     langevin: Optional[LangevinTrainingConfig] = None
+    # "pnsgd": projected noisy SGD with cyclic mini-batches (`training.pnsgd`; issue #27).
+    pnsgd: Optional[PNSGDTrainingConfig] = None
     # False: train now. A path: load it (a checkpoint file, or a directory holding
     # checkpoint_<epochs>.pt as the reference's logs/<id>/ckpt). "auto": the
     # content-addressed cache keyed by everything that determines the model.
@@ -455,6 +470,9 @@ class CompatConfig(Section):
     # distributions; tight: the (eps, delta) group lemma; upstream: the reference's (D4).
     group_privacy: Literal["exact", "tight", "upstream"] = "exact"
     dp_sgd_sampling: Literal["poisson", "shuffle"] = "poisson"
+    # upstream: the original Langevin code's binary chain, the l2 term inside the
+    # per-example clip (src/training/langevin_clipping.py); voids the certificate.
+    langevin_clipping: Literal["none", "upstream"] = "none"
 
 
 class ExperimentConfig(Section):
@@ -525,6 +543,8 @@ class ExperimentConfig(Section):
         if data["model"].get("batchnorm_stats") == "training":
             del data["model"]["batchnorm_stats"]
         _drop_default_training_algorithm(data["training"])
+        if data["compat"].get("langevin_clipping") == "none":  # a later addition: run ids unchanged
+            del data["compat"]["langevin_clipping"]
         # Likewise later additions at their defaults (forget sets, metrics, SAM): a config
         # that does not use them keeps the run id it had before they existed.
         if self.dataset.forget == ForgetSetConfig():
@@ -540,6 +560,8 @@ class ExperimentConfig(Section):
 def _drop_default_training_algorithm(training: dict) -> dict:
     """Ordinary SGD training leaves no trace of the Langevin keys (run ids and pretrained
     keys stay what they were before those keys existed)."""
+    if training.get("pnsgd", 0) is None:
+        training.pop("pnsgd")
     if training.get("algorithm") == "sgd" and training.get("langevin") is None:
         training.pop("algorithm", None)
         training.pop("langevin", None)
@@ -793,6 +815,8 @@ def pretrained_key(config: ExperimentConfig, without_forget: bool = False) -> st
         }
         # Release mode needs DP-SGD noise no seed replays: never the research-mode model.
         identity["secure_rng"] = config.secure_rng
+    if config.compat.langevin_clipping != "none":  # it changes the chain's every step
+        identity["langevin_clipping"] = config.compat.langevin_clipping
     if dataset.path is not None:
         identity["dataset"]["path"] = dataset.path
     identity = user_files_by_content(identity)

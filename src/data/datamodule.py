@@ -7,7 +7,7 @@ import torch
 from src.data.base_datamodule import DataModule, Split, SplitSizes
 from src.data.forget_sets import build_split
 from src.data.cifar_dataset import CIFAR10, CIFAR100
-from src.data.convex_tasks import MNIST3v8, MNIST5k3v8, UnitFeatures
+from src.data.convex_tasks import MNIST3v8, MNIST5k3v8, MNIST5kUnit, UnitFeatures
 from src.data.feature_dataset import FeatureDataset
 from src.data.file_dataset import ArrayFile, ImageFolder
 from src.data.mnist_dataset import MNIST, KMNIST, FashionMNIST, MNIST5k
@@ -22,6 +22,7 @@ DATASETS = {
     # unit-norm features for the convex models (Langevin unlearning)
     "mnist_3v8": MNIST3v8(),
     "mnist_5k_3v8": MNIST5k3v8(),
+    "mnist_5k_unit": MNIST5kUnit(),
     "cifar10_feature_3v8": UnitFeatures(binary=True),
     "cifar10_feature_unit": UnitFeatures(binary=False),
     # torchvision's files in MNIST's and CIFAR's formats, and the user's own files

@@ -6,6 +6,8 @@ is trained on the train split (retain + forget).
               (src/training/dp_sgd.py; `training.dp_sgd:` given with training.algorithm sgd)
     langevin  full-batch (noisy) gradient descent, the chain Langevin unlearning certifies
               (src/training/langevin.py; training.algorithm: langevin)
+    pnsgd     projected noisy SGD on cyclic mini-batches, the chain noisy mini-batch SGD
+              unlearning certifies (src/training/pnsgd.py; training.algorithm: pnsgd)
 
 The config's `training.method` says which (src/config.py); src/catalogue.py registers them
 in src/registry.py, and the trainer looks them up there, naming none of them.
@@ -15,9 +17,18 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from src.errors import ConfigError
+from src.registry import TRAINING_ALGORITHMS
+
 
 class TrainingAlgorithm:
     name: ClassVar[str]
+    # The `training.<section>:` only this algorithm reads (None: none), and what it trains by,
+    # for the message that refuses the section under another algorithm.
+    section: ClassVar[str | None] = None
+    trains_by: ClassVar[str] = ""
+    # compat switches only this algorithm's chain reads: refused, when set, under another.
+    compat_switches: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config):
         self.config = config
@@ -33,3 +44,22 @@ class TrainingAlgorithm:
         an unlearning method may need to know about its training: DP-SGD's calibration, the
         Langevin chain's constants)."""
         raise NotImplementedError
+
+
+def refuse_foreign_keys(config, own: type[TrainingAlgorithm]) -> None:
+    """Refuse a key that belongs to another training algorithm (its `training.<section>:`, a
+    compat switch of its chain): under `own` nobody would read it, and a run that silently
+    ignores what its config asks for is not the run the config describes."""
+    t, compat = config.training, config.compat
+    for other in TRAINING_ALGORITHMS.builtins().values():
+        if other is own:
+            continue
+        if other.section is not None and getattr(t, other.section, None) is not None:
+            raise ConfigError(f"training.{other.section}: given but training.algorithm is '{t.algorithm}'; set "
+                              f"training.algorithm: {other.name} to train by {other.trains_by}, or remove the section")
+        for key in other.compat_switches:
+            value = getattr(compat, key)
+            if value != type(compat).model_fields[key].default:
+                raise ConfigError(f"compat.{key}: '{value}' changes the chain of training.algorithm: {other.name}, "
+                                  f"but training.algorithm is '{t.algorithm}'; set training.algorithm: {other.name} "
+                                  "or remove the switch")

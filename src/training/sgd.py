@@ -10,10 +10,9 @@ from __future__ import annotations
 import torch
 
 from src.data.batches import make_generator, num_batches, shuffled_batches
-from src.errors import ConfigError
 from src.seeds import derive_seed
 from src.tracking import fmt
-from src.training.algorithm import TrainingAlgorithm
+from src.training.algorithm import TrainingAlgorithm, refuse_foreign_keys
 from src.training.checkpoints import checkpoint_name, save_checkpoint
 from src.training.evaluate import Evaluator
 from src.training.finite import require_finite
@@ -26,9 +25,7 @@ class SGDTraining(TrainingAlgorithm):
 
     @classmethod
     def check_config(cls, config, sizes=None) -> None:
-        if config.training.langevin is not None:
-            raise ConfigError("training.langevin: given but training.algorithm is 'sgd'; set training.algorithm: "
-                              "langevin to train by full-batch (noisy) gradient descent, or remove the section")
+        refuse_foreign_keys(config, cls)
 
     # -- what DP-SGD replaces ------------------------------------------------------------
     def start(self, data, model, optimizer, log) -> None:
