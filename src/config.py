@@ -28,7 +28,7 @@ from pydantic.fields import FieldInfo
 
 from src import config_yaml, plugins
 from src.errors import ConfigError
-from src.registry import UNLEARNING_ALGORITHMS
+from src.registry import TRAINING_ALGORITHMS, UNLEARNING_ALGORITHMS
 
 DATASET_NAMES = ("mnist", "mnist_5k", "cifar10", "cifar10_feature", "cifar100_feature")
 MODEL_NAMES = ("two_layer_net", "three_layer_net", "tiny_net", "tinier_net", "tiny_net_cifar", "simplenet")
@@ -815,6 +815,11 @@ def pretrained_key(config: ExperimentConfig, without_forget: bool = False) -> st
         }
         # Release mode needs DP-SGD noise no seed replays: never the research-mode model.
         identity["secure_rng"] = config.secure_rng
+    if getattr(TRAINING_ALGORITHMS.get(config.training.method), "orders_by_forget_set", False):
+        # The chain's batches depend on which examples are forgotten: a model trained for
+        # another forget set is another chain, and the accountant's start would not hold.
+        identity["dataset"]["forget_split"] = dataset.forget_split
+        identity["dataset"]["forget"] = dataset.forget.model_dump(mode="json")
     if config.compat.langevin_clipping != "none":  # it changes the chain's every step
         identity["langevin_clipping"] = config.compat.langevin_clipping
     if dataset.path is not None:

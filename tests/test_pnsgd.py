@@ -169,3 +169,19 @@ def test_a_training_algorithm_refuses_the_keys_of_another(tmp_path, method, over
     with pytest.raises(ConfigError) as refusal:
         TRAINING_ALGORITHMS.get(config.training.method).check_config(config)
     assert expected in str(refusal.value)
+
+
+def test_the_pretrained_cache_keys_a_pnsgd_chain_on_its_forget_set(tmp_path):
+    """Its batches are cut retain-then-forget, so a chain trained for one forget set is not
+    the chain of another: the cache must not hand it over (the accountant's start would not
+    hold). Full-batch Langevin, whose gradient sums over the whole train split, keeps one key."""
+    from src.config import pretrained_key
+
+    def key(data):
+        return pretrained_key(validate_config(data))
+
+    pnsgd = pnsgd_config(tmp_path, tmp_path)
+    assert key(pnsgd) != key(pnsgd_config(tmp_path, tmp_path, **{"dataset.forget_split": 0.012}))
+    assert key(pnsgd) != key(pnsgd_config(tmp_path, tmp_path, **{"dataset.forget.strategy": "memorization"}))
+    langevin = langevin_config(tmp_path, tmp_path)
+    assert key(langevin) == key(langevin_config(tmp_path, tmp_path, **{"dataset.forget_split": 0.012}))

@@ -29,6 +29,9 @@ class TrainingAlgorithm:
     trains_by: ClassVar[str] = ""
     # compat switches only this algorithm's chain reads: refused, when set, under another.
     compat_switches: ClassVar[tuple[str, ...]] = ()
+    # True where the trained model depends on which examples form the forget set (a chain that
+    # orders the data retain-then-forget): the pretrained cache then keys on the forget set too.
+    orders_by_forget_set: ClassVar[bool] = False
 
     def __init__(self, config):
         self.config = config

@@ -154,6 +154,7 @@ class PNSGDTraining(TrainingAlgorithm):
     name = "pnsgd"
     section = "pnsgd"
     trains_by = "projected noisy SGD"
+    orders_by_forget_set = True  # its batches are cut from the slots retain-then-forget
 
     @classmethod
     def check_config(cls, config, sizes=None) -> None:
