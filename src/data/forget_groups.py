@@ -20,6 +20,12 @@ import numpy as np
 
 from src.data.forget_sets import mix_parts
 
+# The scores RUM cuts groups by that src/evaluation/proxies.py computes (high = memorized):
+# the learning events, recorded while the pretrained model trains, and the two computed
+# from the model afterwards. Named here, below both RUM and the proxies, which share them.
+LEARNING_EVENTS = ("confidence", "max_conf", "entropy", "bi_acc")
+PROXIES = LEARNING_EVENTS + ("holdout_kl", "curvature")
+
 GROUPS = ("low", "mid", "high")
 WHOLE = "all"  # one group: the whole forget set (RUM of one step is that step's method)
 

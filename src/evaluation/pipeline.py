@@ -28,6 +28,31 @@ from src.seeds import derive_seed
 REFERENCE_ALGORITHM = "retrain"
 
 
+# The membership attacks fit an SVC (and per-class thresholds) on shadow sets of
+# min(n_shadow, |retain|, |non-member split|) examples a side: below this there is no boundary
+# to learn, and what they would report (efficacy, ToW-MIA) means nothing.
+MIN_SHADOW = 5
+
+
+def check_sizes(config, sizes) -> None:
+    """Refuse, before anything is written, splits too small for the configured metrics."""
+    from src.errors import ConfigError
+
+    mia = config.evaluation.mia
+    if not (mia.svc.enabled or mia.threshold.enabled):
+        return
+    other = getattr(sizes, mia.svc.shadow_nonmember)
+    n = min(mia.svc.n_shadow, sizes.retain, other)
+    if n < MIN_SHADOW:
+        ds = config.dataset
+        raise ConfigError(
+            f"dataset.forget_split: {ds.forget_split} (val_split {ds.val_split}) leaves {sizes.retain} retain and "
+            f"{other} {mia.svc.shadow_nonmember} examples: the membership attacks would be fit on {n} shadow "
+            f"example(s) a side, at least {MIN_SHADOW} are needed to fit a member/non-member boundary; choose a "
+            "smaller forget_split or turn the attacks off (evaluation.mia.svc.enabled and "
+            "evaluation.mia.threshold.enabled: false)")
+
+
 def evaluate_run(config, data, model, log, console=None) -> dict:
     ev = config.evaluation
     outputs = {split: softmax_outputs(model, getattr(data, split)) for split in SPLITS}

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-LEARNING_EVENTS = ("confidence", "max_conf", "entropy", "bi_acc")
-PROXIES = LEARNING_EVENTS + ("holdout_kl", "curvature")
+from src.data.forget_groups import LEARNING_EVENTS, PROXIES  # noqa: F401  (the proxies' names)
+from src.training.algorithm import records_learning_events
+
 EVENTS_FILE = "learning_events.npz"
 
 
@@ -135,13 +136,6 @@ def holdout_kl_scores(model, train, heldout, batch_size: int, seed: int) -> np.n
 # -- kept with the pretrained model ----------------------------------------------------------
 
 
-def record_learning_events(config) -> bool:
-    """Plain (or SAM) SGD pretraining records them; DP-SGD and Langevin training do not, and
-    neither does release mode (secure_rng), which keeps no per-example measurement of a model
-    before its certificate."""
-    return config.training.dp_sgd is None and config.training.algorithm == "sgd" and not config.secure_rng
-
-
 def save_learning_events(entry, events: LearningEvents, train_indices: torch.Tensor) -> None:
     """Into the pretrained model's cache entry, before model.pt marks the entry complete;
     serialised in memory and written by us, as checkpoints are, so that a full disk raises
@@ -172,10 +166,10 @@ def load_learning_events(config, train_indices: torch.Tensor) -> dict[str, np.nd
     from src.errors import UserError
     from src.training.checkpoints import PretrainedCache
 
-    if config.training.pretrained != "auto" or not record_learning_events(config):
+    if config.training.pretrained != "auto" or not records_learning_events(config):
         raise UserError("unlearning.rum.group_by: the learning-event proxies are recorded while the pretrained "
                         "model trains, so they need training.pretrained: auto with SGD training (not DP-SGD, "
-                        f"not Langevin, not release mode); got training.pretrained: {config.training.pretrained!r}")
+                        f"Langevin or pnsgd, not release mode); got training.pretrained: {config.training.pretrained!r}")
     entry = PretrainedCache(config.checkpoints_dir).entry(pretrained_key(config))
     path = entry / EVENTS_FILE
     if not path.is_file():

@@ -122,10 +122,10 @@ def proxy_correlations(folder: str) -> dict:
 
     from src.config import load_config
     from src.data.datamodule import get_datamodule
+    from src.evaluation.proxies import proxy_scores
+    from src.request_stream.rum import group_scores
     from src.runner import load_pretrained
     from src.training.trainer import Console, build_model
-    from src.unlearning.rum import group_scores
-    from src.evaluation.proxies import proxy_scores
 
     out = defaultdict(list)
     configs = sorted(Path(folder).glob("rum-ng3-d*.yaml"))

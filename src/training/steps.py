@@ -10,12 +10,36 @@ same generator as the eager step, so both paths follow the same random stream.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch.nn import functional as F
 
 from src.data.base_datamodule import Split
 from src.training.optim import AdamW, ScheduledOptimizer
 from src.training.sam import sam_gradient
+
+
+@dataclass
+class StepResult:
+    """One step of the unlearning phase, noisy or not: its loss and accuracy on the device,
+    its batch size, and the noise scale and step size it used."""
+
+    loss: torch.Tensor  # 0-d, on the device (no host sync per step)
+    correct: torch.Tensor
+    count: int
+    sigma: float
+    eta: float
+
+
+@dataclass
+class EpochResult:
+    """What one `unlearn_epoch` did: its mean training loss and accuracy, and its compute in
+    gradient evaluations (one per example per loss gradient taken)."""
+
+    loss: float
+    accuracy: float
+    examples: int
 
 
 class EagerStep:

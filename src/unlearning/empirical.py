@@ -19,12 +19,14 @@ from functools import cached_property
 import torch
 from torch.nn import functional as F
 
+from src.certificates import PrivacyPlan, certificate_row
 from src.data.base_datamodule import Split
 from src.data.batches import make_generator, num_batches, shuffled_batches
 from src.seeds import derive_seed
+from src.training.evaluate import Evaluator
 from src.training.optim import ScheduledOptimizer, make_optimizer, make_schedule
 from src.training.sam import sam_gradient
-from src.unlearning.base import EpochResult, PrivacyPlan, UnlearningAlgorithm, certificate_row
+from src.unlearning.base import EpochResult, UnlearningAlgorithm
 
 EMPIRICAL = "empirical method"
 
@@ -181,8 +183,6 @@ class EmpiricalUnlearning(UnlearningAlgorithm):
         if epoch >= self.config.unlearning.epochs:
             self.finished = True
         if tally.count == 0:  # no retain batch this epoch (NegGrad): report the retain set as it is now
-            from src.training.trainer import Evaluator
-
             loss, accuracy = Evaluator(model)(self.data.retain)
             return EpochResult(loss, accuracy, tally.examples)
         return EpochResult(tally.loss / tally.count, tally.correct / tally.count, tally.examples)

@@ -13,7 +13,6 @@ from __future__ import annotations
 from pydantic import Field
 
 from src.config import FiniteFloat, Section
-from src.unlearning.base import register
 from src.unlearning.empirical import EmpiricalUnlearning
 
 
@@ -29,7 +28,6 @@ def neggrad_plus_loss(method, alpha, xr, yr, xf, yf):
     return alpha * retain_loss - (1 - alpha) * forget_loss, (retain_loss.detach(), correct)
 
 
-@register
 class NegGradPlus(EmpiricalUnlearning):
     name = "neggrad_plus"
     section = NegGradPlusConfig

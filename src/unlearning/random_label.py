@@ -20,7 +20,6 @@ from src.config import Section
 from src.data.base_datamodule import Split
 from src.data.batches import make_generator, num_batches, shuffled_batches
 from src.seeds import derive_seed
-from src.unlearning.base import register
 from src.unlearning.empirical import EmpiricalUnlearning
 
 
@@ -111,7 +110,6 @@ class RandomLabelLoop(EmpiricalUnlearning):
                 tally.retain(retain_loss, correct, kept)
 
 
-@register
 class RandomLabel(RandomLabelLoop):
     name = "random_label"
     section = RandomLabelConfig

@@ -34,11 +34,12 @@ from pydantic import ConfigDict, model_validator
 
 from src.config import Section, validate_config
 from src.data.base_datamodule import SplitSizes
-from src.data.forget_groups import (GROUPS, WHOLE, forget_in_train, group_sizes, mix_groups, ranked_groups,
-                                    shuffled_groups)
+from src.data.forget_groups import GROUPS, LEARNING_EVENTS, PROXIES, WHOLE, group_sizes
 from src.errors import ConfigError
-from src.evaluation.proxies import PROXIES
-from src.unlearning.base import ComposedCertificate, PrivacyPlan, UnlearningAlgorithm, register
+from src.certificates import ComposedCertificate, PrivacyPlan
+from src.tracking import fmt_up
+from src.training.algorithm import records_learning_events
+from src.unlearning.base import UnlearningAlgorithm
 
 NOTHING = "nothing"
 # The true score (dataset.forget.memorization's), RUM's proxies (src/evaluation/proxies.py),
@@ -143,11 +144,6 @@ class RUMPlan:
                 "certified": not self.uncertified_because, "certificate": self.statement,
                 "uncertified_because": self.uncertified_because, "steps": [s.as_dict() for s in self.steps]}
 
-    def run(self, data, model, logger, console, device, pretrained_meta, run_dir, attach_run) -> dict:
-        from src.unlearning.rum_run import run_rum
-
-        return run_rum(self, data, model, logger, console, device, pretrained_meta, attach_run)
-
 
 def plan_steps(config, sizes: SplitSizes, plan_pass) -> RUMPlan:
     """Every step planned by `plan_pass(config, sizes)` (the runner's) on its sizes, and the
@@ -194,8 +190,6 @@ def plan_steps(config, sizes: SplitSizes, plan_pass) -> RUMPlan:
         remarks=["the released model's certificate is the last step's: its noise hides the whole starting point, "
                  "so it covers every group (docs/requests.md, reading (a))",
                  f"every step's model seen together: {every.rule} (reading (b))"])
-    from src.request_stream.run import fmt_up
-
     statement = (f"certified for the whole forget set of {n}: released model epsilon {fmt_up(last.certified_epsilon)} "
                  f"delta {fmt_up(last.certified_delta)}; every step's model seen together epsilon "
                  f"{fmt_up(every.epsilon)} delta {fmt_up(every.delta)} ({every.rule}); rounded up")
@@ -224,7 +218,6 @@ def _composition_rule(steps):
     return next(iter(classes)).compose_certificates if len(classes) == 1 else UnlearningAlgorithm.compose_certificates
 
 
-@register
 class RUM(UnlearningAlgorithm):
     name = "rum"
     section = RUMConfig
@@ -236,70 +229,26 @@ class RUM(UnlearningAlgorithm):
             raise ConfigError("unlearning.rum: required when unlearning.algorithm is 'rum' (group_by, order, steps)")
         for group in config.unlearning.rum.order:
             step_config(config, group)
-        from src.evaluation.proxies import LEARNING_EVENTS, record_learning_events
-
         by = config.unlearning.rum.group_by
-        if by in LEARNING_EVENTS and (config.training.pretrained != "auto" or not record_learning_events(config)):
+        if by in LEARNING_EVENTS and (config.training.pretrained != "auto" or not records_learning_events(config)):
             raise ConfigError(f"unlearning.rum.group_by: '{by}' is a learning-event proxy, recorded while the cached "
                               "pretrained model trains: it needs training.pretrained: auto and plain SGD training "
-                              "(no DP-SGD, no Langevin, no secure_rng); group by holdout_kl, curvature, entanglement "
-                              "or memorization instead")
+                              f"(training.method is '{config.training.method}'; DP-SGD, Langevin and pnsgd record "
+                              "none, nor does release mode, secure_rng); group by holdout_kl, curvature, "
+                              "entanglement or memorization instead")
 
     def plan(self) -> PrivacyPlan:
         return self.plan_steps().privacy
 
     def plan_steps(self) -> RUMPlan:
-        """The steps' plans (the runner's `_plan_pass` on each), computed once."""
+        """The steps' plans (the runner's planner of one pass, handed over in the context, on
+        each), computed once."""
         if not hasattr(self, "_steps"):
-            from src import runner
-
-            present = True
-            self._steps = plan_steps(self.config, self.context.sizes,
-                                     lambda c, s: runner._plan_pass(c, s, present))
+            if self.context.plan_pass is None:
+                raise RuntimeError("RUM is planned by the runner (src/runner.py), which hands it plan_pass")
+            self._steps = plan_steps(self.config, self.context.sizes, self.context.plan_pass)
         return self._steps
 
     def prepare(self, model, log) -> None:
-        raise RuntimeError("RUM runs its steps itself (RUMPlan.run); it is never handed to the trainer")
+        raise RuntimeError("RUM runs its steps itself (src/request_stream/rum.py); it is never handed to the trainer")
 
-
-def group_scores(config, data, device, model=None) -> np.ndarray:
-    """Scores of the train split (in its order) for `unlearning.rum.group_by`, high = more
-    memorized: the true memorization score, or a proxy of the model RUM starts from."""
-    by = config.unlearning.rum.group_by
-    if by in PROXIES:
-        from src.evaluation.proxies import proxy_scores
-
-        return proxy_scores(by, config, data, model)
-    from src.data.datamodule import dataset_family
-    from src.data.forget_sets import memorization_scores
-
-    raw = dataset_family(config).load(config, device)
-    return memorization_scores(config, raw, data.indices.train, device)
-
-
-def forget_groups(config, data, device, model=None) -> dict[str, np.ndarray]:
-    """Forget-split positions of each group, in `order`; `model` is the model RUM starts from
-    (for the proxies computed from it and for entanglement)."""
-    rum = config.unlearning.rum
-    n = len(data.forget)
-    if list(rum.order) == [WHOLE]:
-        return {WHOLE: np.arange(n)}
-    fs = config.dataset.forget
-    if rum.group_by == "entanglement":
-        from src.evaluation.entanglement import example_distances, penultimate_embeddings
-
-        retain, forget = penultimate_embeddings(model, data.retain), penultimate_embeddings(model, data.forget)
-        groups = ranked_groups(example_distances(retain, data.retain.y.cpu().numpy(), forget,
-                                                 data.forget.y.cpu().numpy()))
-    else:
-        positions = forget_in_train(data.indices)
-        scores = group_scores(config, data, device, model)
-        if rum.group_by == "memorization" and fs.strategy == "memorization" and fs.memorization.group == "mix":
-            groups = mix_groups(scores, positions, fs.memorization.mid_rule)
-        else:
-            groups = ranked_groups(scores[positions])
-    if rum.shuffle:
-        from src.seeds import derive_seed
-
-        groups = shuffled_groups(groups, derive_seed(config.dataset.seed, "rum-shuffled-groups"))
-    return {g: groups[g] for g in rum.order}

@@ -14,7 +14,6 @@ import torch
 from pydantic import Field
 
 from src.config import FiniteFloat
-from src.unlearning.base import register
 from src.unlearning.random_label import RandomLabelConfig, RandomLabelLoop
 from src.unlearning.saliency import saliency_mask
 
@@ -28,7 +27,6 @@ class SalUnConfig(RandomLabelConfig):
     restore_masked: bool = True
 
 
-@register
 class SalUn(RandomLabelLoop):
     name = "salun"
     section = SalUnConfig

@@ -20,7 +20,6 @@ from typing import Literal
 from pydantic import Field
 
 from src.config import FiniteFloat, SAMConfig, Section
-from src.unlearning.base import register
 from src.unlearning.empirical import EmpiricalUnlearning
 from src.unlearning.saliency import saliency_mask
 
@@ -38,7 +37,6 @@ class SharpMinMaxConfig(Section):
     lamb: FiniteFloat = Field(1.0, ge=0)
 
 
-@register
 class SharpMinMax(EmpiricalUnlearning):
     name = "sharp_minmax"
     section = SharpMinMaxConfig
