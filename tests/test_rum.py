@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-import src.unlearning.rum_run as rum_run
+import src.request_stream.rum as rum_run
 from src.config import load_config, run_id
 from src.data.forget_groups import group_sizes, mix_groups, ranked_groups, shuffled_groups
 from src.data.forget_sets import memorization_group, mix_parts
@@ -170,7 +170,7 @@ def test_step_k_retains_everything_but_the_groups_processed_so_far(tmp_path, ses
     assert records[-1]["forget_accuracy"] == summary["evaluation"]["accuracy"]["forget"]
     # the groups are the memorization mix's parts: mean memorization high > mid > low
     from src.data.datamodule import get_datamodule
-    from src.unlearning.rum import group_scores
+    from src.request_stream.rum import group_scores
 
     data = get_datamodule(config, "cpu")
     scores = group_scores(config, data, "cpu")
