@@ -193,3 +193,35 @@ def test_a_learning_event_proxy_without_a_recording_pretraining_is_refused_befor
             make_plan(load_config(QUICKSTART, base + extra))
     make_plan(load_config(QUICKSTART, base[:1] + ["unlearning.rum.group_by=curvature"] + base[2:] +
                           ["training.pretrained=false"]))
+
+
+DP_SGD = ["training.dp_sgd.l2_norm_clip=1", "training.dp_sgd.target_epsilon=1", "training.dp_sgd.target_delta=1e-5"]
+
+
+def test_only_sgd_training_records_learning_events_and_the_others_refuse_them():
+    """The trainer names no algorithm: each declares whether its fit feeds the events. SGD
+    does; DP-SGD (the SGD loop with other steps), Langevin and pnsgd do not, and pretrain
+    refuses events for them before a step (DP-SGD inherits SGD's loop: without its own
+    declaration it would silently hand back zero counts)."""
+    from src.errors import ConfigError
+    from src.registry import TRAINING_ALGORITHMS
+    from src.runner import make_plan
+    from src.training.algorithm import records_learning_events
+
+    recording = {name for name, cls in TRAINING_ALGORITHMS.builtins().items() if cls.records_learning_events}
+    assert recording == {"sgd"} and {"dp_sgd", "langevin", "pnsgd"} <= set(TRAINING_ALGORITHMS.builtins())
+    config = load_config(QUICKSTART, ["training.epochs=1"] + DP_SGD)
+    assert config.training.method == "dp_sgd" and not records_learning_events(config)
+    assert records_learning_events(load_config(QUICKSTART))
+    data = get_datamodule(config, "cpu")
+    model = build_model(config, data.input_shape, "cpu")
+    before = model.theta.detach().clone()
+    events = LearningEvents(len(data.train), "cpu")
+    with pytest.raises(ConfigError, match="training.algorithm: 'dp_sgd' training records no learning events"):
+        pretrain(config, data, model, lambda row: None, Console(quiet=True), events=events)
+    assert torch.equal(model.theta, before) and float(events.counts.sum()) == 0  # refused before a step
+    step = "{algorithm: ft}"
+    rum = ["unlearning.algorithm=rum", "unlearning.rum.group_by=max_conf",
+           f"unlearning.rum.steps={{low: {step}, mid: {step}, high: {step}}}"]
+    with pytest.raises(ConfigError, match="'max_conf' is a learning-event proxy.*training.method is 'dp_sgd'"):
+        make_plan(load_config(QUICKSTART, rum + DP_SGD))

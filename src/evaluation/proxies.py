@@ -169,7 +169,8 @@ def load_learning_events(config, train_indices: torch.Tensor) -> dict[str, np.nd
     if config.training.pretrained != "auto" or not records_learning_events(config):
         raise UserError("unlearning.rum.group_by: the learning-event proxies are recorded while the pretrained "
                         "model trains, so they need training.pretrained: auto with SGD training (not DP-SGD, "
-                        f"Langevin or pnsgd, not release mode); got training.pretrained: {config.training.pretrained!r}")
+                        f"Langevin or pnsgd, not release mode); got training.pretrained: {config.training.pretrained!r} "
+                        f"with {config.training.method} training")
     entry = PretrainedCache(config.checkpoints_dir).entry(pretrained_key(config))
     path = entry / EVENTS_FILE
     if not path.is_file():

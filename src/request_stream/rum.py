@@ -4,12 +4,13 @@ stream's machinery, from the model the previous step produced. It lives beside t
 because cutting the groups computes the memorization proxies (src/evaluation/).
 
 Before the first step the groups are cut (forget_groups) and each group's indices, in the
-official train split's numbering, are logged (in release mode, secure_rng, only their sizes). Step k reads retain = D minus groups 1..k
-(the request stream's view, src/request_stream/run.py `request_data`) and forget = group k,
-with the random streams of request k; a `nothing` step touches nothing. After every step one record is
-logged with the accuracy on the whole forget set and on each group, the entanglement of the
-whole forget set with the retain set (global and class-wise, src/evaluation/entanglement.py), on the original retain
-set (D \\ F), val and test, and ToW against the retrain run of the same forget set when
+official train split's numbering, are logged (in release mode, secure_rng, only their
+sizes). Step k reads retain = D minus groups 1..k (the request stream's view,
+src/request_stream/run.py `request_data`) and forget = group k, with the random streams
+of request k; a `nothing` step touches nothing. After every step one record is logged with
+the accuracy on the whole forget set and on each group, the entanglement of the whole
+forget set with the retain set (global and class-wise, src/evaluation/entanglement.py), on
+the original retain set (D \\ F), val and test, and ToW against the retrain run of the same forget set when
 logs_dir holds one; the forgetting metrics of the whole forget set at the end are the
 runner's, as for any run.
 """

@@ -305,6 +305,6 @@ def pretrain(config, data: DataModule, model: FlatModel, log, console: Console, 
     proxies of src/evaluation/proxies.py), where the algorithm can (records_learning_events)."""
     algorithm = TRAINING_ALGORITHMS.get(config.training.method)(config)
     if events is not None and not algorithm.records_learning_events:
-        raise ConfigError(f"training.algorithm: '{config.training.method}' training records no learning events (its steps feed "
-                          "no outputs to them); cut the forget set's groups by another score")
+        raise ConfigError(f"training.algorithm: '{config.training.method}' training records no learning events "
+                          "(its steps feed no outputs to them); cut the forget set's groups by another score")
     return algorithm.fit(data, model, log, console, ckpt_dir, events=events)
