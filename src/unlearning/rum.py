@@ -25,18 +25,16 @@ uncertified, and the plan says so with the step.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 from typing import Literal, Optional
 
-import numpy as np
 from pydantic import ConfigDict, model_validator
 
+from src.certificates import ComposedCertificate, PrivacyPlan
 from src.config import Section, validate_config
 from src.data.base_datamodule import SplitSizes
 from src.data.forget_groups import GROUPS, LEARNING_EVENTS, PROXIES, WHOLE, group_sizes
 from src.errors import ConfigError
-from src.certificates import ComposedCertificate, PrivacyPlan
 from src.tracking import fmt_up
 from src.training.algorithm import records_learning_events
 from src.unlearning.base import UnlearningAlgorithm
