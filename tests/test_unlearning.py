@@ -197,9 +197,12 @@ def test_pabi_plans_reproduce_the_reference(case):
     assert row["delta"] == value["final_delta"] and row["certificate_valid"] is False
 
 
-def test_the_reference_gradient_clipping_label_epsilon_1_is_certified_at_7_077():
+def test_the_reference_gradient_clipping_label_epsilon_1_is_certified_at_7_084():
     plan = make_plan(load_config(UPSTREAM_CONFIGS / "budget_curve_runs/pabi-cifar/0saif0p0_config.yaml"))
-    assert round(plan.privacy.certified_epsilon, 3) == 7.077
+    # eps_R = 1 converts to 7.0772; the float32 rounding margin (a PABI shift of 2.3e-6 per
+    # step, src/privacy/float_rounding.py) raises eps_R by 0.16% and epsilon to 7.0839
+    assert plan.privacy.details["float32_rounding_shift"] > 0
+    assert round(plan.privacy.certified_epsilon, 3) == 7.084
     assert round(plan.privacy.epsilon_published, 4) == 1.0036
     assert plan.privacy.certificate_valid is True  # the default logs the true certificate
     assert plan.algorithm.certificate_row()["epsilon"] == pytest.approx(plan.privacy.certified_epsilon)
@@ -207,11 +210,13 @@ def test_the_reference_gradient_clipping_label_epsilon_1_is_certified_at_7_077()
 
 def test_epsilon_target_calibrates_a_true_epsilon():
     plan = make_plan(load_config(QUICKSTART))
-    assert plan.privacy.certified_epsilon <= 1.0 and plan.privacy.certified_epsilon == pytest.approx(1.0, rel=1e-9)
+    # within 1e-8: the float32 rounding shift is that of the first pass's slightly larger sigmas
+    assert plan.privacy.certified_epsilon <= 1.0 and plan.privacy.certified_epsilon == pytest.approx(1.0, rel=1e-8)
     reference = make_plan(load_config(QUICKSTART, ["unlearning.iteration.epsilon_target=null",
                                                    "unlearning.iteration.epsilon_renyi_target=1"]))
     ratio = plan.privacy.sigma_t[0] / reference.privacy.sigma_t[0]
-    assert ratio == pytest.approx(1 / np.sqrt(plan.privacy.details["epsilon_renyi"]), rel=1e-9)
+    # the reference's sigmas carry no rounding margin: the calibrated ones a little (< 1e-3)
+    assert 1 < ratio * np.sqrt(plan.privacy.details["epsilon_renyi"]) < 1 + 1e-3
     assert ratio == pytest.approx(5.72, abs=0.01)
 
 
