@@ -306,7 +306,8 @@ def test_gradient_clipping_composes_renyi_dp_and_converts_once():
     eps_renyi = stream.requests[0].plan.privacy.details["epsilon_renyi_of_sigmas"]
     first, last = stream.requests[0].all_models, stream.requests[-1].all_models
     assert first.epsilon == stream.requests[0].plan.privacy.certified_epsilon  # one request: its own
-    assert last.epsilon == pytest.approx(round_up(linear_rdp_to_dp(4 * eps_renyi, 1e-5)), rel=1e-12)  # printed up
+    assert last.epsilon == pytest.approx(round_up(linear_rdp_to_dp(4 * eps_renyi, 1e-5)), rel=1e-10)  # printed up
+    # (delta less the 4 requests' 1e-12 delta in which the float32 rounding bound may fail)
     assert last.delta == 1e-5 and 1.0 < last.epsilon < 4.0  # better than adding the epsilons
 
 
