@@ -86,3 +86,15 @@ def test_the_mini_gradient_clipping_certificate_includes_the_margin():
     e = 2.0**-24 * (3 * eta * (c1 + lam * r) + 3 * r) + 5 * math.sqrt(3985) * 2.0**-150
     assert details["float32_rounding_shift"] == pytest.approx(2 * e, rel=1e-9)
     assert without < plan.certified_epsilon <= without * (1 + 5e-4)
+
+
+def test_model_clipping_noise_before_projection_adds_the_rounding_distance():
+    from src.privacy.contraction import step_radius
+
+    d, r, eta, c1, sigma = 20_042, 0.625, 1e-4, 1.0, 0.5
+    plain = step_radius(r, sigma, eta=eta, grad_clip=c1, noise_before_projection=True)
+    rounded = step_radius(r, sigma, eta=eta, grad_clip=c1, noise_before_projection=True, num_parameters=d)
+    e = 2 * (2.0**-24 * (r + eta * c1) + math.sqrt(d) * 2.0**-150)
+    assert plain == 2 * (r + eta * c1) / sigma and rounded == pytest.approx(plain + 2 * e / sigma, rel=1e-12)
+    # noise after the projection: the model is in the ball, and what follows the noise is post-processing
+    assert step_radius(r, sigma, noise_before_projection=False, num_parameters=d) == 2 * r / sigma

@@ -4,6 +4,7 @@ reference configs, refusals, and every algorithm end to end on the bundled MNIST
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -252,7 +253,11 @@ def test_model_clipping_plans_stop_where_the_reference_stops(case):
     assert plan.privacy.noisy_steps == stop
     assert plan.privacy.details["delta_0"] == pytest.approx(value["delta_0"], rel=1e-6)
     if value["delta_at_stop"] > 1e-12:  # below, the reference's 1 - erf had underflowed
-        assert plan.privacy.certified_delta == pytest.approx(value["delta_at_stop"], rel=1e-5)
+        # noise before the projection: the float32 rounding of the step adds ~2^-23 of the
+        # distance (contraction.step_radius), which moves delta by up to 5e-5 relative
+        rel = 1e-4 if case["variant"].startswith("grad_clip=") else 1e-5
+        assert plan.privacy.certified_delta >= value["delta_at_stop"] * (1 - 1e-5)
+        assert plan.privacy.certified_delta == pytest.approx(value["delta_at_stop"], rel=rel)
     assert plan.privacy.certified_delta <= 1e-5
 
 
@@ -402,8 +407,14 @@ def test_model_clipping_with_noise_before_projection_starts_from_the_c0_ball():
     config = load_config(path, ["unlearning.contractive_coefficients.grad_clip=1",
                                 "unlearning.contractive_coefficients.noise_addition_before_projection=true",
                                 "unlearning.contractive_coefficients.noise_addition_after_projection=false"])
-    privacy = make_plan(config).privacy
-    exact = _delta_trajectory_60_digits(1.0, 1.0, [2 * (30 + 1e-4) / 0.5] + [2 * (0.625 + 1e-4) / 0.5] * 10)
+    plan = make_plan(config)
+    privacy, d = plan.privacy, plan.algorithm.context.num_parameters
+
+    def rounding(start):  # each run's two float32 roundings before the noise (float_rounding.py)
+        return 2 * (2.0**-24 * (start + 1e-4) + math.sqrt(d) * 2.0**-150)
+
+    exact = _delta_trajectory_60_digits(1.0, 1.0, [(2 * (30 + 1e-4) + 2 * rounding(30)) / 0.5]
+                                        + [(2 * (0.625 + 1e-4) + 2 * rounding(0.625)) / 0.5] * 10)
     assert exact[8] == pytest.approx(1.4186e-4, rel=1e-4)  # after 9 steps: 14x the target (was printed 3.9e-7)
     assert privacy.noisy_steps == 10 and exact[9] <= 1e-5 < exact[8]
     assert privacy.certified_delta == pytest.approx(exact[9], rel=1e-9) and privacy.certified_delta >= exact[9]
