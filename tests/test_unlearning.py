@@ -4,6 +4,7 @@ reference configs, refusals, and every algorithm end to end on the bundled MNIST
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -197,9 +198,12 @@ def test_pabi_plans_reproduce_the_reference(case):
     assert row["delta"] == value["final_delta"] and row["certificate_valid"] is False
 
 
-def test_the_reference_gradient_clipping_label_epsilon_1_is_certified_at_7_077():
+def test_the_reference_gradient_clipping_label_epsilon_1_is_certified_at_7_084():
     plan = make_plan(load_config(UPSTREAM_CONFIGS / "budget_curve_runs/pabi-cifar/0saif0p0_config.yaml"))
-    assert round(plan.privacy.certified_epsilon, 3) == 7.077
+    # eps_R = 1 converts to 7.0772; the float32 rounding margin (a PABI shift of 2.3e-6 per
+    # step, src/privacy/float_rounding.py) raises eps_R by 0.16% and epsilon to 7.0839
+    assert plan.privacy.details["float32_rounding_shift"] > 0
+    assert round(plan.privacy.certified_epsilon, 3) == 7.084
     assert round(plan.privacy.epsilon_published, 4) == 1.0036
     assert plan.privacy.certificate_valid is True  # the default logs the true certificate
     assert plan.algorithm.certificate_row()["epsilon"] == pytest.approx(plan.privacy.certified_epsilon)
@@ -207,11 +211,13 @@ def test_the_reference_gradient_clipping_label_epsilon_1_is_certified_at_7_077()
 
 def test_epsilon_target_calibrates_a_true_epsilon():
     plan = make_plan(load_config(QUICKSTART))
-    assert plan.privacy.certified_epsilon <= 1.0 and plan.privacy.certified_epsilon == pytest.approx(1.0, rel=1e-9)
+    # within 1e-8: the float32 rounding shift is that of the first pass's slightly larger sigmas
+    assert plan.privacy.certified_epsilon <= 1.0 and plan.privacy.certified_epsilon == pytest.approx(1.0, rel=1e-8)
     reference = make_plan(load_config(QUICKSTART, ["unlearning.iteration.epsilon_target=null",
                                                    "unlearning.iteration.epsilon_renyi_target=1"]))
     ratio = plan.privacy.sigma_t[0] / reference.privacy.sigma_t[0]
-    assert ratio == pytest.approx(1 / np.sqrt(plan.privacy.details["epsilon_renyi"]), rel=1e-9)
+    # the reference's sigmas carry no rounding margin: the calibrated ones a little (< 1e-3)
+    assert 1 < ratio * np.sqrt(plan.privacy.details["epsilon_renyi"]) < 1 + 1e-3
     assert ratio == pytest.approx(5.72, abs=0.01)
 
 
@@ -247,7 +253,11 @@ def test_model_clipping_plans_stop_where_the_reference_stops(case):
     assert plan.privacy.noisy_steps == stop
     assert plan.privacy.details["delta_0"] == pytest.approx(value["delta_0"], rel=1e-6)
     if value["delta_at_stop"] > 1e-12:  # below, the reference's 1 - erf had underflowed
-        assert plan.privacy.certified_delta == pytest.approx(value["delta_at_stop"], rel=1e-5)
+        # noise before the projection: the float32 rounding of the step adds ~2^-23 of the
+        # distance (contraction.step_radius), which moves delta by up to 5e-5 relative
+        rel = 1e-4 if case["variant"].startswith("grad_clip=") else 1e-5
+        assert plan.privacy.certified_delta >= value["delta_at_stop"] * (1 - 1e-5)
+        assert plan.privacy.certified_delta == pytest.approx(value["delta_at_stop"], rel=rel)
     assert plan.privacy.certified_delta <= 1e-5
 
 
@@ -397,8 +407,14 @@ def test_model_clipping_with_noise_before_projection_starts_from_the_c0_ball():
     config = load_config(path, ["unlearning.contractive_coefficients.grad_clip=1",
                                 "unlearning.contractive_coefficients.noise_addition_before_projection=true",
                                 "unlearning.contractive_coefficients.noise_addition_after_projection=false"])
-    privacy = make_plan(config).privacy
-    exact = _delta_trajectory_60_digits(1.0, 1.0, [2 * (30 + 1e-4) / 0.5] + [2 * (0.625 + 1e-4) / 0.5] * 10)
+    plan = make_plan(config)
+    privacy, d = plan.privacy, plan.algorithm.context.num_parameters
+
+    def rounding(start):  # each run's two float32 roundings before the noise (float_rounding.py)
+        return 2 * (2.0**-24 * (start + 1e-4) + math.sqrt(d) * 2.0**-150)
+
+    exact = _delta_trajectory_60_digits(1.0, 1.0, [(2 * (30 + 1e-4) + 2 * rounding(30)) / 0.5]
+                                        + [(2 * (0.625 + 1e-4) + 2 * rounding(0.625)) / 0.5] * 10)
     assert exact[8] == pytest.approx(1.4186e-4, rel=1e-4)  # after 9 steps: 14x the target (was printed 3.9e-7)
     assert privacy.noisy_steps == 10 and exact[9] <= 1e-5 < exact[8]
     assert privacy.certified_delta == pytest.approx(exact[9], rel=1e-9) and privacy.certified_delta >= exact[9]

@@ -21,6 +21,7 @@ from typing import Iterable
 
 import numpy as np
 
+from .float_rounding import rounding_error_bound
 from .gaussian import theta_eps, theta_eps_upper
 
 __all__ = [
@@ -100,6 +101,7 @@ def step_radius(
     grad_clip=None,
     noise_before_projection: bool,
     start_radius=None,
+    num_parameters=None,
 ) -> float:
     """r = (largest distance between the two coupled runs before the noise) / sigma.
 
@@ -111,6 +113,13 @@ def step_radius(
       the first step starts from the initial set instead, so the caller passes its radius
       as ``start_radius`` (C0, or inf when initial noise leaves the start unbounded, which
       gives r = inf and gamma = 1: that step contracts nothing).
+
+    With ``num_parameters`` (d), the float32 rounding of the step before the noise is
+    added (eta times the update, the subtraction; src/privacy/float_rounding.py) moves
+    each run by at most e = rounding_error_bound(R' + eta C1, d, 2), so the distance is
+    2(R' + eta C1) + 2 e. Noise after the projection needs nothing: the float32 projected
+    model lies in the accounted ball (radius_inside), and what is rounded after the
+    noise is a function of the step's output, post-processing.
 
     These are the two settings the reference's analysis covers (its asserts); any other
     combination is refused (D23).
@@ -126,7 +135,10 @@ def step_radius(
         _check_number("eta", eta, positive=False)
         start = model_clip if start_radius is None else start_radius
         _check_number("start_radius", start, positive=False, allow_inf=True)
-        return 2 * (start + eta * grad_clip) / sigma
+        rounding = 0.0
+        if num_parameters is not None and math.isfinite(start):
+            rounding = 2 * rounding_error_bound(start + eta * grad_clip, num_parameters, 2)
+        return (2 * (start + eta * grad_clip) + rounding) / sigma
     raise ValueError(
         "model clipping is analysed only for (noise after projection, no grad_clip) or "
         f"(noise before projection, grad_clip > 0); got noise_before_projection="

@@ -9,7 +9,9 @@ examples (the model must not reveal whether they were trained on). Three rules
   noise is searched below the ``tight`` rule's, which it must never exceed.
 * ``tight``: the per-example budget of the (eps, delta) group lemma (dpsgd.py), calibrated
   with the RDP accountant; the group certificate is the lemma applied to what the
-  accountant achieved.
+  accountant achieved. For a group of one the lemma is the identity, so the per-example
+  guarantee is accounted by the same privacy loss distributions as ``exact`` (the RDP ->
+  (eps, delta) conversion alone leaves a third of epsilon 1 unused).
 * ``upstream``: the reference's per-example delta (too large, D4): no valid certificate.
 
 Every accountant here assumes Poisson sampling at ``accounted_sampling_rate``: the
@@ -96,12 +98,13 @@ def calibrate_dp_sgd(*, target_epsilon: float, target_delta: float, l2_norm_clip
     common = dict(l2_norm_clip=l2_norm_clip, sampling_rate=q, accounted_sampling_rate=accounted_q, steps=steps,
                   sampling=sampling, group_size=forget_size, group_rule=group_rule, target_epsilon=target_epsilon,
                   target_delta=target_delta)
-    if group_rule == "exact":
+    if group_rule == "exact" or (group_rule == "tight" and forget_size == 1):
         exact = calibrate_exact_group(target_epsilon, below_target(target_delta), accounted_q, steps, forget_size,
                                       upper=lemma.noise_multiplier)
         certified = (target_epsilon, round_up(exact.delta)) if sampling == "poisson" else (None, None)
-        return DPSGDCalibration(**common, noise_multiplier=exact.noise_multiplier, train_epsilon=None,
-                                train_delta=None, achieved_train_epsilon=None, certified_epsilon=certified[0],
+        per_example = (None, None) if group_rule == "exact" else (target_epsilon, below_target(target_delta))
+        return DPSGDCalibration(**common, noise_multiplier=exact.noise_multiplier, train_epsilon=per_example[0],
+                                train_delta=per_example[1], achieved_train_epsilon=per_example[0], certified_epsilon=certified[0],
                                 certified_delta=certified[1], seconds=time.perf_counter() - started,
                                 lemma_noise_multiplier=lemma.noise_multiplier)
     certified_eps = certified_delta = None

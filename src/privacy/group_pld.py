@@ -42,6 +42,7 @@ __all__ = [
     "PLD_DISCRETIZATION",
     "binomial_group_weights",
     "exact_group_delta",
+    "grid_width",
     "ExactGroupCalibration",
     "calibrate_exact_group",
 ]
@@ -53,6 +54,13 @@ __all__ = [
 PLD_DISCRETIZATION = 3e-3
 _MAX_GRID_POINTS = 500
 _TAIL_MASS_PER_STEP = 1e-25
+# The final width of the calibration's grid. The pessimistic grid rounds every step's loss
+# up, which costs a few percent of epsilon at small targets (3e-3: the noise of epsilon 1,
+# 870 steps at q = 0.036 is 0.9% above what a 1e-4 grid needs; 1e-3: 0.1%); the search
+# runs at the default width and is then refined near its root at this width, with at most
+# _MAX_FINE_POINTS points for a wide step (tests/test_privacy_group_pld.py measures it).
+FINE_DISCRETIZATION = 1e-3
+_MAX_FINE_POINTS = 3000
 
 
 def _check_inputs(noise_multiplier, q, steps, k) -> None:
@@ -106,8 +114,9 @@ def _grid_width(sigma: float, sensitivities, probs) -> float:
     return max(PLD_DISCRETIZATION, span / _MAX_GRID_POINTS)
 
 
-@functools.lru_cache(maxsize=256)
-def _delta_cached(sigma: float, q: float, steps: int, k: int, epsilon: float, discretization: float | None) -> float:
+@functools.lru_cache(maxsize=8)
+def _composed(sigma: float, q: float, steps: int, k: int, discretization: float | None):
+    """The composed privacy loss distribution, its grid width and the dropped tail mass."""
     from dp_accounting.pld import privacy_loss_distribution  # ~1 s import: only for the exact rule
 
     sensitivities, probs, dropped = binomial_group_weights(k, q, steps)
@@ -115,28 +124,41 @@ def _delta_cached(sigma: float, q: float, steps: int, k: int, epsilon: float, di
         discretization = _grid_width(sigma, sensitivities, probs)
     pld = privacy_loss_distribution.from_mixture_gaussian_mechanism(
         sigma, sensitivities, probs, pessimistic_estimate=True, value_discretization_interval=discretization)
-    composed = pld.self_compose(steps)
+    return pld.self_compose(steps), discretization, dropped
+
+
+@functools.lru_cache(maxsize=256)
+def _delta_cached(sigma: float, q: float, steps: int, k: int, epsilon: float, discretization: float | None) -> float:
+    composed, _, dropped = _composed(sigma, q, steps, k, discretization)
     shift = steps * -math.log1p(-dropped) if dropped else 0.0
     delta = float(composed.get_delta_for_epsilon(epsilon - 2 * shift))
     return min(1.0, delta + steps * dropped)
 
 
+def grid_width(noise_multiplier, q, steps, k) -> float:
+    """The default grid width of ``exact_group_delta`` for this step."""
+    sensitivities, probs, _ = binomial_group_weights(int(k), float(q), int(steps))
+    return _grid_width(float(noise_multiplier), sensitivities, probs)
+
+
 @dataclass(frozen=True)
 class ExactGroupCalibration:
     """The smallest noise multiplier (to 1e-4 relative) whose exact group delta at the
-    target epsilon is <= the target delta; ``delta`` is that noise's delta."""
+    target epsilon is <= the target delta on a grid of width ``discretization``; ``delta``
+    is that noise's delta (None: the default width)."""
 
     noise_multiplier: float
     delta: float
     evaluations: int
     seconds: float
+    discretization: float | None = None
 
 
 def calibrate_exact_group(target_epsilon, target_delta, q, steps, k, upper) -> ExactGroupCalibration:
     """Noise multiplier for (target_epsilon, target_delta) for the group, searched below
     ``upper`` (the group lemma's noise multiplier: the exact accountant must never need
     more, and a ValueError says so if it would). Brent's method on log delta over
-    log sigma, then the feasible end. Cached in-process."""
+    log sigma, then the feasible end, refined at FINE_DISCRETIZATION. Cached in-process."""
     _check_inputs(upper, q, steps, k)
     if not (0 < target_delta < 1) or not (math.isfinite(target_epsilon) and target_epsilon > 0):
         raise ValueError(f"targets must be epsilon > 0 finite and delta in (0, 1), got {target_epsilon!r}, "
@@ -149,10 +171,10 @@ def _calibrate_cached(target_epsilon, target_delta, q, steps, k, upper) -> Exact
     started = time.perf_counter()
     evaluations = 0
 
-    def excess(log_sigma: float) -> float:
+    def excess(log_sigma: float, width: float | None = None) -> float:
         nonlocal evaluations
         evaluations += 1
-        delta = exact_group_delta(math.exp(log_sigma), q, steps, k, target_epsilon)
+        delta = exact_group_delta(math.exp(log_sigma), q, steps, k, target_epsilon, discretization=width)
         return math.log(max(delta, 1e-300)) - math.log(target_delta)
 
     hi = math.log(upper)
@@ -165,12 +187,31 @@ def _calibrate_cached(target_epsilon, target_delta, q, steps, k, upper) -> Exact
             return ExactGroupCalibration(math.exp(lo), exact_group_delta(math.exp(lo), q, steps, k, target_epsilon),
                                          evaluations, time.perf_counter() - started)
         hi, lo = lo, lo - math.log(2.0)
+    sigma = _feasible_root(excess, lo, hi)
+    width = grid_width(sigma, q, steps, k)
+    finer = max(FINE_DISCRETIZATION, width * _MAX_GRID_POINTS / _MAX_FINE_POINTS)
+    hi = math.log(sigma)
+    # A finer pessimistic grid is never expected to be looser; if it were, keep the coarse root.
+    if finer < width and excess(hi, finer) <= 0:
+        lo = hi - 0.02
+        while excess(lo, finer) <= 0 and lo > math.log(1e-2):
+            hi, lo = lo, lo - 0.02
+        sigma = math.exp(lo) if excess(lo, finer) <= 0 else _feasible_root(lambda x: excess(x, finer), lo, hi)
+        width = finer
+    else:
+        width = None
+    return ExactGroupCalibration(noise_multiplier=sigma,
+                                 delta=exact_group_delta(sigma, q, steps, k, target_epsilon, discretization=width),
+                                 evaluations=evaluations, seconds=time.perf_counter() - started,
+                                 discretization=width)
+
+
+def _feasible_root(excess, lo: float, hi: float) -> float:
+    """Brent's root of ``excess`` over log sigma in [lo, hi] (excess(lo) > 0 >= excess(hi)),
+    moved up until feasible (excess <= 0)."""
     from scipy import optimize
 
-    root = optimize.brentq(excess, lo, hi, xtol=1e-4)
-    sigma = math.exp(root)
+    sigma = math.exp(optimize.brentq(excess, lo, hi, xtol=1e-4))
     while excess(math.log(sigma)) > 0:
         sigma *= 1.0 + 1e-5
-    return ExactGroupCalibration(noise_multiplier=sigma,
-                                 delta=exact_group_delta(sigma, q, steps, k, target_epsilon),
-                                 evaluations=evaluations, seconds=time.perf_counter() - started)
+    return sigma

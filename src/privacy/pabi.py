@@ -218,7 +218,7 @@ def _check_sigmas(sigmas) -> np.ndarray:
     return sigmas
 
 
-def pabi_renyi_epsilon(sigmas, diameter, grad_clip, eta, weight_decay) -> float:
+def pabi_renyi_epsilon(sigmas, diameter, grad_clip, eta, weight_decay, *, rounding_shift=0.0) -> float:
     """Renyi epsilon certified for the model after the noisy phase run with ``sigmas``
     (T = len(sigmas)), for every order alpha: D_alpha <= alpha * eps_R (docs/differences.md#renyi-conversion).
 
@@ -229,10 +229,12 @@ def pabi_renyi_epsilon(sigmas, diameter, grad_clip, eta, weight_decay) -> float:
     sigmas from ``pabi_sigmas`` (unified lambda0) give eps_R back, and the reference's
     lambda = 0 sigmas give 2 eps_R.
     """
-    return float(running_renyi_epsilons(sigmas, eta, diameter, grad_clip, weight_decay)[-1])
+    return float(running_renyi_epsilons(sigmas, eta, diameter, grad_clip, weight_decay,
+                                        rounding_shift=rounding_shift)[-1])
 
 
-def scale_sigmas_to_renyi_epsilon(sigmas, diameter, grad_clip, eta, weight_decay, epsilon_renyi) -> np.ndarray:
+def scale_sigmas_to_renyi_epsilon(sigmas, diameter, grad_clip, eta, weight_decay, epsilon_renyi, *,
+                                  rounding_shift=0.0) -> np.ndarray:
     """The schedule ``sigmas`` multiplied by the one factor c that makes its certified
     ``pabi_renyi_epsilon`` equal ``epsilon_renyi``.
 
@@ -242,12 +244,12 @@ def scale_sigmas_to_renyi_epsilon(sigmas, diameter, grad_clip, eta, weight_decay
     """
     _check_positive("epsilon_renyi", epsilon_renyi)
     sigmas = _check_sigmas(sigmas)
-    current = pabi_renyi_epsilon(sigmas, diameter, grad_clip, eta, weight_decay)
+    current = pabi_renyi_epsilon(sigmas, diameter, grad_clip, eta, weight_decay, rounding_shift=rounding_shift)
     return sigmas * math.sqrt(current / epsilon_renyi)
 
 
 def pabi_certificate(
-    sigmas, diameter, grad_clip, eta, weight_decay, delta, *, conversion: str = "correct"
+    sigmas, diameter, grad_clip, eta, weight_decay, delta, *, conversion: str = "correct", rounding_shift=0.0
 ) -> PabiCertificate:
     """(epsilon, delta) certificate of a PABI noisy phase run with ``sigmas``.
 
@@ -258,7 +260,7 @@ def pabi_certificate(
     reference's alpha-independent conversion, which does not certify anything (D3) and
     is kept only to compare with the published numbers.
     """
-    epsilon_renyi = pabi_renyi_epsilon(sigmas, diameter, grad_clip, eta, weight_decay)
+    epsilon_renyi = pabi_renyi_epsilon(sigmas, diameter, grad_clip, eta, weight_decay, rounding_shift=rounding_shift)
     if conversion == "correct":
         epsilon, alpha = _linear_rdp_to_dp_with_order(epsilon_renyi, delta)
         return PabiCertificate(round_up(epsilon), float(delta), epsilon_renyi, alpha, conversion)
@@ -295,19 +297,21 @@ def init_ball_radius(init_model_clip, clip_type: str, num_parameters: int) -> fl
     raise ValueError(f"clip_type must be 'clip' or 'clamp', got clip_type={clip_type!r}")
 
 
-def running_renyi_epsilons(sigmas, etas, diameter, grad_clip, weight_decay) -> np.ndarray:
+def running_renyi_epsilons(sigmas, etas, diameter, grad_clip, weight_decay, *, rounding_shift=0.0) -> np.ndarray:
     """Renyi epsilon certified for the model after each noisy step n = 1..T: the running
     minimum of ``pabi_prefix_renyi_epsilons`` (a state is also a post-processing of every
     earlier one). Step sizes eta_t may vary. Its last value is ``pabi_renyi_epsilon``.
     """
-    return np.minimum.accumulate(pabi_prefix_renyi_epsilons(sigmas, etas, diameter, grad_clip, weight_decay))
+    return np.minimum.accumulate(pabi_prefix_renyi_epsilons(sigmas, etas, diameter, grad_clip, weight_decay,
+                                                            rounding_shift=rounding_shift))
 
 
 # How far the weights rho^(T-t) may fall before their squares lose all precision.
 _MAX_LOG_CONTRACTION = 300.0
 
 
-def pabi_prefix_renyi_epsilons(sigmas, etas, diameter, grad_clip, weight_decay) -> np.ndarray:
+def pabi_prefix_renyi_epsilons(sigmas, etas, diameter, grad_clip, weight_decay, *,
+                               rounding_shift=0.0) -> np.ndarray:
     """eps_R(n), n = 1..T: the PABI Renyi bound of the first n noisy steps, with every
     intermediate shift kept non-negative (the constrained program).
 
@@ -334,6 +338,10 @@ def pabi_prefix_renyi_epsilons(sigmas, etas, diameter, grad_clip, weight_decay) 
     lower convex hull (the KKT slopes C'/V' only increase, and touch the barrier where they
     change), so the cost is sum over hull edges of (dM)^2 / (2 dV), kept for every prefix by
     one monotone-chain pass (O(T)).
+
+    ``rounding_shift``: an extra distance the two runs may drift apart by per step beyond
+    the analysed s_t (the float32 rounding of both runs, src/privacy/float_rounding.py);
+    s_t becomes 2 eta_t C1 + rounding_shift.
     """
     sigmas = _check_sigmas(sigmas)
     etas = np.broadcast_to(np.asarray(etas, dtype=float), sigmas.shape)
@@ -342,6 +350,7 @@ def pabi_prefix_renyi_epsilons(sigmas, etas, diameter, grad_clip, weight_decay) 
     _check_non_negative("diameter", diameter)
     _check_positive("grad_clip", grad_clip)
     _check_non_negative("weight_decay", weight_decay)
+    _check_non_negative("rounding_shift", rounding_shift)
     _check_contraction(float(np.max(etas)), weight_decay)
     log_rho = np.log1p(-etas * weight_decay)
     # log W_t = sum_{j > t} log rho_j, for t = 0 (the start) .. T (the last step)
@@ -352,7 +361,7 @@ def pabi_prefix_renyi_epsilons(sigmas, etas, diameter, grad_clip, weight_decay) 
             f"{sigmas.size} steps), beyond what float64 resolves; got weight_decay={weight_decay!r}"
         )
     w = np.exp(log_w)
-    barrier = w[0] * float(diameter) + np.cumsum(w[1:] * 2.0 * etas * float(grad_clip))
+    barrier = w[0] * float(diameter) + np.cumsum(w[1:] * (2.0 * etas * float(grad_clip) + float(rounding_shift)))
     budget = np.cumsum((w[1:] * sigmas) ** 2)
     if not (np.all(np.isfinite(barrier)) and np.all(np.isfinite(budget))):
         raise ValueError(f"the shift or noise budget overflows float64 (diameter={diameter!r}, "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
+import numpy as np
 import torch
 
 from typing import Optional
@@ -25,6 +26,7 @@ from src.config import FiniteFloat, Section
 from src.errors import ConfigError
 from src.noise import clip_l2
 from src.privacy.composition import linear_rdp_composition
+from src.privacy.float_rounding import gradient_clipping_rounding_shift
 from src.privacy.pabi import (init_ball_radius, pabi_certificate, pabi_sigmas, pabi_steps, published_pabi_epsilon,
                               running_renyi_epsilons, scale_sigmas_to_renyi_epsilon)
 from src.privacy.rdp import calibrate_renyi_epsilon, linear_rdp_to_dp
@@ -118,17 +120,45 @@ class GradientClipping(UnlearningAlgorithm):
         # A certified epsilon_target: the schedule's shape, scaled so that its valid bound
         # (pabi_renyi_epsilon) is exactly the calibrated eps_R, whatever the schedule.
         shape = pabi_sigmas(self._steps.T, *args, self._epsilon_renyi, schedule=u.noise_schedule)
-        return scale_sigmas_to_renyi_epsilon(shape, *args, self._epsilon_renyi)
+        exact = scale_sigmas_to_renyi_epsilon(shape, *args, self._epsilon_renyi)
+        # The float32 rounding's shift grows with the noise (the bound is increasing in the
+        # sigmas): take it for 1% more noise than the exact-arithmetic sigmas, check the room held.
+        # A second pass with the shift of the first pass's (larger) sigmas: the final sigmas are
+        # no larger, so their own shift is no larger than the one they were scaled for.
+        shift, _ = self._rounding_for(exact * 1.01)
+        first = scale_sigmas_to_renyi_epsilon(exact, *args, self._epsilon_renyi, rounding_shift=shift)
+        if np.any(first > exact * 1.01):
+            raise ValueError("the float32 rounding margin needs more than 1% more noise; no bound follows")
+        shift, _ = self._rounding_for(first)
+        return scale_sigmas_to_renyi_epsilon(exact, *args, self._epsilon_renyi, rounding_shift=shift)
+
+    # With this probability (part of delta) some iterate leaves the ball the rounding bound
+    # assumes; the certificate converts at delta minus it.
+    _ROUNDING_TAIL = 1e-12
+
+    def _rounding_for(self, sigmas) -> tuple[float, float]:
+        u = self.config.unlearning
+        if u.init_sigma:  # the initial noise joins the accumulated noise (one more, conservative, step)
+            sigmas = np.concatenate(([float(u.init_sigma)], sigmas))
+        return gradient_clipping_rounding_shift(self._radius, sigmas, u.max_lr, u.iteration.grad_clip, u.weight_decay,
+                                                self.context.num_parameters, self._ROUNDING_TAIL * u.delta)
+
+    @cached_property
+    def _rounding(self) -> tuple[float, float]:
+        """(extra PABI shift per step, iterate bound) for the sigmas drawn
+        (src/privacy/float_rounding.py, docs/differences.md#float-tail)."""
+        return self._rounding_for(self.sigmas)
 
     @cached_property
     def _plan(self) -> PrivacyPlan:
         u, compat = self.config.unlearning, self.config.compat
         self._check_budget(self._steps.T)
         certificate = pabi_certificate(self.sigmas, 2 * self._radius, u.iteration.grad_clip, u.max_lr,
-                                       u.weight_decay, u.delta, conversion="correct")
+                                       u.weight_decay, u.delta * (1 - self._ROUNDING_TAIL), conversion="correct",
+                                       rounding_shift=self._rounding[0])
         published = published_pabi_epsilon(self._epsilon_renyi, u.delta)
         reasons = []
-        certified_epsilon, certified_delta = certificate.epsilon, certificate.delta
+        certified_epsilon, certified_delta = certificate.epsilon, u.delta
         if compat.reuse_noise:
             reasons.append("compat.reuse_noise: one noise vector is added at every noisy step "
                            "(docs/differences.md#fresh-noise); PABI needs "
@@ -145,7 +175,8 @@ class GradientClipping(UnlearningAlgorithm):
             details={"pabi_steps": self._steps.T, "pabi_steps_base": self._steps.T_base,
                      "reg_saved_pabi_steps": self._steps.regularised, "epsilon_renyi": self._epsilon_renyi,
                      "epsilon_renyi_of_sigmas": certificate.epsilon_renyi, "renyi_order": certificate.alpha,
-                     "init_radius": self._radius})
+                     "init_radius": self._radius, "float32_rounding_shift": self._rounding[0],
+                     "float32_iterate_bound": self._rounding[1]})
 
     def _remarks(self, published: float, certificate) -> list[str]:
         """How the original code would have labelled this run, in words (it drops the Renyi
@@ -168,7 +199,9 @@ class GradientClipping(UnlearningAlgorithm):
         """Renyi DP adds up over requests: alpha * sum_r eps_R,r, converted once."""
         if any(p.certified_epsilon is None for p in plans):
             return super().compose_certificates(plans, delta)
-        epsilon, _ = linear_rdp_composition([p.details["epsilon_renyi_of_sigmas"] for p in plans], delta)
+        # each request's rounding bound may fail with probability 1e-12 delta: taken out of delta
+        epsilon, _ = linear_rdp_composition([p.details["epsilon_renyi_of_sigmas"] for p in plans],
+                                            delta * (1 - len(plans) * cls._ROUNDING_TAIL))
         return ComposedCertificate(epsilon, float(delta), "Renyi DP composition (alpha * sum of eps_R)",
                                    all(p.certificate_valid for p in plans))
 
@@ -212,5 +245,6 @@ class GradientClipping(UnlearningAlgorithm):
     @cached_property
     def _running_renyi(self):
         u = self.config.unlearning
-        return running_renyi_epsilons(self.sigmas, u.max_lr, 2 * self._radius, u.iteration.grad_clip, u.weight_decay)
+        return running_renyi_epsilons(self.sigmas, u.max_lr, 2 * self._radius, u.iteration.grad_clip, u.weight_decay,
+                                      rounding_shift=self._rounding[0])
 

@@ -93,7 +93,8 @@ class ModelClipping(UnlearningAlgorithm):
         cc = self.config.unlearning.contractive_coefficients
         return step_radius(cc.model_clip, cc.sigma, eta=self._schedule(step), grad_clip=cc.grad_clip or None,
                            noise_before_projection=cc.noise_addition_before_projection,
-                           start_radius=self._start_radius if step == 0 else None)
+                           start_radius=self._start_radius if step == 0 else None,
+                           num_parameters=self.context.num_parameters)
 
     @cached_property
     def _start_radius(self) -> float:
