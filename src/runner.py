@@ -17,12 +17,13 @@ import torch
 
 from src import catalogue  # noqa: F401  (fills the registries before any config is read)
 from src.certificates import FLOAT32_MAX, certificate_numbers, certificate_scope, require_finite_certificate
-from src.config import ExperimentConfig, pretrained_key, run_id
+from src.config import ExperimentConfig, member_config, member_overrides, pretrained_key, run_id
 from src.data.base_datamodule import SplitSizes
 from src.data.batches import num_batches
 from src.data.datamodule import check_dataset_config, check_split_sizes, get_datamodule, split_sizes
 from src.entropy import randomness
-from src.errors import ConfigError, UserError
+from src.errors import ConfigError, DivergedError, UserError
+from src.evaluation.members import member_statistics
 from src.evaluation.pipeline import evaluate_run
 from src.interrupts import deferred_interrupts
 from src.models.model import ModelFactory, count_parameters
@@ -32,7 +33,7 @@ from src.registry import TRAINING_ALGORITHMS, UNLEARNING_ALGORITHMS
 from src.request_stream.plan import plan_stream
 from src.request_stream.run import run_requests
 from src.seeds import derive_seed
-from src.tracking import RunDirectory, RunLogger, Stopwatch
+from src.tracking import RunDirectory, RunLogger, Stopwatch, to_builtin
 from src.training.checkpoints import (PretrainedCache, load_checkpoint, require_finite_weights,
                                       resolve_pretrained_path, save_checkpoint)
 from src.training.evaluate import Evaluator
@@ -96,6 +97,8 @@ class Plan:
         if self.stream is not None:
             out["requests"] = self.stream.as_dict()
         out.update(certificate_scope(c))
+        if c.seeds > 1:
+            out["ensemble"] = member_paths(self)
         return out
 
 
@@ -252,6 +255,9 @@ def run_outcome(certificate: dict, noisy_steps: int) -> dict:
 
 
 def run(config: ExperimentConfig, config_file: str | None, device, console: Console) -> dict:
+    """One run directory: the single run (`seeds: 1`), or an ensemble (run_members)."""
+    if config.seeds > 1:
+        return run_members(config, config_file, device, console)
     plan = make_plan(config)
     check_before_writing(config, plan)
     directory = RunDirectory(config.logs_dir, plan.run_id)
@@ -263,40 +269,9 @@ def run(config: ExperimentConfig, config_file: str | None, device, console: Cons
         data = get_datamodule(config, device)
         if data.sizes != plan.sizes:  # files of another size than the official release
             plan = make_plan(config, data.sizes, data.forget.y)
-        model = build_model(config, data.input_shape, device)
-        timings = {}
-        # Release mode: the model before unlearning is measured nowhere in this run's output
-        # (no metrics, no lines, no checkpoints in its directory).
-        release = config.secure_rng
-        fit_console = Console(quiet=True) if release else console
-        if config.training.pretrained is False:
-            meta = pretrain(config, data, model, (lambda row: None) if release else logger.log, fit_console,
-                            ckpt_dir=None if release else run_dir / "ckpt")
-            meta["provenance"] = "this run"
-        else:
-            meta = load_pretrained(config, model, device, fit_console, data)
-            if not release:
-                val_loss, val_acc = Evaluator(model)(data.val)
-                logger.log({"Val (Train)_loss": val_loss, "Val (Train)_accuracy": val_acc})
-                console.line(f"loaded pretrained model {meta['path']}: val accuracy {val_acc:.4f}")
-        timings["fit_seconds"] = watch.seconds()
-
-        if plan.stream is not None:  # deletion requests over time: one pass per request
-            extra = run_requests(plan.stream, data, model, logger, console, device, meta, run_dir, attach_run)
-        else:
-            algorithm = attach_run(plan, device, meta, data=data)
-            trainer = Trainer(config, data, model, algorithm, logger, console)
-            start = time.perf_counter()
-            trainer.unlearn()
-            extra = {"certificate": trainer.certificate, "noisy_steps": trainer.noisy_steps,
-                     "timings": {"unlearn_seconds": time.perf_counter() - start}, **trainer.test(),
-                     "compute": {"gradient_evaluations": trainer.gradient_evaluations, "train_size": len(data.train)}}
-        start = time.perf_counter()
-        extra["evaluation"] = evaluate_run(config, data, model, logger.log, console)
-        extra["timings"]["evaluation_seconds"] = time.perf_counter() - start
-        extra.update({"config_file": config_file, **run_outcome(extra["certificate"], extra["noisy_steps"]),
-                      "plan": plan.as_dict()})
-        extra["timings"] = {**timings, **extra["timings"], "total_seconds": watch.seconds()}
+        extra = run_pass(plan, data, device, console, logger, run_dir)
+        extra.update({"config_file": config_file, "plan": plan.as_dict()})
+        extra["timings"]["total_seconds"] = watch.seconds()
         summary = logger.finish(extra)
         logger = None
         final = directory.commit()
@@ -309,3 +284,129 @@ def run(config: ExperimentConfig, config_file: str | None, device, console: Cons
             directory.abandon()
         raise
 
+
+def run_pass(plan: Plan, data, device, console: Console, logger, out_dir: Path) -> dict:
+    """Fit (pretrain or load), unlearn, test and evaluate the single run of `plan.config`;
+    its rows go to `logger` (a member's rows carry its index), its files (checkpoints of a
+    model trained in the run, a stream's deployed models) under `out_dir`; returns what
+    the run's summary states about it."""
+    config = plan.config
+    watch = Stopwatch()
+    model = build_model(config, data.input_shape, device)
+    timings = {}
+    # Release mode: the model before unlearning is measured nowhere in this run's output
+    # (no metrics, no lines, no checkpoints in its directory).
+    release = config.secure_rng
+    fit_console = Console(quiet=True) if release else console
+    if config.training.pretrained is False:
+        meta = pretrain(config, data, model, (lambda row: None) if release else logger.log, fit_console,
+                        ckpt_dir=None if release else out_dir / "ckpt")
+        meta["provenance"] = "this run"
+    else:
+        meta = load_pretrained(config, model, device, fit_console, data)
+        if not release:
+            val_loss, val_acc = Evaluator(model)(data.val)
+            logger.log({"Val (Train)_loss": val_loss, "Val (Train)_accuracy": val_acc})
+            console.line(f"loaded pretrained model {meta['path']}: val accuracy {val_acc:.4f}")
+    timings["fit_seconds"] = watch.seconds()
+
+    if plan.stream is not None:  # deletion requests over time: one pass per request
+        extra = run_requests(plan.stream, data, model, logger, console, device, meta, out_dir, attach_run)
+    else:
+        algorithm = attach_run(plan, device, meta, data=data)
+        trainer = Trainer(config, data, model, algorithm, logger, console)
+        start = time.perf_counter()
+        trainer.unlearn()
+        extra = {"certificate": trainer.certificate, "noisy_steps": trainer.noisy_steps,
+                 "timings": {"unlearn_seconds": time.perf_counter() - start}, **trainer.test(),
+                 "compute": {"gradient_evaluations": trainer.gradient_evaluations, "train_size": len(data.train)}}
+    start = time.perf_counter()
+    extra["evaluation"] = evaluate_run(config, data, model, logger.log, console)
+    extra["timings"]["evaluation_seconds"] = time.perf_counter() - start
+    extra.update(run_outcome(extra["certificate"], extra["noisy_steps"]))
+    extra["timings"] = {**timings, **extra["timings"]}
+    return extra
+
+
+# ---------------------------------------------------------------------------------------
+# An ensemble: `seeds: N` members in one process and one run directory
+
+
+class MemberLogger:
+    """The run's logger, with the member's index added to every row."""
+
+    def __init__(self, logger, member: int):
+        self.logger = logger
+        self.member = member
+
+    def log(self, row: dict) -> None:
+        self.logger.log({**row, "member": self.member})
+
+    def flush(self) -> None:
+        self.logger.flush()
+
+
+def member_paths(plan: Plan) -> dict:
+    """Which path each phase of an ensemble takes (the dry run prints it)."""
+    return {"members": plan.config.seeds, "fit": "sequential in-process", "unlearn": "sequential in-process"}
+
+
+def ensemble_outcome(members: list[dict]) -> dict:
+    """The top of an ensemble's summary.json: the weakest member's certificate (the largest
+    epsilon and delta; valid only if every member's is), so that nothing printed for the
+    ensemble promises more than one of its released models has. Each member's own is in
+    `members`."""
+    def worst(key):
+        values = [m[key] for m in members]
+        return None if any(v is None for v in values) else max(values)
+    out = {"certified_epsilon": worst("certified_epsilon"), "certified_delta": worst("certified_delta"),
+           "certificate_valid": all(m["certificate_valid"] for m in members),
+           "epsilon_published": worst("epsilon_published"),
+           "noisy_steps": max(m["noisy_steps"] for m in members)}
+    if all("releasable" in m for m in members):
+        out["releasable"] = all(m["releasable"] for m in members)
+    return out
+
+
+def run_members(config: ExperimentConfig, config_file: str | None, device, console: Console) -> dict:
+    """Member i is the single run of member_config(config, i), run in this process one after
+    another, sharing start-up and data; rows carry `member`, summary.json holds every
+    member's results (`members`) and their statistics (`member_stats`). A member that fails
+    (diverges) fails the run: nothing of it is recorded as finished."""
+    plan = make_plan(config)
+    check_before_writing(config, plan)
+    directory = RunDirectory(config.logs_dir, plan.run_id)
+    logger = None
+    watch = Stopwatch()
+    try:
+        run_dir = directory.create()
+        logger = RunLogger(run_dir, config.to_dict(), plan.run_id, config.wandb)
+        data = get_datamodule(config, device)
+        if data.sizes != plan.sizes:
+            plan = make_plan(config, data.sizes, data.forget.y)
+        members = []
+        for i in range(config.seeds):
+            single = member_config(config, i)
+            console.line(f"member {i}/{config.seeds}: global_seed {single.global_seed}")
+            member_plan = make_plan(single, data.sizes, data.forget.y)
+            try:
+                result = run_pass(member_plan, data, device, console, MemberLogger(logger, i), run_dir / f"member-{i}")
+            except DivergedError as e:
+                raise DivergedError(f"member {i} of {config.seeds} (global_seed {single.global_seed}): {e}") from None
+            members.append({"member": i, "run_id": member_plan.run_id, "member_overrides": member_overrides(config, i),
+                            **to_builtin(result)})
+        stats = member_statistics(members)
+        extra = {"config_file": config_file, "plan": plan.as_dict(),
+                 "seeds": config.seeds, "members": members, "member_stats": stats, **ensemble_outcome(members),
+                 "timings": {"total_seconds": watch.seconds()}}
+        summary = logger.finish(extra)
+        logger = None
+        final = directory.commit()
+        console.line(f"results: {final} ({config.seeds} members)")
+        return summary
+    except BaseException:
+        with deferred_interrupts():
+            if logger is not None:
+                logger.close()
+            directory.abandon()
+        raise

@@ -39,7 +39,7 @@ from src.entropy import randomness
 from src.errors import ConfigError
 from src.models.model import ModelFactory
 from src.noise import NoiseSource, project_l2_
-from src.seeds import derive_seed
+from src.seeds import derive_seed, member_seed
 from src.training.flat_model import FlatModel
 from src.training.optim import ScheduledOptimizer, make_optimizer, make_schedule
 
@@ -47,11 +47,6 @@ EVAL_CHUNK = 2048
 # Examples of all members of one chunk gathered at once on a CPU (measured on 2 cores:
 # 32 MNIST batches of 128 were faster than 2, 8 or 128).
 CPU_CHUNK_EXAMPLES = 4096
-
-
-def member_seed(seed: int, i: int) -> int:
-    """The global seed of member i: the config's own for member 0, a derived one otherwise."""
-    return int(seed) if i == 0 else derive_seed(seed, f"ensemble-member-{i}")
 
 
 def member_seeds(seed: int, n: int) -> tuple[int, ...]:
