@@ -8,11 +8,14 @@ the plan in a staging directory that becomes logs/<run_id> only once it has fini
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from src import catalogue  # noqa: F401  (fills the registries before any config is read)
@@ -36,7 +39,9 @@ from src.seeds import derive_seed
 from src.tracking import RunDirectory, RunLogger, Stopwatch, to_builtin
 from src.training.checkpoints import (PretrainedCache, load_checkpoint, require_finite_weights,
                                       resolve_pretrained_path, save_checkpoint)
+from src.training.ensemble import EnsembleModel, EnsembleTrainer, attach_ensemble, default_chunk
 from src.training.evaluate import Evaluator
+from src.training.finite import require_finite
 from src.training.trainer import Console, Trainer, build_model, pretrain
 from src.unlearning.base import AlgorithmContext
 
@@ -285,15 +290,12 @@ def run(config: ExperimentConfig, config_file: str | None, device, console: Cons
         raise
 
 
-def run_pass(plan: Plan, data, device, console: Console, logger, out_dir: Path) -> dict:
-    """Fit (pretrain or load), unlearn, test and evaluate the single run of `plan.config`;
-    its rows go to `logger` (a member's rows carry its index), its files (checkpoints of a
-    model trained in the run, a stream's deployed models) under `out_dir`; returns what
-    the run's summary states about it."""
-    config = plan.config
+def fit_model(config: ExperimentConfig, data, device, console: Console, logger, out_dir: Path):
+    """The model unlearning starts from: pretrained in the run (`pretrained: false`), or loaded
+    (the `auto` cache, one entry per recipe and seed, or a path). Returns (model, its
+    record, timings)."""
     watch = Stopwatch()
     model = build_model(config, data.input_shape, device)
-    timings = {}
     # Release mode: the model before unlearning is measured nowhere in this run's output
     # (no metrics, no lines, no checkpoints in its directory).
     release = config.secure_rng
@@ -308,7 +310,16 @@ def run_pass(plan: Plan, data, device, console: Console, logger, out_dir: Path) 
             val_loss, val_acc = Evaluator(model)(data.val)
             logger.log({"Val (Train)_loss": val_loss, "Val (Train)_accuracy": val_acc})
             console.line(f"loaded pretrained model {meta['path']}: val accuracy {val_acc:.4f}")
-    timings["fit_seconds"] = watch.seconds()
+    return model, meta, {"fit_seconds": watch.seconds()}
+
+
+def run_pass(plan: Plan, data, device, console: Console, logger, out_dir: Path) -> dict:
+    """Fit (pretrain or load), unlearn, test and evaluate the single run of `plan.config`;
+    its rows go to `logger` (a member's rows carry its index), its files (checkpoints of a
+    model trained in the run, a stream's deployed models) under `out_dir`; returns what
+    the run's summary states about it."""
+    config = plan.config
+    model, meta, timings = fit_model(config, data, device, console, logger, out_dir)
 
     if plan.stream is not None:  # deletion requests over time: one pass per request
         extra = run_requests(plan.stream, data, model, logger, console, device, meta, out_dir, attach_run)
@@ -346,9 +357,30 @@ class MemberLogger:
         self.logger.flush()
 
 
+def sequential_because(config: ExperimentConfig) -> str | None:
+    """Why the members' unlearning cannot run as one vectorised ensemble (None: it can)."""
+    cls = UNLEARNING_ALGORITHMS.get(config.unlearning.algorithm)
+    reasons = [
+        (not cls.vectorised, f"unlearning.algorithm '{cls.name}' is not vectorised over members yet"),
+        (config.requests is not None, "a stream of requests (requests:)"),
+        (config.secure_rng, "release mode (secure_rng)"),
+        (config.unlearning.fine_grained_validation, "unlearning.fine_grained_validation"),
+        (config.post_unlearning.sam is not None, "post_unlearning.sam"),
+    ]
+    return next((why for bad, why in reasons if bad), None)
+
+
 def member_paths(plan: Plan) -> dict:
     """Which path each phase of an ensemble takes (the dry run prints it)."""
-    return {"members": plan.config.seeds, "fit": "sequential in-process", "unlearn": "sequential in-process"}
+    config = plan.config
+    pretrained = config.training.pretrained
+    fit = ("sequential in-process: each member's model from the auto cache of its own seed (trained now if missing)"
+           if pretrained == "auto" else "sequential in-process: each member pretrained in the run"
+           if pretrained is False else "the same checkpoint for every member")
+    why = sequential_because(config)
+    unlearn = ("vectorised: theta [N, d] (src/training/ensemble.py), agreeing with single runs to float rounding"
+               if why is None else f"sequential in-process ({why})")
+    return {"members": config.seeds, "fit": fit, "unlearn": unlearn}
 
 
 def ensemble_outcome(members: list[dict]) -> dict:
@@ -384,17 +416,18 @@ def run_members(config: ExperimentConfig, config_file: str | None, device, conso
         data = get_datamodule(config, device)
         if data.sizes != plan.sizes:
             plan = make_plan(config, data.sizes, data.forget.y)
-        members = []
-        for i in range(config.seeds):
-            single = member_config(config, i)
-            console.line(f"member {i}/{config.seeds}: global_seed {single.global_seed}")
-            member_plan = make_plan(single, data.sizes, data.forget.y)
-            try:
-                result = run_pass(member_plan, data, device, console, MemberLogger(logger, i), run_dir / f"member-{i}")
-            except DivergedError as e:
-                raise DivergedError(f"member {i} of {config.seeds} (global_seed {single.global_seed}): {e}") from None
-            members.append({"member": i, "run_id": member_plan.run_id, "member_overrides": member_overrides(config, i),
-                            **to_builtin(result)})
+        if sequential_because(config) is None:
+            members = vectorised_members(config, data, device, console, logger, run_dir)
+        else:
+            members = []
+            for i in range(config.seeds):
+                single = member_config(config, i)
+                console.line(f"member {i}/{config.seeds}: global_seed {single.global_seed}")
+                member_plan = make_plan(single, data.sizes, data.forget.y)
+                with member_failure(config, i):
+                    result = run_pass(member_plan, data, device, console, MemberLogger(logger, i),
+                                      run_dir / f"member-{i}")
+                members.append(member_entry(config, i, member_plan.run_id, result))
         stats = member_statistics(members)
         extra = {"config_file": config_file, "plan": plan.as_dict(),
                  "seeds": config.seeds, "members": members, "member_stats": stats, **ensemble_outcome(members),
@@ -410,3 +443,75 @@ def run_members(config: ExperimentConfig, config_file: str | None, device, conso
                 logger.close()
             directory.abandon()
         raise
+
+
+@contextmanager
+def member_failure(config: ExperimentConfig, i: int):
+    """A diverged member fails the run, named."""
+    try:
+        yield
+    except DivergedError as e:
+        raise DivergedError(f"member {i} of {config.seeds} (global_seed {member_config(config, i).global_seed}): "
+                            f"{e}") from None
+
+
+def member_entry(config: ExperimentConfig, i: int, member_run_id: str, result: dict) -> dict:
+    return {"member": i, "run_id": member_run_id, "member_overrides": member_overrides(config, i), **to_builtin(result)}
+
+
+def vectorised_members(config: ExperimentConfig, data, device, console: Console, logger, run_dir: Path) -> list[dict]:
+    """Every member's model fitted (sequentially: the auto cache holds one per seed), then
+    one noisy phase and fine-tuning of theta [N, d] (EnsembleTrainer); each member then
+    tested and evaluated as its single run would be. Its rows are the single run's
+    evaluation rows (validation, forget, retain, test, forgetting metrics); the per-step
+    batch rows of the single run are not written."""
+    singles = [member_config(config, i) for i in range(config.seeds)]
+    loggers = [MemberLogger(logger, i) for i in range(config.seeds)]
+    fits = []
+    for i, single in enumerate(singles):
+        with member_failure(config, i):
+            fits.append(fit_model(single, data, device, console, loggers[i], run_dir / f"member-{i}"))
+    plans = [make_plan(single, data.sizes, data.forget.y) for single in singles]
+    seeds = [single.global_seed for single in singles]
+    network = fits[0][0]
+    ensemble = EnsembleModel(network, torch.stack([model.theta.detach() for model, _, _ in fits]),
+                             default_chunk(device, config.dataset.batch_size))
+    algorithm = attach_ensemble(plans[0], device, seeds, fits[0][1])
+    trainer = EnsembleTrainer(plans[0].config, data, ensemble, algorithm, seeds)
+    console.line(f"unlearning {config.seeds} members as one ensemble (theta [{config.seeds}, "
+                 f"{ensemble.num_parameters}])")
+    start = time.perf_counter()
+    trainer.unlearn()
+    unlearn_seconds = (time.perf_counter() - start) / config.seeds
+    certificate = {**trainer.certificate}
+    members = []
+    for i, (single, (model, meta, timings)) in enumerate(zip(singles, fits)):
+        with member_failure(config, i):
+            for row in trainer.history:
+                logged = {k: (v[i].item() if isinstance(v, np.ndarray) else v) for k, v in row.items()}
+                require_finite_row(logged, config)
+                loggers[i].log(logged)
+            with torch.no_grad():
+                model.theta.copy_(ensemble.theta.detach()[i])
+            test_loss, test_acc = Evaluator(model)(data.test)
+            require_finite_row({"Test_loss": test_loss}, config, model.theta)
+            loggers[i].log({"Test_loss": test_loss, "Test_accuracy": test_acc})
+            start = time.perf_counter()
+            evaluation = evaluate_run(single, data, model, loggers[i].log, console)
+        # The retain set stepped over once per epoch, as the single run's plain loop.
+        extra = {"certificate": certificate, "noisy_steps": trainer.noisy_steps, "test_accuracy": test_acc,
+                 "test_loss": test_loss, "evaluation": evaluation,
+                 "compute": {"gradient_evaluations": config.unlearning.epochs * len(data.retain),
+                             "train_size": len(data.train)},
+                 "timings": {**timings, "unlearn_seconds": unlearn_seconds,
+                             "evaluation_seconds": time.perf_counter() - start}}
+        extra.update(run_outcome(certificate, trainer.noisy_steps))
+        members.append(member_entry(config, i, plans[i].run_id, extra))
+    return members
+
+
+def require_finite_row(row: dict, config: ExperimentConfig, theta=None) -> None:
+    bad = {k: v for k, v in row.items()
+           if k.endswith(("_loss", "_accuracy")) and isinstance(v, float) and not math.isfinite(v)}
+    require_finite("(an ensemble member's evaluation)", "lower unlearning.max_lr or post_unlearning.max_lr "
+                   f"(now {config.unlearning.max_lr}, {config.post_unlearning.max_lr})", theta, **bad)

@@ -326,7 +326,10 @@ class EnsembleTrainer:
         self.noisy_steps = 0
 
     def log(self, row: dict) -> None:
-        """Algorithms' rows (sigma, gamma, ...) are the same for every member: not kept."""
+        """Algorithms' rows (sigma, gamma, pabi_steps, ...) are the same for every member: kept
+        once, as plain numbers, in the history's order (the single run logs them there)."""
+        if self.evaluate_splits:
+            self.history.append(dict(row))
 
     def validate(self, split: Split, prefix: str, **keys) -> None:
         if not self.evaluate_splits:
@@ -386,6 +389,7 @@ class EnsembleTrainer:
         self.certificate = {**self.algorithm.certificate_row(), **certificate_scope(self.config)}
         if self.noisy_steps == 0:
             self.certificate["state_step"] = 0
+        self.log(dict(self.certificate))
         for split, prefix in ((self.data.val, "Val"), (self.data.forget, "Forget"), (self.data.retain, "Retain")):
             self.validate(split, f"{prefix} (Post Noise Addition)", unlearn_epoch=epoch)
         post = self.config.post_unlearning
