@@ -633,6 +633,8 @@ def run_id(config: ExperimentConfig) -> str:
     for key in _NOT_IDENTITY:
         data.pop(key, None)
     data["dataset"].pop("num_workers", None)
+    if plugins.is_spec(config.unlearning.algorithm):  # an outside method: its code is part of what ran
+        data["unlearning"]["algorithm_source"] = plugins.source_digest(config.unlearning.algorithm)
     prefix = config.name or f"{config.dataset.name}-{algorithm_label(config.unlearning.algorithm)}"
     return f"{prefix}-{stable_hash(data)}"
 

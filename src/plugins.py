@@ -72,6 +72,17 @@ def resolve(spec: str, *, key: str, base_dir: Path | None) -> object:
     return obj
 
 
+def source_digest(spec: str) -> str:
+    """A digest of the bytes of the file a (canonical, resolved) spec names: part of a run's
+    identity, so that editing the user's file gives new run ids."""
+    target = spec.rpartition(":")[0]
+    if _is_file(target):
+        path = Path(target)
+    else:
+        path = Path(getattr(sys.modules.get(target) or importlib.import_module(target), "__file__", None) or "")
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else ""
+
+
 def _load_file(path: str, spec: str, key: str):
     if path in _files:
         return _files[path]
