@@ -77,13 +77,14 @@ DPSGD = {"training.dp_sgd": {"l2_norm_clip": 1.0, "target_epsilon": 50, "target_
 
 
 def close(a, b, path=""):
-    """Equal up to float rounding: numbers to 1e-4 relative (accuracies may differ by an example)."""
+    """Equal up to float rounding: numbers to 1e-4 relative, or 0.01 absolute (a rounding can
+    flip a prediction or an attack's decision on a near-tie: one example of 360 is 0.0028)."""
     if isinstance(a, dict) and isinstance(b, dict):
         assert set(a) == set(b), path
         for k in a:
             close(a[k], b[k], f"{path}.{k}")
     elif isinstance(a, float) or isinstance(b, float):
-        assert a == pytest.approx(b, rel=1e-4, abs=2e-3), path
+        assert a == pytest.approx(b, rel=1e-4, abs=1e-2), path
     else:
         assert a == b, path
 
@@ -184,3 +185,35 @@ def test_members_are_seeds_in_the_table(make_config, tmp_path):
     rt = [json.loads((p / "summary.json").read_text()) for p in run_dirs(tmp_path / "ens").values()
           if p.name.startswith("rt-")][0]
     assert references == [m["run_id"] for m in rt["members"]]
+
+
+def test_members_missing_from_the_auto_cache_pretrain_as_one_ensemble(make_config, tmp_path):
+    """Each member's model lands under its own seed's key, the entry a single run of that seed
+    reads, and equals the single pretraining to float rounding."""
+    import torch
+
+    from src.config import pretrained_key
+    from src.data.datamodule import get_datamodule
+    from src.runner import ensure_pretrained, member_paths, make_plan, pretrain_missing_members
+    from src.training.checkpoints import PretrainedCache, load_checkpoint
+    from src.training.trainer import Console
+
+    path, _ = make_config("pre", {**FAST, "seeds": 3, "training.epochs": 2, "checkpoints_dir": str(tmp_path / "ens")})
+    config = load_config(path)
+    assert member_paths(make_plan(config))["fit"].startswith("vectorised pretraining")
+    data = get_datamodule(config, "cpu")
+    pretrain_missing_members(config, data, "cpu", Console(quiet=True))
+    cache = PretrainedCache(tmp_path / "ens")
+    keys = [pretrained_key(member_config(config, i)) for i in range(3)]
+    assert len(set(keys)) == 3 and all(cache.has(k) for k in keys)
+    for i in (0, 2):
+        single = member_config(config, i).model_copy(update={"checkpoints_dir": str(tmp_path / f"one{i}")})
+        alone, _ = load_checkpoint(ensure_pretrained(single, "cpu", Console(quiet=True), data))
+        together, meta = load_checkpoint(cache.model_path(keys[i]))
+        assert "trained_as" in meta and meta["pretrained_key"] == keys[i]
+        for name in alone:
+            assert torch.allclose(alone[name], together[name], rtol=1e-4, atol=1e-5), name
+    # a single run of member 2's seed finds its entry: nothing trained again
+    before = (cache.model_path(keys[2])).stat().st_mtime_ns
+    assert ensure_pretrained(member_config(config, 2), "cpu", Console(quiet=True), data) == cache.model_path(keys[2])
+    assert cache.model_path(keys[2]).stat().st_mtime_ns == before
