@@ -521,6 +521,14 @@ def require_finite_row(row: dict, config: ExperimentConfig, theta=None) -> None:
                    f"(now {config.unlearning.max_lr}, {config.post_unlearning.max_lr})", theta, **bad)
 
 
+def ensure_pretrained_members(config: ExperimentConfig, device, console: Console) -> list[Path]:
+    """The auto cache entry of every member's seed (`--pretrain-only`), the missing ones
+    pretrained together where they can be."""
+    if config.seeds > 1 and pretrains_together(config):
+        pretrain_missing_members(config, get_datamodule(config, device), device, console)
+    return [ensure_pretrained(member_config(config, i), device, console) for i in range(config.seeds)]
+
+
 def pretrains_together(config: ExperimentConfig) -> bool:
     """Whether the members' `auto` pretraining runs as one ensemble (pretrain_ensemble:
     plain SGD training, research mode)."""
