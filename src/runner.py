@@ -36,7 +36,7 @@ from src.registry import TRAINING_ALGORITHMS, UNLEARNING_ALGORITHMS
 from src.request_stream.plan import plan_stream
 from src.request_stream.run import run_requests
 from src.seeds import derive_seed
-from src.tracking import RunDirectory, RunLogger, Stopwatch, to_builtin
+from src.tracking import RunDirectory, RunLogger, Stopwatch, fmt, to_builtin
 from src.training.checkpoints import (PretrainedCache, load_checkpoint, require_finite_weights,
                                       resolve_pretrained_path, save_checkpoint)
 from src.training.ensemble import (EnsembleModel, EnsembleTrainer, attach_ensemble, default_chunk,
@@ -488,6 +488,9 @@ def vectorised_members(config: ExperimentConfig, data, device, console: Console,
     trainer.unlearn()
     unlearn_seconds = (time.perf_counter() - start) / config.seeds
     certificate = {**trainer.certificate}
+    console.line(f"certificate of every member after {trainer.noisy_steps} noisy steps: epsilon "
+                 f"{fmt(certificate['certified_epsilon'])}, delta {fmt(certificate['certified_delta'])}"
+                 + ("" if certificate["certificate_valid"] else " (WARNING: it does not hold for this run)"))
     members = []
     for i, (single, (model, meta, timings)) in enumerate(zip(singles, fits)):
         with member_failure(config, i):

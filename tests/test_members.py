@@ -217,3 +217,27 @@ def test_members_missing_from_the_auto_cache_pretrain_as_one_ensemble(make_confi
     before = (cache.model_path(keys[2])).stat().st_mtime_ns
     assert ensure_pretrained(member_config(config, 2), "cpu", Console(quiet=True), data) == cache.model_path(keys[2])
     assert cache.model_path(keys[2]).stat().st_mtime_ns == before
+
+
+def _dry_run_configs():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    configs = sorted((root / "baselines_runs" / "mini-mnist5k").glob("*-random-d142-g1234.yaml"))
+    configs += sorted((root / "langevin_runs" / "mini-mnist5k").glob("fig3a/*-g0.yaml"))  # Langevin and D2D
+    configs += sorted((root / "request_stream_runs" / "mini-mnist5k").glob("*.yaml"))[:1]
+    return configs
+
+
+def test_nothing_refuses_seeds(capsys):
+    """Every method of the committed miniatures plans `seeds: 4`, and the plan names each phase's path."""
+    configs = _dry_run_configs()
+    assert len(configs) >= 10
+    vectorised = set()
+    for path in configs:
+        assert run_main("--config", path, "--override", "seeds=4", "--dry-run") == 0, path
+        plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert plan["ensemble"]["members"] == 4 and plan["ensemble"]["fit"] and plan["ensemble"]["unlearn"]
+        if plan["ensemble"]["unlearn"].startswith("vectorised"):
+            vectorised.add(plan["algorithm"])
+    assert vectorised == {"iteration", "contractive_coefficients", "dp-baseline", "retrain"}
