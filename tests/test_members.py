@@ -136,11 +136,18 @@ def test_member_i_is_the_single_run_of_its_seed(make_config, tmp_path, name, ove
         assert (ens_dir / "member-1" / "deployed").is_dir() and (one_dir / "deployed").is_dir()
 
 
-def test_a_diverged_member_fails_the_run(make_config, tmp_path):
-    path, _ = make_config("nan", {**FAST, "seeds": 2, "post_unlearning.max_lr": 1e30})
+@pytest.mark.parametrize("method", [{}, {"unlearning.algorithm": "ft", **EMPIRICAL}])
+def test_a_diverged_member_fails_the_run(make_config, tmp_path, capsys, method):
+    """Vectorised (Gradient Clipping) and sequential (FT): the run fails naming the member,
+    and nothing of it is recorded as finished."""
+    path, _ = make_config("nan", {**FAST, **method, "seeds": 2, "post_unlearning.max_lr": 1e30,
+                                  "unlearning.max_lr": 1e30 if method else 1e-4})
     assert run_main("--config", path, "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "error: member 0 of 2 (global_seed 1234)" in err and "diverged" in err
+    assert "nothing of this run is recorded as finished" in err.lower()
     logs = tmp_path / "logs"
-    assert not logs.exists() or not run_dirs(logs)
+    assert not logs.exists() or not list(logs.iterdir())
 
 
 def test_members_are_seeds_in_the_table(make_config, tmp_path):
