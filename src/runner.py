@@ -11,7 +11,6 @@ import dataclasses
 import math
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from src.data.base_datamodule import SplitSizes
 from src.data.batches import num_batches
 from src.data.datamodule import check_dataset_config, check_split_sizes, get_datamodule, split_sizes
 from src.entropy import randomness
-from src.errors import ConfigError, DivergedError, UserError
+from src.errors import ConfigError, UserError
 from src.evaluation.members import member_statistics
 from src.evaluation.pipeline import evaluate_run
 from src.interrupts import deferred_interrupts
@@ -39,9 +38,9 @@ from src.seeds import derive_seed
 from src.tracking import RunDirectory, RunLogger, Stopwatch, fmt, to_builtin
 from src.training.checkpoints import (PretrainedCache, load_checkpoint, require_finite_weights,
                                       resolve_pretrained_path, save_checkpoint)
-from src.training.ensemble import (EnsembleModel, EnsembleTrainer, attach_ensemble, default_chunk,
-                                   pretrain_ensemble)
+from src.training.ensemble import EnsembleModel, EnsembleTrainer, attach_ensemble, default_chunk
 from src.training.evaluate import Evaluator
+from src.training.members import member_failure, pretrain_missing_members, pretrains_together
 from src.training.finite import require_finite
 from src.training.trainer import Console, Trainer, build_model, pretrain
 from src.unlearning.base import AlgorithmContext
@@ -449,16 +448,6 @@ def run_members(config: ExperimentConfig, config_file: str | None, device, conso
         raise
 
 
-@contextmanager
-def member_failure(config: ExperimentConfig, i: int):
-    """A diverged member fails the run, named."""
-    try:
-        yield
-    except DivergedError as e:
-        raise DivergedError(f"member {i} of {config.seeds} (global_seed {member_config(config, i).global_seed}): "
-                            f"{e}") from None
-
-
 def member_entry(config: ExperimentConfig, i: int, member_run_id: str, result: dict) -> dict:
     return {"member": i, "run_id": member_run_id, "member_overrides": member_overrides(config, i), **to_builtin(result)}
 
@@ -530,74 +519,3 @@ def ensure_pretrained_members(config: ExperimentConfig, device, console: Console
     if config.seeds > 1 and pretrains_together(config):
         pretrain_missing_members(config, get_datamodule(config, device), device, console)
     return [ensure_pretrained(member_config(config, i), device, console) for i in range(config.seeds)]
-
-
-def pretrains_together(config: ExperimentConfig) -> bool:
-    """Whether the members' `auto` pretraining runs as one ensemble (pretrain_ensemble:
-    plain SGD training, research mode)."""
-    t = config.training
-    return (config.seeds > 1 and t.pretrained == "auto" and t.method == "sgd" and t.sam is None
-            and not config.secure_rng)
-
-
-def pretrain_missing_members(config: ExperimentConfig, data, device, console: Console) -> None:
-    """Fill the auto cache for the members whose seed has no entry yet, as one ensemble of
-    theta [N, d] (src/training/ensemble.py), each under its own key: the entry a single run
-    with that seed reads. The models agree with single pretraining to float rounding (the
-    record says `trained_as`). A member that diverges fails the run and nothing is cached."""
-    if not pretrains_together(config):
-        return
-    cache = PretrainedCache(config.checkpoints_dir)
-    singles = [member_config(config, i) for i in range(config.seeds)]
-    missing = [(i, s) for i, s in enumerate(singles) if not cache.has(pretrained_key(s))]
-    if len(missing) < 2:
-        return
-    watch = Stopwatch()
-    console.line(f"pretraining {len(missing)} members as one ensemble (training.pretrained: auto, not cached yet)")
-    history = []
-    ensemble = pretrain_ensemble(config, data, [s.global_seed for _, s in missing], device,
-                                 default_chunk(device, config.dataset.batch_size), history)
-    models = []
-    for row, (i, single) in enumerate(missing):
-        model = build_model(single, data.input_shape, device)
-        with torch.no_grad():
-            model.theta.copy_(ensemble.theta.detach()[row])
-        with member_failure(config, i):
-            val_loss, val_acc = Evaluator(model)(data.val)
-            require_finite(f"in pretraining (member {i})", f"lower training.max_lr (now {config.training.max_lr})",
-                           model.theta, val_loss=val_loss)
-        models.append((single, model, val_acc, [{k: (v[row].item() if isinstance(v, np.ndarray) else v)
-                                                  for k, v in h.items()} for h in history]))
-    for single, model, val_acc, rows in models:
-        save_pretrained_entry(single, model, val_acc, rows, watch.seconds() / len(missing))
-
-
-def save_pretrained_entry(config: ExperimentConfig, model, val_acc: float, rows: list, seconds: float) -> None:
-    """One member's model as the auto cache entry of its seed (as ensure_pretrained writes it)."""
-    key = pretrained_key(config)
-    cache = PretrainedCache(config.checkpoints_dir)
-    with cache.lock(key):
-        if cache.has(key):  # another process trained it meanwhile
-            return
-        entry = cache.entry(key)
-        logger = None
-        try:
-            entry.mkdir(parents=True, exist_ok=True)
-            recipe = {k: v for k, v in config.to_dict().items()
-                      if k in ("dataset", "model", "training", "global_seed", "compat")}
-            logger = RunLogger(entry, recipe, key)
-            for row in rows:
-                logger.log(row)
-            logger.finish({"val_accuracy": val_acc, "seconds": seconds})
-            logger = None
-            meta = {"epochs": config.training.epochs, "dp_sgd": None, "secure_rng": config.secure_rng,
-                    "pretrained_key": key, "val_accuracy": val_acc,
-                    "trained_as": "a member of an ensemble (theta [N, d]): the single pretraining to float rounding"}
-            save_checkpoint(cache.model_path(key), model.state_dict(), meta)
-        except BaseException:
-            with deferred_interrupts():
-                if logger is not None:
-                    logger.close()
-                if not cache.has(key):
-                    shutil.rmtree(entry, ignore_errors=True)
-            raise

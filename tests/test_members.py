@@ -201,7 +201,8 @@ def test_members_missing_from_the_auto_cache_pretrain_as_one_ensemble(make_confi
 
     from src.config import pretrained_key
     from src.data.datamodule import get_datamodule
-    from src.runner import ensure_pretrained, member_paths, make_plan, pretrain_missing_members
+    from src.runner import ensure_pretrained, make_plan, member_paths
+    from src.training.members import pretrain_missing_members
     from src.training.checkpoints import PretrainedCache, load_checkpoint
     from src.training.trainer import Console
 
