@@ -55,19 +55,23 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from src import catalogue  # noqa: F401  (fills the registries)
+
+    with tempfile.TemporaryDirectory(prefix="bench_seeds-") as work:
+        return measure(args, Path(work))
+
+
+def measure(args, work: Path) -> int:
     from src import runner
     from src.config import load_config, member_config
     from src.training.trainer import Console
 
-    work = Path(tempfile.mkdtemp(prefix="bench_seeds-"))
     overrides = [*FAMILIES[args.family], *args.override, "device=cpu", f"checkpoints_dir={work / 'ckpt'}"]
     config = load_config(args.config, [*overrides, f"seeds={args.members}", f"logs_dir={work / 'ensemble'}"])
     console = Console(quiet=True)
     plan = runner.make_plan(config)
     print(f"{args.family}: {args.members} members; {plan.as_dict()['ensemble']}")
     print(load())
-    for i in range(args.members):  # the pretrained models, untimed
-        runner.ensure_pretrained(member_config(config, i), "cpu", console)
+    runner.ensure_pretrained_members(config, "cpu", console)  # the pretrained models, untimed
     # warm-up, untimed: lazy imports (scikit-learn), first kernels
     runner.run(member_config(config, 0).model_copy(update={"logs_dir": str(work / "warm-up")}), args.config, "cpu",
                console)
