@@ -12,6 +12,7 @@ are knotted even when no two of their modules are.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -141,6 +142,7 @@ def upward_imports(edges, layers) -> list[str]:
     return found
 
 
+@functools.lru_cache(maxsize=1)
 def graph():
     mods = modules()
     return mods, import_edges(mods), declared_layers(ARCHITECTURE.read_text())

@@ -8,10 +8,8 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import yaml
 
 from src.config import load_config, run_id
 from src.errors import ConfigError
@@ -102,6 +100,21 @@ def test_an_outside_method_serves_no_stream_of_requests(make_config, tmp_path):
         make_plan(load_config(path))
 
 
+def test_the_audit_measures_an_outside_method_with_noisy_steps(make_config, tmp_path, capsys):
+    """Chains of its noisy phase run as ensembles; the audit reports a lower bound and, as the
+    method is never certified, no certified epsilon to hold it against."""
+    from src.audit.__main__ import main as audit_main
+
+    path = user_config(make_config, tmp_path, "audited", "methods/noisy_clipping.py:NoisyClipping")
+    code = audit_main(["--config", str(path), "--out", str(tmp_path / "audits"), "--quiet", "--chains", "8"])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert code == 0 and line.startswith("certified epsilon none, empirical lower bound "), line
+    (result,) = (tmp_path / "audits").glob("*/audit.json")
+    result = json.loads(result.read_text())
+    assert result["certified_epsilon"] is None and result["noisy_steps"] > 0 and result["chains_per_world"] == 8
+    assert result["lower_bound"] >= 0 and not result["exceeds_certificate"]
+
+
 @pytest.mark.parametrize("algorithm, expected", [
     ("methods/nowhere.py:Method", "methods/nowhere.py does not exist"),
     ("methods/max_entropy.py:MinEntropy", "has no attribute 'MinEntropy' (it defines: MaxEntropy, MaxEntropyConfig)"),
@@ -127,13 +140,12 @@ def test_bad_specs_are_one_line_errors_with_exit_2(make_config, tmp_path, capsys
 
 def test_the_launcher_runs_a_folder_with_an_outside_method(make_config, tmp_path):
     """run_exp.py plans the folder (resolving the user's file from the config's directory,
-    whatever the working directory) and runs it to a finished, uncertified result."""
+    not the launcher's working directory) and runs it to a finished, uncertified result."""
     path = user_config(make_config, tmp_path, "launched", MAX_ENTROPY, **{"training.pretrained": False})
     cmd = [sys.executable, str(REPO / "run_exp.py"), "-e", str(path.parent), "-n", "0"]
-    dry = subprocess.run([*cmd, "--dry-run"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert dry.returncode == 0 and dry.stdout.splitlines()[0].startswith("run "), dry.stdout + dry.stderr
     result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1].startswith("1 ok"), result.stdout
     (summary,) = (tmp_path / "logs").glob("launched-*/summary.json")
     summary = json.loads(summary.read_text())
     assert summary["finished"] and summary["certified_epsilon"] is None
