@@ -54,13 +54,19 @@ def main(argv=None) -> int:
     parser.add_argument("--override", action="append", default=[])
     args = parser.parse_args(argv)
 
+    from src import threads
+
+    budget = threads.prepare()  # before torch loads, as experiment.py does
     from src import catalogue  # noqa: F401  (fills the registries)
 
     with tempfile.TemporaryDirectory(prefix="bench_seeds-") as work:
-        return measure(args, Path(work))
+        return measure(args, Path(work), budget)
 
 
-def measure(args, work: Path) -> int:
+def measure(args, work: Path, budget) -> int:
+    import torch
+
+    from src.training import cpu_setup
     from src import runner
     from src.config import load_config, member_config
     from src.training.trainer import Console
@@ -68,8 +74,10 @@ def measure(args, work: Path) -> int:
     overrides = [*FAMILIES[args.family], *args.override, "device=cpu", f"checkpoints_dir={work / 'ckpt'}"]
     config = load_config(args.config, [*overrides, f"seeds={args.members}", f"logs_dir={work / 'ensemble'}"])
     console = Console(quiet=True)
+    cpu_setup.configure(config, budget, torch.device("cpu"))  # the threads experiment.py would choose
     plan = runner.make_plan(config)
-    print(f"{args.family}: {args.members} members; {plan.as_dict()['ensemble']}")
+    print(f"{args.family}: {args.members} members, {torch.get_num_threads()} torch threads; "
+          f"{plan.as_dict()['ensemble']}")
     print(load())
     runner.ensure_pretrained_members(config, "cpu", console)  # the pretrained models, untimed
     # warm-up, untimed: lazy imports (scikit-learn), first kernels
