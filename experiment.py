@@ -88,6 +88,8 @@ def _main(args) -> int:
     config = load_config(args.config, overrides)
     # before torch is imported: the OpenMP runtime reads its wait policy when it loads
     budget = threads.prepare(args.threads or config.threads, args.max_threads)
+    if budget.note():
+        print(budget.note(), file=sys.stderr)
     allocator.keep_freed_memory()
 
     from src import runner

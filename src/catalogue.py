@@ -14,6 +14,7 @@ from src.registry import MEMORIZATION_ESTIMATORS, TRAINING_ALGORITHMS, UNLEARNIN
 from src.training.algorithm import TrainingAlgorithm
 from src.training.dp_sgd import DPSGDTraining
 from src.training.langevin import LangevinTraining
+from src.training.pnsgd import PNSGDTraining
 from src.training.sgd import SGDTraining
 from src.unlearning.base import UnlearningAlgorithm
 from src.unlearning.d2d import DescentToDelete
@@ -28,8 +29,10 @@ from src.unlearning.neggrad import NegGrad
 from src.unlearning.neggrad_plus import NegGradPlus
 from src.unlearning.output_perturbation import OutputPerturbation
 from src.unlearning.outside import adopt
+from src.unlearning.pnsgd import NoisyMiniBatchSGD
 from src.unlearning.random_label import RandomLabel
 from src.unlearning.retrain import Retrain
+from src.unlearning.rum import RUM
 from src.unlearning.salun import SalUn
 from src.unlearning.scrub import Scrub
 from src.unlearning.sharp_minmax import SharpMinMax
@@ -37,12 +40,14 @@ from src.unlearning.sharp_minmax import SharpMinMax
 UNLEARNING = (
     # certified (src/privacy/ accountants)
     DPSGDGroupPrivacy, GradientClipping, ModelClipping, OutputPerturbation, Retrain,
-    # the convex methods (issue #16)
-    DescentToDelete, LangevinUnlearning,
+    # the convex methods (issues #16, #27)
+    DescentToDelete, LangevinUnlearning, NoisyMiniBatchSGD,
     # the empirical baselines (no certificate): src/unlearning/empirical.py
     FineTune, Influence, L1Sparse, NegGrad, NegGradPlus, RandomLabel, SalUn, Scrub, SharpMinMax,
+    # RUM, the meta-algorithm over groups of the forget set (issue #24): src/unlearning/rum.py
+    RUM,
 )
-TRAINING = (SGDTraining, DPSGDTraining, LangevinTraining)
+TRAINING = (SGDTraining, DPSGDTraining, LangevinTraining, PNSGDTraining)
 
 UNLEARNING_ALGORITHMS.fill(UNLEARNING, interface=UnlearningAlgorithm, adopt=adopt)
 TRAINING_ALGORITHMS.fill(TRAINING, interface=TrainingAlgorithm)

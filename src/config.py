@@ -19,21 +19,27 @@ import functools
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model,
+
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model,
                       field_validator, model_validator)
+from pydantic.fields import FieldInfo
 
 from src import config_yaml, plugins
 from src.errors import ConfigError
+from src.registry import TRAINING_ALGORITHMS, UNLEARNING_ALGORITHMS
 from src.seeds import member_seed
-from src.registry import UNLEARNING_ALGORITHMS
 
 DATASET_NAMES = ("mnist", "mnist_5k", "cifar10", "cifar10_feature", "cifar100_feature")
 MODEL_NAMES = ("two_layer_net", "three_layer_net", "tiny_net", "tinier_net", "tiny_net_cifar", "simplenet")
 # Langevin unlearning (issue #16): unit-norm feature tasks and the convex linear model.
-DATASET_NAMES += ("mnist_3v8", "mnist_5k_3v8", "cifar10_feature_3v8", "cifar10_feature_unit")
+DATASET_NAMES += ("mnist_3v8", "mnist_5k_3v8", "mnist_5k_unit", "cifar10_feature_3v8", "cifar10_feature_unit")
 MODEL_NAMES += ("linear",)
+# Datasets from the user's files (issue #25): arrays in a .npz / .pt file, torchvision's
+# ImageFolder layout, and torchvision datasets in MNIST's and CIFAR's on-disk formats.
+FILE_DATASETS = ("arrays", "image_folder")
+DATASET_NAMES += FILE_DATASETS + ("fashion_mnist", "kmnist", "cifar100")
 OPTIMIZER_NAMES = ("SGD", "RMSprop", "Adam")
 SCHEDULE_NAMES = ("constant", "cos", "onecycle")
 
@@ -61,8 +67,41 @@ def _false_or_positive(value):
 OptionalClip = Annotated[Union[Literal[False], FiniteFloat], AfterValidator(_false_or_positive)]
 
 
+def _admits_bool(annotation) -> bool:
+    """Whether a field's type takes true/false (bool, or a Literal of them)."""
+    if annotation is bool:
+        return True
+    if get_origin(annotation) is Literal:
+        return any(isinstance(arg, bool) for arg in get_args(annotation))
+    return any(_admits_bool(arg) for arg in get_args(annotation) if not isinstance(arg, FieldInfo))
+
+
+def _bool_for_number(annotation, value) -> bool:
+    """A YAML true/false where the field wants a number (or a list of numbers): pydantic's lax
+    mode reads true as 1, so `epochs: true` would run one epoch and `global_seed: false` be
+    seed 0."""
+    if isinstance(value, bool):
+        return not _admits_bool(annotation)
+    if isinstance(value, (list, tuple)):
+        items = [arg for arg in get_args(annotation) if arg is not Ellipsis and not isinstance(arg, FieldInfo)]
+        inner = [a for a in items if get_origin(a) in (list, tuple) or a in (list, tuple)] or items
+        for kind in inner:
+            args = [a for a in get_args(kind) if a is not Ellipsis] if get_origin(kind) in (list, tuple) else [kind]
+            if args and any(_bool_for_number(args[0], v) for v in value):
+                return True
+    return False
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, value, info):
+        field = cls.model_fields.get(info.field_name)
+        if field is not None and _bool_for_number(field.annotation, value):
+            raise ValueError("expected a number, not true/false (YAML booleans are not numbers)")
+        return value
 
 
 # -- forget sets (src/data/forget_sets.py) ------------------------------------------------
@@ -116,11 +155,24 @@ class ForgetSetConfig(Section):
             raise ValueError(f"classes is only read by strategy 'class', not '{self.strategy}'")
         if self.strategy == "memorization" and self.memorization.source == "file" and not self.memorization.path:
             raise ValueError("memorization.source 'file' needs memorization.path")
+        if self.memorization.source == "subsample" and self.memorization.path is not None:
+            raise ValueError(f"memorization.path {self.memorization.path!r} is only read with memorization.source: "
+                             "file; set source: file to use it, or remove path (source subsample estimates the "
+                             "scores here)")
         return self
+
+
+def _anchored(value: str, info: ValidationInfo) -> str:
+    """A relative file path made absolute against the config file's directory (the
+    validation context's `base_dir`; the working directory when there is none)."""
+    return plugins.canonical(value, base_dir=(info.context or {}).get("base_dir"))
 
 
 class DatasetConfig(Section):
     name: Literal[DATASET_NAMES]
+    # The file (`arrays`: .npz or .pt) or folder (`image_folder`) of a dataset from files,
+    # relative to the config file's directory (src/data/file_dataset.py).
+    path: Optional[str] = None
     # Channels-last, as the reference writes it ([28, 28, 1], [32, 32, 3], [512]); must
     # agree with the dataset. Left out, the dataset's own shape is used.
     input_shape: Optional[tuple[int, ...]] = None
@@ -136,6 +188,25 @@ class DatasetConfig(Section):
     seed: Seed = 0
     forget: ForgetSetConfig = ForgetSetConfig()
 
+    @field_validator("path")
+    @classmethod
+    def _anchor_path(cls, value, info: ValidationInfo):
+        if value is None:
+            return value
+        if not value.strip() or "\0" in value:
+            raise ValueError("must name a file or folder")
+        return plugins.anchor_path(value, (info.context or {}).get("base_dir"))
+
+    @model_validator(mode="after")
+    def _path_for_files(self):
+        if self.name in FILE_DATASETS and self.path is None:
+            raise ValueError(f"dataset.name '{self.name}' needs dataset.path (the "
+                             f"{'.npz or .pt file' if self.name == 'arrays' else 'folder with train/ and test/'})")
+        if self.name not in FILE_DATASETS and self.path is not None:
+            raise ValueError(f"path is only read by datasets {list(FILE_DATASETS)}, not '{self.name}' "
+                             "(which reads dataset.root)")
+        return self
+
     @field_validator("input_shape")
     @classmethod
     def _positive_dims(cls, shape):
@@ -145,8 +216,26 @@ class DatasetConfig(Section):
 
 
 class ModelConfig(Section):
-    name: Literal[MODEL_NAMES]
+    # A built-in name, or the user's factory: 'file.py:function' (relative to the config
+    # file's directory) or 'package.module:function', called as the built-ins are,
+    # factory(input_shape, num_classes, generator) -> torch.nn.Module (src/models/model.py).
+    name: str
     n_classes: int = Field(gt=1)
+    # BatchNorm running statistics are computed from data: after pretraining they carry
+    # the forget set. "training": keep them (refused for certified methods); "retain":
+    # recompute them on the retain set after unlearning, so the released buffers depend
+    # on retain data and the certified parameters only (src/models/buffers.py).
+    batchnorm_stats: Literal["training", "retain"] = "training"
+
+    @field_validator("name")
+    @classmethod
+    def _known_or_spec(cls, value, info: ValidationInfo):
+        if value in MODEL_NAMES:
+            return value
+        if plugins.is_spec(value):
+            return _anchored(value, info)
+        raise ValueError(f"unknown model; known: {', '.join(map(repr, MODEL_NAMES))}, or your own factory as "
+                         "'file.py:function' (relative to the config file) or 'package.module:function'")
 
 
 class SAMConfig(Section):
@@ -178,6 +267,9 @@ class DPSGDConfig(Section):
     seed: Seed = 0
 
 
+MAX_INIT_MEAN = 1e15
+
+
 class LangevinTrainingConfig(Section):
     """`training.langevin:` full-batch noisy gradient descent, the chain of Langevin
     unlearning (src/training/langevin.py): `epochs` steps of
@@ -191,13 +283,38 @@ class LangevinTrainingConfig(Section):
     smoothness: Union[Literal["auto"], Annotated[float, Field(gt=0, allow_inf_nan=False)]] = "auto"
     gradient_bound: Union[Literal["auto"], Annotated[float, Field(gt=0, allow_inf_nan=False)]] = "auto"
 
+    @field_validator("init_mean")
+    @classmethod
+    def _fits_float32(cls, value):
+        # The chain runs in float32: 1e300 cannot even be stored there, and past MAX_INIT_MEAN
+        # the l2 term (m/2 times the sum of d squares) overflows for models of 10^4+ parameters.
+        if abs(value) > MAX_INIT_MEAN:
+            raise ValueError(f"must be within +-{MAX_INIT_MEAN:g}: the chain runs in float32 (largest "
+                             "3.4e38), where the l2 term of parameters this large overflows")
+        return value
+
+
+class PNSGDTrainingConfig(Section):
+    """`training.pnsgd:` projected noisy SGD with cyclic mini-batches of
+    dataset.batch_size, the chain of noisy mini-batch SGD unlearning (src/training/pnsgd.py):
+    `epochs` passes over one fixed partition of the data, each step
+    theta <- Pi_R(theta - max_lr (batch grad + weight_decay theta) + sqrt(2 max_lr) sigma xi)."""
+
+    sigma: float = Field(gt=0, allow_inf_nan=False)
+    # R: the iterates are projected onto the ball of this radius (the paper's C_R).
+    projection_radius: float = Field(gt=0, allow_inf_nan=False)
+    smoothness: Union[Literal["auto"], Annotated[float, Field(gt=0, allow_inf_nan=False)]] = "auto"
+    gradient_bound: Union[Literal["auto"], Annotated[float, Field(gt=0, allow_inf_nan=False)]] = "auto"
+
 
 class TrainingConfig(OptimizerConfig):
     epochs: int = Field(gt=0)
     # "langevin": full-batch (noisy) gradient descent with `training.langevin`; each of the
     # `epochs` steps is one pass over the data (Langevin unlearning, issue #16).
-    algorithm: Literal["sgd", "langevin"] = "sgd"
+    algorithm: Literal["sgd", "langevin", "pnsgd"] = "sgd"
     langevin: Optional[LangevinTrainingConfig] = None
+    # "pnsgd": projected noisy SGD with cyclic mini-batches (`training.pnsgd`; issue #27).
+    pnsgd: Optional[PNSGDTrainingConfig] = None
     # False: train now. A path: load it (a checkpoint file, or a directory holding
     # checkpoint_<epochs>.pt as the reference's logs/<id>/ckpt). "auto": the
     # content-addressed cache keyed by everything that determines the model.
@@ -286,7 +403,8 @@ class SVCMIAConfig(Section):
     the forget set it calls non-member."""
 
     enabled: bool = True
-    features: tuple[Literal[MIA_FEATURES], ...] = MIA_FEATURES
+    # At least one: with none there is no attack and no efficacy to report.
+    features: tuple[Literal[MIA_FEATURES], ...] = Field(MIA_FEATURES, min_length=1)
     C: FiniteFloat = Field(3.0, gt=0)
     kernel: Literal["rbf", "linear", "poly", "sigmoid"] = "rbf"
     gamma: Union[Literal["auto", "scale"], FiniteFloat] = "auto"
@@ -308,9 +426,9 @@ class ThresholdMIAConfig(Section):
 
     enabled: bool = True
     class_conditional: bool = True
-    features: tuple[Literal["confidence", "entropy", "m_entropy", "loss"], ...] = (
-        "confidence", "entropy", "m_entropy", "loss")
-    fpr: tuple[Annotated[FiniteFloat, Field(gt=0, lt=1)], ...] = (0.1, 0.01)
+    features: tuple[Literal["confidence", "entropy", "m_entropy", "loss"], ...] = Field(
+        ("confidence", "entropy", "m_entropy", "loss"), min_length=1)
+    fpr: tuple[Annotated[FiniteFloat, Field(gt=0, lt=1)], ...] = Field((0.1, 0.01), min_length=1)
 
 
 class MIAConfig(Section):
@@ -324,7 +442,8 @@ class ToWConfig(Section):
 
     enabled: bool = True
     abs_gap: bool = True  # false: sharp-unlearn's signed gaps (can exceed 1)
-    terms: tuple[Literal["forget", "retain", "val", "test"], ...] = ("forget", "retain", "test")
+    # At least one: the empty product is 1, a perfect score whatever the gaps.
+    terms: tuple[Literal["forget", "retain", "val", "test"], ...] = Field(("forget", "retain", "test"), min_length=1)
     mia_feature: Literal[MIA_FEATURES] = "confidence"
 
 
@@ -354,6 +473,23 @@ class CompatConfig(Section):
     # distributions; tight: the (eps, delta) group lemma; upstream: the reference's (D4).
     group_privacy: Literal["exact", "tight", "upstream"] = "exact"
     dp_sgd_sampling: Literal["poisson", "shuffle"] = "poisson"
+    # upstream: the original Langevin code's binary chain, the l2 term inside the
+    # per-example clip (src/training/langevin_clipping.py); voids the certificate.
+    langevin_clipping: Literal["none", "upstream"] = "none"
+    # The empirical baselines as sharp-unlearn / RUM code runs them (docs/differences.md#rum-code):
+    # the saliency mask's forget gradient summed while SGD steps ascend on the forget batches;
+    # Sharp MinMax masking only the perturbed gradient; NegGrad+ cycling one permutation of the
+    # forget batches; random labels only on CIFAR-10 (the true labels elsewhere).
+    saliency_mask: Literal["fixed", "sgd_steps"] = "fixed"
+    sharp_minmax_mask: Literal["combined", "perturbed_only"] = "combined"
+    neggrad_plus_forget_order: Literal["reshuffle", "cached"] = "reshuffle"
+    random_labels: Literal["always", "upstream"] = "always"
+
+
+# Compat switches added after run ids existed (issue #24 and langevin_clipping): part of a
+# run's identity only when set, so a config that leaves them at their defaults keeps its run id.
+LATER_COMPAT = ("langevin_clipping", "saliency_mask", "sharp_minmax_mask", "neggrad_plus_forget_order",
+                "random_labels")
 
 
 class ExperimentConfig(Section):
@@ -425,6 +561,10 @@ class ExperimentConfig(Section):
             del data["requests"]
         if data.get("seeds") == 1:  # one member: the run id it had before ensembles existed
             del data["seeds"]
+        if data["dataset"].get("path", 0) is None:  # likewise the keys of issue #25 when unused
+            del data["dataset"]["path"]
+        if data["model"].get("batchnorm_stats") == "training":
+            del data["model"]["batchnorm_stats"]
         _drop_default_training_algorithm(data["training"])
         # Likewise later additions at their defaults (forget sets, metrics, SAM): a config
         # that does not use them keeps the run id it had before they existed.
@@ -432,6 +572,9 @@ class ExperimentConfig(Section):
             del data["dataset"]["forget"]
         if self.evaluation == EvaluationConfig():
             del data["evaluation"]
+        for key in LATER_COMPAT:
+            if getattr(self.compat, key) == CompatConfig.model_fields[key].default:
+                del data["compat"][key]
         for phase in ("training", "unlearning", "post_unlearning"):
             if data[phase].get("sam", 0) is None:
                 del data[phase]["sam"]
@@ -441,6 +584,8 @@ class ExperimentConfig(Section):
 def _drop_default_training_algorithm(training: dict) -> dict:
     """Ordinary SGD training leaves no trace of the Langevin keys (run ids and pretrained
     keys stay what they were before those keys existed)."""
+    if training.get("pnsgd", 0) is None:
+        training.pop("pnsgd")
     if training.get("algorithm") == "sgd" and training.get("langevin") is None:
         training.pop("algorithm", None)
         training.pop("langevin", None)
@@ -523,15 +668,16 @@ def load_config(path: str | Path, overrides: list[str] | tuple = ()) -> Experime
     data = read_yaml(path)
     for override in overrides:
         apply_override(data, override)
-    return validate_config(data, source=str(path), base_dir=Path(path).parent)
+    return validate_config(data, source=str(path), base_dir=Path(path).resolve().parent)
 
 
 def validate_config(data: dict, source: str = "config", base_dir: Path | None = None) -> ExperimentConfig:
-    """`base_dir`: where file paths of outside methods are relative to (the config file's
-    directory; default the working directory)."""
+    """`base_dir`: where relative paths to the user's files (model.name, dataset.path, an
+    outside unlearning.algorithm) start: the config file's directory; default the working
+    directory."""
     schema = experiment_schema(outside_method(data, base_dir))
     try:
-        return schema.model_validate(data)
+        return schema.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as e:
         raise ConfigError(f"{source} is not a valid experiment config:\n" + _describe(e, data, schema)) from None
 
@@ -628,8 +774,42 @@ def member_config(config: ExperimentConfig, i: int) -> ExperimentConfig:
     return config.model_copy(update={"global_seed": changes["global_seed"], "training": training, "seeds": 1})
 
 
+def user_files_by_content(data: dict) -> dict:
+    """The user's model file and dataset file named by what they hold, not where they are:
+    run ids and cached models follow an edit of the code or the data, and a moved clone
+    keeps them."""
+    name = data["model"]["name"]
+    if plugins.is_spec(name):
+        data["model"]["name"] = f"{plugins.label(name)}@{plugins.source_digest(name)}"
+    algorithm = data.get("unlearning", {}).get("algorithm")
+    if plugins.is_spec(algorithm):
+        data["unlearning"]["algorithm"] = f"{plugins.label(algorithm)}@{plugins.source_digest(algorithm)}"
+    if data["dataset"].get("path") is not None:
+        data["dataset"]["path"] = f"{Path(data['dataset']['path']).name}@{_data_digest(data['dataset']['path'])}"
+    return data
+
+
+@functools.lru_cache(maxsize=16)
+def _data_digest_cached(path: str, stamp) -> str:
+    return plugins.content_digest(path)
+
+
+def _data_digest(path: str) -> str:
+    try:  # read once per process while the file is unchanged (a large file costs seconds)
+        stat = Path(path).stat()
+        stamp = (stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        stamp = None
+    return _data_digest_cached(path, stamp)
+
+
+def model_label(name: str) -> str:
+    """model.name as it may appear in a file name (cache keys)."""
+    return plugins.label(name) if plugins.is_spec(name) else name
+
+
 def run_id(config: ExperimentConfig) -> str:
-    data = config.to_dict()
+    data = user_files_by_content(config.to_dict())
     for key in _NOT_IDENTITY:
         data.pop(key, None)
     data["dataset"].pop("num_workers", None)
@@ -664,7 +844,8 @@ def pretrained_key(config: ExperimentConfig, without_forget: bool = False) -> st
             "val_split": dataset.val_split,
             "seed": dataset.seed,
         },
-        "model": config.model.model_dump(mode="json"),
+        # batchnorm_stats acts after unlearning: the same pretrained model either way.
+        "model": config.model.model_dump(mode="json", exclude={"batchnorm_stats"}),
         "training": _drop_default_training_algorithm(config.training.model_dump(
             mode="json", exclude={"pretrained", "group_dp"} | ({"sam"} if config.training.sam is None else set()))),
         "global_seed": config.global_seed,
@@ -679,8 +860,19 @@ def pretrained_key(config: ExperimentConfig, without_forget: bool = False) -> st
         }
         # Release mode needs DP-SGD noise no seed replays: never the research-mode model.
         identity["secure_rng"] = config.secure_rng
+    if getattr(TRAINING_ALGORITHMS.get(config.training.method), "orders_by_forget_set", False):
+        # The chain's batches depend on which examples are forgotten: a model trained for
+        # another forget set is another chain, and the accountant's start would not hold.
+        identity["dataset"]["forget_split"] = dataset.forget_split
+        identity["dataset"]["forget"] = dataset.forget.model_dump(mode="json")
+    if config.compat.langevin_clipping != "none":  # it changes the chain's every step
+        identity["langevin_clipping"] = config.compat.langevin_clipping
+    if dataset.path is not None:
+        identity["dataset"]["path"] = dataset.path
+    identity = user_files_by_content(identity)
+    model = model_label(config.model.name)
     if without_forget:
         identity["dataset"]["forget_split"] = dataset.forget_split
         identity["trained_on"] = "retain"
-        return f"{dataset.name}-{config.model.name}-retain-{stable_hash(identity, 12)}"
-    return f"{dataset.name}-{config.model.name}-{stable_hash(identity, 12)}"
+        return f"{dataset.name}-{model}-retain-{stable_hash(identity, 12)}"
+    return f"{dataset.name}-{model}-{stable_hash(identity, 12)}"

@@ -127,3 +127,58 @@ def _line_in(error: BaseException, path: str) -> str:
         return f" (line {error.lineno})"
     lines = [f.lineno for f in traceback.extract_tb(error.__traceback__) if f.filename == path]
     return f" (line {lines[-1]})" if lines else ""
+
+
+# -- the user's files by what they hold (run ids, cached models) -------------------------
+
+
+def anchor_path(path: str | Path, base_dir: Path | None) -> str:
+    """A data path made absolute against `base_dir` (the config's directory), or the working
+    directory when None."""
+    path = Path(path).expanduser()
+    if not path.is_absolute():
+        path = Path(base_dir or ".") / path
+    return str(path.resolve())
+
+
+def label(spec: str) -> str:
+    """A short, file-name-safe name for a spec (`my_models.make_net`), for cache keys."""
+    target, _, attribute = spec.rpartition(":")
+    stem = Path(target).stem if _is_file(target.strip()) else target.strip()
+    text = f"{stem}.{attribute.strip()}"
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)[:60]
+
+
+def source_digest(spec: str, base_dir: Path | None = None) -> str:
+    """sha256 (12 hex digits) of the source file a spec names, so that run ids and cached
+    models change when the user's code does, wherever the files live."""
+    target = canonical(spec, base_dir=base_dir).rpartition(":")[0].strip()
+    if _is_file(target):
+        return content_digest(target)
+    try:
+        found = importlib.util.find_spec(target)
+    except (ImportError, ValueError):
+        found = None
+    if found is None or not found.origin or not Path(found.origin).is_file():
+        return "unknown"
+    return content_digest(found.origin)
+
+
+def content_digest(path: str | Path) -> str:
+    """sha256 (12 hex digits) of a file's bytes, or of a folder's files (relative names and
+    bytes, in sorted order); "missing" when there is nothing there."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+    if not files:
+        return "missing"
+    for file in files:
+        if file is not path:
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        try:
+            with open(file, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError:
+            return "unreadable"
+    return digest.hexdigest()[:12]

@@ -84,13 +84,26 @@ def memorization_group(scores: np.ndarray, n: int, group: str, mid_rule: str = "
         return np.sort(mid[:n])
     if group != "mix":
         raise ValueError(f"unknown memorization group {group!r}")
+    return np.sort(np.concatenate(list(mix_parts(scores, n, mid_rule).values())))
+
+
+def mix_parts(scores: np.ndarray, n: int, mid_rule: str = "closest_to_half") -> dict[str, np.ndarray]:
+    """RUM's `mix` forget set by part, positions into `scores` in selection order:
+    `high` the top n//3, `mid` the first n//3 of the mid ranking not already taken, `low`
+    the lowest n - 2 (n//3) of the rest (the reference's "last N/3 of low")."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if not 0 < n <= scores.shape[0]:
+        raise ConfigError(f"dataset.forget_split: a forget set of {n} examples cannot be drawn from {scores.shape[0]}")
+    descending = np.argsort(-scores, kind="stable")
+    centre = 0.5 if mid_rule == "closest_to_half" else float(np.median(scores))
+    mid = descending[np.argsort(np.abs(scores[descending] - centre), kind="stable")]
     third = n // 3
-    taken = list(descending[:third])
-    seen = set(taken)
-    taken += [i for i in mid if i not in seen][:third]
-    seen = set(taken)
-    taken += [i for i in descending[::-1] if i not in seen][:n - len(taken)]
-    return np.sort(np.asarray(taken, dtype=np.int64))
+    high = descending[:third]
+    seen = set(high.tolist())
+    middle = np.asarray([i for i in mid if i not in seen][:third], dtype=np.int64)
+    seen.update(middle.tolist())
+    low = np.asarray([i for i in descending[::-1] if i not in seen][:n - 2 * third], dtype=np.int64)
+    return {"low": low, "mid": middle, "high": np.asarray(high, dtype=np.int64)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -122,7 +135,15 @@ def scores_from_file(path: str, key: str, index_space: str, train: torch.Tensor,
         if key not in data.files:
             raise UserError(f"dataset.forget.memorization.key: '{key}' is not in '{path}', which holds "
                             f"{sorted(data.files)}")
-        data = data[key]
+        try:
+            data = data[key]
+        except Exception as e:  # an object array (pickled), a damaged member
+            raise UserError(f"{where}: cannot read '{key}' of '{path}': {e}") from None
+    # Real numbers only: strings and objects do not convert, complex ones would lose their
+    # imaginary part with no more than a numpy warning.
+    if np.asarray(data).dtype.kind not in "iuf":
+        raise UserError(f"{where}: '{path}' holds {np.asarray(data).dtype} values; memorization scores are real "
+                        "numbers (a float or integer array)")
     scores = np.asarray(data, dtype=np.float64).reshape(-1) if np.ndim(data) <= 1 else None
     expected = pool if index_space == "original" else train.shape[0]
     if scores is None or scores.shape[0] != expected:

@@ -128,6 +128,13 @@ def read_config(file: ConfigFile, cwd: Path, full_check: bool = False) -> Config
     path = file.path if file.path.is_absolute() else cwd / file.path
     try:
         config = load_config(path)
+        # A logs_dir that is a file (or under one) would fail in the claims code of every
+        # launch: one invalid config instead (experiment.py checks the same before writing).
+        from src.preflight import check_output_dir
+
+        check_output_dir(_absolute(config.logs_dir, cwd), "logs_dir")
+        if config.training.pretrained == "auto":
+            check_output_dir(_absolute(config.checkpoints_dir, cwd), "checkpoints_dir")
         if full_check:
             from src.runner import make_plan
 

@@ -187,6 +187,7 @@ class DPSGDTraining(SGDTraining):
     the checkpoint's record, which the DP-SGD unlearning baseline reads."""
 
     name = "dp_sgd"
+    records_learning_events = False  # its per-example clipped steps feed no logits to record
 
     def start(self, data, model, optimizer, log) -> None:
         self.dp = DPSGD.from_config(self.config, data.train, len(data.forget), model, log)

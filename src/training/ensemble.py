@@ -37,6 +37,7 @@ from src.data.base_datamodule import DataModule, Split
 from src.data.batches import make_generator, num_batches, shuffled_batches
 from src.entropy import randomness
 from src.errors import ConfigError
+from src.models.buffers import require_no_running_stats
 from src.models.model import ModelFactory
 from src.noise import NoiseSource, project_l2_
 from src.seeds import derive_seed, member_seed
@@ -93,6 +94,8 @@ class EnsembleModel:
     """theta [N, d] of one network; the network's forward vmapped over members."""
 
     def __init__(self, network: FlatModel, thetas: torch.Tensor, chunk: int | None = None):
+        # one module's buffers for every member: BatchNorm statistics cannot be vmapped
+        require_no_running_stats(network.module, "an ensemble (the audit's chains)")
         if thetas.dim() != 2 or thetas.shape[1] != network.num_parameters:
             raise ValueError(f"thetas must be [N, {network.num_parameters}], got {list(thetas.shape)}")
         self.network = network  # the layout (names, shapes) and the module; its own theta is unused

@@ -29,9 +29,10 @@ from src.models.linear import gradient_bound, smoothness_bound
 from src.models.model import ModelFactory
 from src.seeds import derive_seed
 from src.tracking import fmt
-from src.training.algorithm import TrainingAlgorithm
+from src.training.algorithm import TrainingAlgorithm, refuse_foreign_keys
 from src.training.checkpoints import checkpoint_name, save_checkpoint
 from src.training.evaluate import Evaluator
+from src.training.langevin_clipping import upstream_clipped_grad
 
 INIT = "gaussian_lsi"  # N(init_mean, 2 sigma^2 / m): the only initial law the certificate covers
 
@@ -50,6 +51,8 @@ class ChainConstants:
     init_mean: float
     n: int  # training examples
     seed: int
+    # compat.langevin_clipping: "upstream" is the original's clipped chain (recorded only then)
+    clipping: str = "none"
 
     @classmethod
     def from_config(cls, config, n: int) -> "ChainConstants":
@@ -59,10 +62,20 @@ class ChainConstants:
         bound = gradient_bound(config.model.n_classes) if lv.gradient_bound == "auto" else float(lv.gradient_bound)
         return cls(eta=float(t.max_lr), sigma=float(lv.sigma), m=float(t.weight_decay), L=smooth + float(t.weight_decay),
                    M=bound, T=int(t.epochs), init=INIT, init_mean=float(lv.init_mean), n=int(n),
-                   seed=int(config.global_seed))
+                   seed=int(config.global_seed), clipping=config.compat.langevin_clipping)
 
     def record(self) -> dict:
-        return asdict(self)
+        record = asdict(self)
+        if self.clipping == "none":  # checkpoints from before the switch stay valid
+            del record["clipping"]
+        return record
+
+    def gradient(self, model, parts, theta: torch.Tensor | None = None):
+        """The step's gradient (loss, correct, grad): of the objective, or the original's
+        clipped one under compat.langevin_clipping: upstream."""
+        if self.clipping == "upstream":
+            return upstream_clipped_grad(model, parts, self.m, self.M, theta)
+        return objective_grad(model, parts, self.m, theta)
 
     @property
     def init_std(self) -> float:
@@ -117,6 +130,10 @@ def require_plain_descent(section, prefix: str, who: str, steps: str) -> None:
 def check_training(config, sizes=None) -> None:
     """Refuse a `training.algorithm: langevin` config the chain cannot run as analysed."""
     t = config.training
+    if config.compat.langevin_clipping != "none" and config.model.n_classes != 2:
+        raise ConfigError(f"compat.langevin_clipping: '{config.compat.langevin_clipping}' reproduces the original "
+                          "Langevin code's binary chain: it needs model.n_classes: 2 (the original's multi-class code "
+                          "already added the l2 term after clipping)")
     who = "training.algorithm=langevin"
     if t.langevin is None:
         raise ConfigError("training.langevin: required when training.algorithm is 'langevin' (at least sigma, the "
@@ -162,6 +179,10 @@ def check_chain_record(meta: dict, expected: ChainConstants, who: str) -> None:
         raise CheckpointError(f"training.pretrained: {where} was not trained by full-batch Langevin gradient descent "
                               f"(its checkpoint has no Langevin record), so {who} cannot certify it; train it with "
                               "training.algorithm: langevin")
+    if record.get("clipping", "none") != expected.clipping:
+        raise CheckpointError(f"training.pretrained: {where} was trained with compat.langevin_clipping = "
+                              f"{record.get('clipping', 'none')!r}, but this run's config says {expected.clipping!r}; "
+                              f"{who} certifies only the chain it continues")
     # The seed is recorded but not compared: any draw of the chain is covered.
     for key, value in expected.record().items():
         if key == "seed":
@@ -215,12 +236,16 @@ class LangevinTraining(TrainingAlgorithm):
     """`training.algorithm: langevin`: the chain above, on the train split (retain + forget)."""
 
     name = "langevin"
+    section = "langevin"
+    trains_by = "full-batch (noisy) gradient descent"
+    compat_switches = ("langevin_clipping",)
 
     @classmethod
     def check_config(cls, config, sizes=None) -> None:
+        refuse_foreign_keys(config, cls)
         check_training(config, sizes)
 
-    def fit(self, data, model, log, console, ckpt_dir=None) -> dict:
+    def fit(self, data, model, log, console, ckpt_dir=None, events=None) -> dict:
         """Returns the checkpoint's record (the chain's constants, checked before unlearning)."""
         config = self.config
         check_training(config)
@@ -238,7 +263,7 @@ class LangevinTraining(TrainingAlgorithm):
         stride = max(1, chain.T // 100)  # a hundred log rows, not one per step
         evaluate = Evaluator(model)
         for step in console.epochs(chain.T, "langevin training"):
-            loss, correct, grad = objective_grad(model, parts, chain.m)
+            loss, correct, grad = chain.gradient(model, parts)
             langevin_step_(theta, grad, chain.eta, chain.noise_std, noise)
             if step % stride == 0 or step == chain.T:
                 train_loss, train_acc = float(loss), float(correct) / len(data.train)

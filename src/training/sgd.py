@@ -10,10 +10,9 @@ from __future__ import annotations
 import torch
 
 from src.data.batches import make_generator, num_batches, shuffled_batches
-from src.errors import ConfigError
 from src.seeds import derive_seed
 from src.tracking import fmt
-from src.training.algorithm import TrainingAlgorithm
+from src.training.algorithm import TrainingAlgorithm, refuse_foreign_keys
 from src.training.checkpoints import checkpoint_name, save_checkpoint
 from src.training.evaluate import Evaluator
 from src.training.finite import require_finite
@@ -23,17 +22,17 @@ from src.training.steps import make_step
 
 class SGDTraining(TrainingAlgorithm):
     name = "sgd"
+    records_learning_events = True  # the eager step feeds them its logits (src/training/steps.py)
+    events = None  # a LearningEvents while fit records them
 
     @classmethod
     def check_config(cls, config, sizes=None) -> None:
-        if config.training.langevin is not None:
-            raise ConfigError("training.langevin: given but training.algorithm is 'sgd'; set training.algorithm: "
-                              "langevin to train by full-batch (noisy) gradient descent, or remove the section")
+        refuse_foreign_keys(config, cls)
 
     # -- what DP-SGD replaces ------------------------------------------------------------
     def start(self, data, model, optimizer, log) -> None:
         self.train_step = make_step(model, data.train, data.augmentation, optimizer, self.config.dataset.batch_size,
-                                    sam=self.config.training.sam)
+                                    sam=self.config.training.sam, events=self.events)
 
     def record(self) -> dict | None:
         """The mechanism's record (None: no privacy mechanism in the training)."""
@@ -46,8 +45,9 @@ class SGDTraining(TrainingAlgorithm):
         return self.train_step(idx, generator)
 
     # -- the loop ------------------------------------------------------------------------
-    def fit(self, data, model, log, console, ckpt_dir=None) -> dict:
+    def fit(self, data, model, log, console, ckpt_dir=None, events=None) -> dict:
         config = self.config
+        self.events = events
         t = config.training
         device = model.device
         steps_per_epoch = num_batches(len(data.train), config.dataset.batch_size)

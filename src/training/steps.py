@@ -43,6 +43,11 @@ class EpochResult:
 
 
 class EagerStep:
+    # A LearningEvents (src/evaluation/proxies.py): fed the logits of each step's forward
+    # pass, before the update (RUM's learning-event proxies, at no extra forward pass).
+    events = None
+    _record = None
+
     def __init__(self, model, split: Split, augmentation, optimizer: ScheduledOptimizer, l2: float = 0.0, sam=None):
         self.model = model
         self.split = split
@@ -56,6 +61,9 @@ class EagerStep:
         if self.augmentation is not None:
             x = self.augmentation.apply(x, choice)
         logits = self.model(x)
+        if self._record is not None:  # once per step (SAM evaluates the loss twice)
+            self._record.record(self._idx, logits, y)
+            self._record = None
         loss = F.cross_entropy(logits, y)
         if self.l2:
             loss = loss + 0.5 * self.l2 * self.model.theta.pow(2).sum()
@@ -65,6 +73,7 @@ class EagerStep:
         """One update; returns (loss, number correct) as device tensors."""
         choice = self.augmentation.draw(idx.shape[0], generator) if self.augmentation is not None else None
         x, y = self.split.x[idx], self.split.y[idx]
+        self._idx, self._record = idx, self.events
         # autograd.grad, not backward(): no gradient accumulator stays attached to theta,
         # which would tie later CUDA-graph captures to the stream it was created on.
         loss, correct, self.model.theta.grad = sam_gradient(lambda: self._loss(x, y, choice), self.model.theta,
@@ -127,10 +136,13 @@ class GraphedStep(EagerStep):
 
 
 def make_step(model, split: Split, augmentation, optimizer: ScheduledOptimizer, batch_size: int, l2: float = 0.0,
-              sam=None):
+              sam=None, events=None):
     """A CUDA graph where it pays (a CUDA device, an optimizer whose state is all tensors,
-    no SAM), the eager step elsewhere."""
-    graphable = model.device.type == "cuda" and not isinstance(optimizer.optimizer, AdamW) and sam is None
+    no SAM, no learning events recorded), the eager step elsewhere."""
+    graphable = (model.device.type == "cuda" and not isinstance(optimizer.optimizer, AdamW) and sam is None
+                 and events is None)
     if graphable:
         return GraphedStep(model, split, augmentation, optimizer, batch_size, l2)
-    return EagerStep(model, split, augmentation, optimizer, l2, sam)
+    step = EagerStep(model, split, augmentation, optimizer, l2, sam)
+    step.events = events
+    return step

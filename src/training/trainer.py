@@ -23,6 +23,7 @@ from tqdm import tqdm
 from src.certificates import certificate_scope
 from src.data.base_datamodule import DataModule, Split
 from src.data.batches import make_generator, num_batches, shuffled_batches
+from src.errors import ConfigError
 from src.models.model import ModelFactory
 from src.noise import project_l2_
 from src.registry import TRAINING_ALGORITHMS
@@ -190,6 +191,13 @@ class Trainer:
                 self.console.line(f"unlearn epoch {epoch}/{u.epochs}  (noisy phase: no metrics in release mode)")
                 continue
             self._end_epoch(epoch, *((float(sum_loss) / seen, float(sum_correct) / seen) if seen else (None, None)))
+        self._statistics_from_retain()  # the released model's buffers
+
+    def _statistics_from_retain(self) -> None:
+        """model.batchnorm_stats: retain: BatchNorm statistics recomputed on the retain set,
+        so that they depend on retain data and theta only (src/models/buffers.py)."""
+        if self.config.model.batchnorm_stats == "retain":
+            self.model.recompute_running_stats(self.data.retain.x)
 
     def _own_epoch(self, epoch: int) -> bool:
         """An epoch the algorithm runs itself (UnlearningAlgorithm.unlearn_epoch), if it does."""
@@ -231,6 +239,7 @@ class Trainer:
         self.log(row)
         self.certificate = row
         self._announce_certificate(row)
+        self._statistics_from_retain()  # the certified model as released, for its measurements
         for split, prefix in ((self.data.val, "Val"), (self.data.forget, "Forget"), (self.data.retain, "Retain")):
             self.validate(split, f"{prefix} (Post Noise Addition)", unlearn_epoch=epoch)
         self._start_post_phase()
@@ -289,8 +298,13 @@ class Trainer:
 # Pretraining
 
 
-def pretrain(config, data: DataModule, model: FlatModel, log, console: Console, ckpt_dir=None) -> dict:
+def pretrain(config, data: DataModule, model: FlatModel, log, console: Console, ckpt_dir=None, events=None) -> dict:
     """Train on the train split (retain + forget) with the training algorithm the config asks
-    for (src/training/algorithm.py); returns the record stored with the checkpoint."""
+    for (src/training/algorithm.py); returns the record stored with the checkpoint. `events`
+    (a LearningEvents) records every step's outputs per train example (the learning-event
+    proxies of src/evaluation/proxies.py), where the algorithm can (records_learning_events)."""
     algorithm = TRAINING_ALGORITHMS.get(config.training.method)(config)
-    return algorithm.fit(data, model, log, console, ckpt_dir)
+    if events is not None and not algorithm.records_learning_events:
+        raise ConfigError(f"training.algorithm: '{config.training.method}' training records no learning events "
+                          "(its steps feed no outputs to them); cut the forget set's groups by another score")
+    return algorithm.fit(data, model, log, console, ckpt_dir, events=events)

@@ -124,7 +124,8 @@ class DescentToDelete(FullBatchRequests):
         eps = section.epsilon_target
         return PrivacyPlan(
             noisy_steps=schedule.total_steps, sigma_t=sigma_t, init_sigma=0.0, certified_epsilon=eps,
-            certified_delta=self.delta, epsilon_published=eps, certificate_valid=True,
+            certified_delta=self.delta, epsilon_published=eps, certificate_valid=not self.compat_reasons(),
+            invalid_reasons=self.compat_reasons(),
             details={"d2d_steps": list(schedule.steps) if len(sigmas) > 1 else schedule.steps[0],
                      "d2d_sigmas": sigmas if len(sigmas) > 1 else sigmas[0], "d2d_gamma": self.gamma,
                      "d2d_secret_state": section.steps is not None, "delta_rule": section.delta_rule,

@@ -36,7 +36,7 @@ class NegGradPlus(EmpiricalUnlearning):
     def run_epoch(self, e, tally) -> None:
         alpha = self.config.unlearning.neggrad_plus.alpha
         if not hasattr(self, "_forget"):
-            self._forget = self.forget_batches.cycle()
+            self._forget = self.forget_batches.forget_cycle(self.config.compat)
         for xr, yr in self.retain_batches.epoch():
             xf, yf = next(self._forget)
             _, (retain_loss, correct) = self.descend(
