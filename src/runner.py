@@ -45,7 +45,7 @@ from src.training.checkpoints import (PretrainedCache, load_checkpoint, require_
                                       resolve_pretrained_path, save_checkpoint)
 from src.training.ensemble import EnsembleModel, EnsembleTrainer, attach_ensemble, default_chunk
 from src.training.evaluate import Evaluator
-from src.training.members import member_failure, pretrain_missing_members, pretrains_together
+from src.training.members import has_running_stats, member_failure, pretrain_missing_members, pretrains_together
 from src.training.finite import require_finite
 from src.training.trainer import Console, Trainer, build_model, pretrain
 from src.unlearning.base import AlgorithmContext
@@ -377,7 +377,7 @@ class MemberLogger:
         self.logger.flush()
 
 
-def sequential_because(config: ExperimentConfig) -> str | None:
+def sequential_because(config: ExperimentConfig, input_shape) -> str | None:
     """Why the members' unlearning cannot run as one vectorised ensemble (None: it can)."""
     cls = UNLEARNING_ALGORITHMS.get(config.unlearning.algorithm)
     reasons = [
@@ -386,6 +386,8 @@ def sequential_because(config: ExperimentConfig) -> str | None:
         (config.secure_rng, "release mode (secure_rng)"),
         (config.unlearning.fine_grained_validation, "unlearning.fine_grained_validation"),
         (config.post_unlearning.sam is not None, "post_unlearning.sam"),
+        (cls.vectorised and has_running_stats(config, input_shape),
+         f"model.name '{config.model.name}' keeps BatchNorm running statistics"),
     ]
     return next((why for bad, why in reasons if bad), None)
 
@@ -395,11 +397,11 @@ def member_paths(plan: Plan) -> dict:
     config = plan.config
     pretrained = config.training.pretrained
     fit = ("vectorised pretraining (theta [N, d]) of the members missing from the auto cache, each saved under its "
-           "own seed's key; then each member's model loaded in turn" if pretrains_together(config) else
+           "own seed's key; then each member's model loaded in turn" if pretrains_together(config, plan.input_shape) else
            "sequential in-process: each member's model from the auto cache of its own seed (trained now if missing)"
            if pretrained == "auto" else "sequential in-process: each member pretrained in the run"
            if pretrained is False else "the same checkpoint for every member")
-    why = sequential_because(config)
+    why = sequential_because(config, plan.input_shape)
     unlearn = ("vectorised: theta [N, d] (src/training/ensemble.py), agreeing with single runs to float rounding"
                if why is None else f"sequential in-process ({why})")
     return {"members": config.seeds, "fit": fit, "unlearn": unlearn}
@@ -439,7 +441,7 @@ def run_members(config: ExperimentConfig, config_file: str | None, device, conso
         if data.sizes != plan.sizes:
             plan = make_plan(config, data.sizes, data.forget.y)
         pretrain_missing_members(config, data, device, console)
-        if sequential_because(config) is None:
+        if sequential_because(config, data.input_shape) is None:
             members = vectorised_members(config, data, device, console, logger, run_dir)
         else:
             members = []
@@ -536,6 +538,8 @@ def require_finite_row(row: dict, config: ExperimentConfig, theta=None) -> None:
 def ensure_pretrained_members(config: ExperimentConfig, device, console: Console) -> list[Path]:
     """The auto cache entry of every member's seed (`--pretrain-only`), the missing ones
     pretrained together where they can be."""
-    if config.seeds > 1 and pretrains_together(config):
-        pretrain_missing_members(config, get_datamodule(config, device), device, console)
+    if config.seeds > 1:
+        data = get_datamodule(config, device)
+        if pretrains_together(config, data.input_shape):
+            pretrain_missing_members(config, data, device, console)
     return [ensure_pretrained(member_config(config, i), device, console) for i in range(config.seeds)]

@@ -234,13 +234,18 @@ def _dry_run_configs():
     configs = sorted((root / "baselines_runs" / "mini-mnist5k").glob("*-random-d142-g1234.yaml"))
     configs += sorted((root / "langevin_runs" / "mini-mnist5k").glob("fig3a/*-g0.yaml"))  # Langevin and D2D
     configs += sorted((root / "request_stream_runs" / "mini-mnist5k").glob("*.yaml"))[:1]
+    configs += [root / "configs" / "rum_mnist5k_certified.yaml", root / "configs" / "rum_mnist5k_nothing_ft_salun.yaml",
+                root / "baselines_runs" / "rum-mnist5k" / "rum-ng3-biacc-d142-g1234.yaml"]  # RUM's steps
+    configs += sorted((root / "langevin_runs" / "mini-mnist5k" / "pnsgd").glob("*-g0.yaml"))[:1]  # pnsgd
     return configs
 
 
 def test_nothing_refuses_seeds(capsys):
-    """Every method of the committed miniatures plans `seeds: 4`, and the plan names each phase's path."""
+    """Every method of the committed miniatures plans `seeds: 4`, RUM and pnsgd included, and
+    the plan names each phase's path. A RUM grouping by learning events pretrains its
+    members one by one: the ensemble's pretraining records none beside the cached model."""
     configs = _dry_run_configs()
-    assert len(configs) >= 10
+    assert len(configs) >= 14 and all(path.is_file() for path in configs)
     vectorised = set()
     for path in configs:
         assert run_main("--config", path, "--override", "seeds=4", "--dry-run") == 0, path
@@ -248,4 +253,6 @@ def test_nothing_refuses_seeds(capsys):
         assert plan["ensemble"]["members"] == 4 and plan["ensemble"]["fit"] and plan["ensemble"]["unlearn"]
         if plan["ensemble"]["unlearn"].startswith("vectorised"):
             vectorised.add(plan["algorithm"])
+        if "biacc" in path.name:
+            assert plan["ensemble"]["fit"].startswith("sequential in-process"), plan["ensemble"]
     assert vectorised == {"iteration", "contractive_coefficients", "dp-baseline", "retrain"}

@@ -15,6 +15,9 @@ import torch
 from src.config import ExperimentConfig, member_config, pretrained_key
 from src.errors import DivergedError
 from src.interrupts import deferred_interrupts
+from src.models.buffers import running_stats_layers
+from src.models.model import ModelFactory
+from src.registry import UNLEARNING_ALGORITHMS
 from src.tracking import RunLogger, Stopwatch
 from src.training.checkpoints import PretrainedCache, save_checkpoint
 from src.training.ensemble import default_chunk, pretrain_ensemble
@@ -33,12 +36,25 @@ def member_failure(config: ExperimentConfig, i: int):
                             f"{e}") from None
 
 
-def pretrains_together(config: ExperimentConfig) -> bool:
+def pretrains_together(config: ExperimentConfig, input_shape) -> bool:
     """Whether the members' `auto` pretraining runs as one ensemble (pretrain_ensemble:
-    plain SGD training, research mode)."""
+    plain SGD training, research mode). Not for a network with running statistics (its
+    members would share one module's buffers), nor when the run reads the learning events
+    that single pretraining records beside the cached model (RUM grouping by them): the
+    ensemble records none."""
     t = config.training
-    return (config.seeds > 1 and t.pretrained == "auto" and t.method == "sgd" and t.sam is None
-            and not config.secure_rng)
+    if not (config.seeds > 1 and t.pretrained == "auto" and t.method == "sgd" and t.sam is None
+            and not config.secure_rng):
+        return False
+    if UNLEARNING_ALGORITHMS.get(config.unlearning.algorithm).reads_learning_events(config):
+        return False
+    return not has_running_stats(config, input_shape)
+
+
+def has_running_stats(config: ExperimentConfig, input_shape) -> bool:
+    """Whether the network keeps BatchNorm-style running statistics (no ensemble runs it)."""
+    module = ModelFactory.create_model(config.model.name, config.model.n_classes, tuple(input_shape))
+    return bool(running_stats_layers(module))
 
 
 def pretrain_missing_members(config: ExperimentConfig, data, device, console: Console) -> None:
@@ -46,7 +62,7 @@ def pretrain_missing_members(config: ExperimentConfig, data, device, console: Co
     theta [N, d] (src/training/ensemble.py), each under its own key: the entry a single run
     with that seed reads. The models agree with single pretraining to float rounding (the
     record says `trained_as`). A member that diverges fails the run and nothing is cached."""
-    if not pretrains_together(config):
+    if not pretrains_together(config, data.input_shape):
         return
     cache = PretrainedCache(config.checkpoints_dir)
     singles = [member_config(config, i) for i in range(config.seeds)]

@@ -98,6 +98,12 @@ class UnlearningAlgorithm:
         """Refuse a plan that cannot run within the budget (needs data sizes)."""
 
     @classmethod
+    def reads_learning_events(cls, config: ExperimentConfig) -> bool:
+        """Whether the run reads the learning events recorded beside its cached pretrained
+        model (src/evaluation/proxies.py): its pretraining must then record them."""
+        return False
+
+    @classmethod
     def certificate_keys(cls, config: ExperimentConfig) -> dict:
         """The numeric keys the certificate is computed from, named when it overflows."""
         u = config.unlearning
