@@ -236,7 +236,7 @@ def _dry_run_configs():
     configs += sorted((root / "request_stream_runs" / "mini-mnist5k").glob("*.yaml"))[:1]
     configs += [root / "configs" / "rum_mnist5k_certified.yaml", root / "configs" / "rum_mnist5k_nothing_ft_salun.yaml",
                 root / "baselines_runs" / "rum-mnist5k" / "rum-ng3-biacc-d142-g1234.yaml"]  # RUM's steps
-    configs += sorted((root / "langevin_runs" / "mini-mnist5k" / "pnsgd").glob("*-g0.yaml"))[:1]  # pnsgd
+    configs += sorted((root / "langevin_runs" / "mini-mnist5k" / "pnsgd").glob("pnsgd-*-g0.yaml"))[:1]  # pnsgd
     return configs
 
 
