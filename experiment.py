@@ -122,8 +122,8 @@ def _main(args) -> int:
             console.line("nothing to pretrain: training.pretrained is not 'auto'")
             return 0
         check_before_writing(config, runner.make_plan(config), run=False)
-        path = runner.ensure_pretrained(config, device, console)
-        console.line(f"pretrained model: {path}")
+        for path in runner.ensure_pretrained_members(config, device, console):
+            console.line(f"pretrained model: {path}")
         return 0
     summary = runner.run(config, args.config, device, console)
     return 0 if summary.get("finished") else 1

@@ -29,6 +29,7 @@ from pydantic.fields import FieldInfo
 from src import config_yaml, plugins
 from src.errors import ConfigError
 from src.registry import TRAINING_ALGORITHMS, UNLEARNING_ALGORITHMS
+from src.seeds import member_seed
 
 DATASET_NAMES = ("mnist", "mnist_5k", "cifar10", "cifar10_feature", "cifar100_feature")
 MODEL_NAMES = ("two_layer_net", "three_layer_net", "tiny_net", "tinier_net", "tiny_net_cifar", "simplenet")
@@ -52,6 +53,8 @@ Probability = Field(gt=0, lt=1)
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
 # The run id (name + 11 characters) must stay a file name with room for the staging suffix.
 MAX_NAME = 100
+# Members of one ensemble run (`seeds:`): each keeps its results in summary.json.
+MAX_SEEDS = 4096
 
 
 def _false_or_positive(value):
@@ -510,6 +513,10 @@ class ExperimentConfig(Section):
     secure_rng: bool = False
     save_every: int = Field(1, gt=0)
     global_seed: Seed = 0
+    # Members of an ensemble run in one process and one run directory (src/runner.py):
+    # member i is the single run of this config with global_seed member_seed(global_seed, i)
+    # (src/seeds.py); member 0 is the config's own run.
+    seeds: int = Field(1, gt=0, le=MAX_SEEDS)
     # CPU threads for torch; left out, src/threads.py chooses from the model's size and
     # the cores available. `--threads` overrides it. Not part of the run's identity.
     threads: Optional[int] = Field(None, gt=0)
@@ -552,6 +559,8 @@ class ExperimentConfig(Section):
             del data["unlearning"][key]  # a method's own section, not given
         if data.get("requests", 0) is None:  # absent: run ids of single-request runs unchanged
             del data["requests"]
+        if data.get("seeds") == 1:  # one member: the run id it had before ensembles existed
+            del data["seeds"]
         if data["dataset"].get("path", 0) is None:  # likewise the keys of issue #25 when unused
             del data["dataset"]["path"]
         if data["model"].get("batchnorm_stats") == "training":
@@ -742,6 +751,27 @@ _NOT_IDENTITY = ("wandb", "logs_dir", "checkpoints_dir", "device", "threads", "t
 def stable_hash(obj: Any, length: int = 10) -> str:
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def member_overrides(config: ExperimentConfig, i: int) -> dict:
+    """The dotted keys in which member i of an ensemble differs from the config: its global
+    seed and, when it trains by DP-SGD, DP-SGD's own seed (noise and batch sampling), each
+    `member_seed(seed, i)`. The data split, the forget set and a stream's request order
+    (dataset.seed, requests.seed) are the same for every member. Member 0: no change."""
+    out = {"global_seed": member_seed(config.global_seed, i)}
+    if config.training.dp_sgd is not None:
+        out["training.dp_sgd.seed"] = member_seed(config.training.dp_sgd.seed, i)
+    return out
+
+
+def member_config(config: ExperimentConfig, i: int) -> ExperimentConfig:
+    """Member i of an ensemble as the single run it is (`seeds: 1`)."""
+    changes = member_overrides(config, i)
+    training = config.training
+    if "training.dp_sgd.seed" in changes:
+        dp = training.dp_sgd.model_copy(update={"seed": changes["training.dp_sgd.seed"]})
+        training = training.model_copy(update={"dp_sgd": dp})
+    return config.model_copy(update={"global_seed": changes["global_seed"], "training": training, "seeds": 1})
 
 
 def user_files_by_content(data: dict) -> dict:

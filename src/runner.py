@@ -8,21 +8,24 @@ the plan in a staging directory that becomes logs/<run_id> only once it has fini
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from src import catalogue  # noqa: F401  (fills the registries before any config is read)
 from src.certificates import FLOAT32_MAX, certificate_numbers, certificate_scope, require_finite_certificate
-from src.config import ExperimentConfig, pretrained_key, run_id
+from src.config import ExperimentConfig, member_config, member_overrides, pretrained_key, run_id
 from src.data.base_datamodule import SplitSizes
 from src.data.batches import num_batches
 from src.data.datamodule import check_dataset_config, check_split_sizes, get_datamodule, split_sizes
 from src.entropy import randomness
 from src.errors import ConfigError, UserError
+from src.evaluation.members import member_statistics
 from src.evaluation.pipeline import check_sizes as check_metric_sizes
 from src.evaluation.pipeline import evaluate_run
 from src.evaluation.proxies import LearningEvents, save_learning_events
@@ -36,11 +39,14 @@ from src.request_stream.plan import plan_stream
 from src.request_stream.rum import run_rum
 from src.request_stream.run import run_requests
 from src.seeds import derive_seed
-from src.tracking import RunDirectory, RunLogger, Stopwatch
+from src.tracking import RunDirectory, RunLogger, Stopwatch, fmt, to_builtin
 from src.training.algorithm import records_learning_events
 from src.training.checkpoints import (PretrainedCache, load_checkpoint, require_finite_weights,
                                       resolve_pretrained_path, save_checkpoint)
+from src.training.ensemble import EnsembleModel, EnsembleTrainer, attach_ensemble, default_chunk
 from src.training.evaluate import Evaluator
+from src.training.members import has_running_stats, member_failure, pretrain_missing_members, pretrains_together
+from src.training.finite import require_finite
 from src.training.trainer import Console, Trainer, build_model, pretrain
 from src.unlearning.base import AlgorithmContext
 
@@ -105,6 +111,8 @@ class Plan:
         if self.stream is not None:
             out[getattr(self.stream, "key", "requests")] = self.stream.as_dict()
         out.update(certificate_scope(c))
+        if c.seeds > 1:
+            out["ensemble"] = member_paths(self)
         return out
 
 
@@ -271,6 +279,9 @@ def run_outcome(certificate: dict, noisy_steps: int) -> dict:
 
 
 def run(config: ExperimentConfig, config_file: str | None, device, console: Console) -> dict:
+    """One run directory: the single run (`seeds: 1`), or an ensemble (run_members)."""
+    if config.seeds > 1:
+        return run_members(config, config_file, device, console)
     plan = make_plan(config)
     check_before_writing(config, plan)
     directory = RunDirectory(config.logs_dir, plan.run_id)
@@ -282,41 +293,9 @@ def run(config: ExperimentConfig, config_file: str | None, device, console: Cons
         data = get_datamodule(config, device)
         if data.sizes != plan.sizes:  # files of another size than the official release
             plan = make_plan(config, data.sizes, data.forget.y)
-        model = build_model(config, data.input_shape, device)
-        timings = {}
-        # Release mode: the model before unlearning is measured nowhere in this run's output
-        # (no metrics, no lines, no checkpoints in its directory).
-        release = config.secure_rng
-        fit_console = Console(quiet=True) if release else console
-        if config.training.pretrained is False:
-            meta = pretrain(config, data, model, (lambda row: None) if release else logger.log, fit_console,
-                            ckpt_dir=None if release else run_dir / "ckpt")
-            meta["provenance"] = "this run"
-        else:
-            meta = load_pretrained(config, model, device, fit_console, data)
-            if not release:
-                val_loss, val_acc = Evaluator(model)(data.val)
-                logger.log({"Val (Train)_loss": val_loss, "Val (Train)_accuracy": val_acc})
-                console.line(f"loaded pretrained model {meta['path']}: val accuracy {val_acc:.4f}")
-        timings["fit_seconds"] = watch.seconds()
-
-        if plan.stream is not None:  # deletion requests over time, or RUM's steps: one pass each
-            run_passes = RUN_PASSES[getattr(plan.stream, "key", "requests")]
-            extra = run_passes(plan.stream, data, model, logger, console, device, meta, run_dir, attach_run)
-        else:
-            algorithm = attach_run(plan, device, meta, data=data)
-            trainer = Trainer(config, data, model, algorithm, logger, console)
-            start = time.perf_counter()
-            trainer.unlearn()
-            extra = {"certificate": trainer.certificate, "noisy_steps": trainer.noisy_steps,
-                     "timings": {"unlearn_seconds": time.perf_counter() - start}, **trainer.test(),
-                     "compute": {"gradient_evaluations": trainer.gradient_evaluations, "train_size": len(data.train)}}
-        start = time.perf_counter()
-        extra["evaluation"] = evaluate_run(config, data, model, logger.log, console)
-        extra["timings"]["evaluation_seconds"] = time.perf_counter() - start
-        extra.update({"config_file": config_file, **run_outcome(extra["certificate"], extra["noisy_steps"]),
-                      "plan": plan.as_dict()})
-        extra["timings"] = {**timings, **extra["timings"], "total_seconds": watch.seconds()}
+        extra = run_pass(plan, data, device, console, logger, run_dir)
+        extra.update({"config_file": config_file, "plan": plan.as_dict()})
+        extra["timings"]["total_seconds"] = watch.seconds()
         summary = logger.finish(extra)
         logger = None
         final = directory.commit()
@@ -329,3 +308,238 @@ def run(config: ExperimentConfig, config_file: str | None, device, console: Cons
             directory.abandon()
         raise
 
+
+def fit_model(config: ExperimentConfig, data, device, console: Console, logger, out_dir: Path):
+    """The model unlearning starts from: pretrained in the run (`pretrained: false`), or loaded
+    (the `auto` cache, one entry per recipe and seed, or a path). Returns (model, its
+    record, timings)."""
+    watch = Stopwatch()
+    model = build_model(config, data.input_shape, device)
+    # Release mode: the model before unlearning is measured nowhere in this run's output
+    # (no metrics, no lines, no checkpoints in its directory).
+    release = config.secure_rng
+    fit_console = Console(quiet=True) if release else console
+    if config.training.pretrained is False:
+        meta = pretrain(config, data, model, (lambda row: None) if release else logger.log, fit_console,
+                        ckpt_dir=None if release else out_dir / "ckpt")
+        meta["provenance"] = "this run"
+    else:
+        meta = load_pretrained(config, model, device, fit_console, data)
+        if not release:
+            val_loss, val_acc = Evaluator(model)(data.val)
+            logger.log({"Val (Train)_loss": val_loss, "Val (Train)_accuracy": val_acc})
+            console.line(f"loaded pretrained model {meta['path']}: val accuracy {val_acc:.4f}")
+    return model, meta, {"fit_seconds": watch.seconds()}
+
+
+def run_pass(plan: Plan, data, device, console: Console, logger, out_dir: Path) -> dict:
+    """Fit (pretrain or load), unlearn, test and evaluate the single run of `plan.config`;
+    its rows go to `logger` (a member's rows carry its index), its files (checkpoints of a
+    model trained in the run, a stream's deployed models) under `out_dir`; returns what
+    the run's summary states about it."""
+    config = plan.config
+    model, meta, timings = fit_model(config, data, device, console, logger, out_dir)
+
+    if plan.stream is not None:  # deletion requests over time, or RUM's steps: one pass each
+        run_passes = RUN_PASSES[getattr(plan.stream, "key", "requests")]
+        extra = run_passes(plan.stream, data, model, logger, console, device, meta, out_dir, attach_run)
+    else:
+        algorithm = attach_run(plan, device, meta, data=data)
+        trainer = Trainer(config, data, model, algorithm, logger, console)
+        start = time.perf_counter()
+        trainer.unlearn()
+        extra = {"certificate": trainer.certificate, "noisy_steps": trainer.noisy_steps,
+                 "timings": {"unlearn_seconds": time.perf_counter() - start}, **trainer.test(),
+                 "compute": {"gradient_evaluations": trainer.gradient_evaluations, "train_size": len(data.train)}}
+    start = time.perf_counter()
+    extra["evaluation"] = evaluate_run(config, data, model, logger.log, console)
+    extra["timings"]["evaluation_seconds"] = time.perf_counter() - start
+    extra.update(run_outcome(extra["certificate"], extra["noisy_steps"]))
+    extra["timings"] = {**timings, **extra["timings"]}
+    return extra
+
+
+# ---------------------------------------------------------------------------------------
+# An ensemble: `seeds: N` members in one process and one run directory
+
+
+class MemberLogger:
+    """The run's logger, with the member's index added to every row."""
+
+    def __init__(self, logger, member: int):
+        self.logger = logger
+        self.member = member
+
+    def log(self, row: dict) -> None:
+        self.logger.log({**row, "member": self.member})
+
+    def flush(self) -> None:
+        self.logger.flush()
+
+
+def sequential_because(config: ExperimentConfig, input_shape) -> str | None:
+    """Why the members' unlearning cannot run as one vectorised ensemble (None: it can)."""
+    cls = UNLEARNING_ALGORITHMS.get(config.unlearning.algorithm)
+    reasons = [
+        (not cls.vectorised, f"unlearning.algorithm '{cls.name}' is not vectorised over members yet"),
+        (config.requests is not None, "a stream of requests (requests:)"),
+        (config.secure_rng, "release mode (secure_rng)"),
+        (config.unlearning.fine_grained_validation, "unlearning.fine_grained_validation"),
+        (config.post_unlearning.sam is not None, "post_unlearning.sam"),
+        (cls.vectorised and has_running_stats(config, input_shape),
+         f"model.name '{config.model.name}' keeps BatchNorm running statistics"),
+    ]
+    return next((why for bad, why in reasons if bad), None)
+
+
+def member_paths(plan: Plan) -> dict:
+    """Which path each phase of an ensemble takes (the dry run prints it)."""
+    config = plan.config
+    pretrained = config.training.pretrained
+    fit = ("vectorised pretraining (theta [N, d]) of the members missing from the auto cache, each saved under its "
+           "own seed's key; then each member's model loaded in turn" if pretrains_together(config, plan.input_shape) else
+           "sequential in-process: each member's model from the auto cache of its own seed (trained now if missing)"
+           if pretrained == "auto" else "sequential in-process: each member pretrained in the run"
+           if pretrained is False else "the same checkpoint for every member")
+    why = sequential_because(config, plan.input_shape)
+    unlearn = ("vectorised: theta [N, d] (src/training/ensemble.py), agreeing with single runs to float rounding"
+               if why is None else f"sequential in-process ({why})")
+    return {"members": config.seeds, "fit": fit, "unlearn": unlearn}
+
+
+def ensemble_outcome(members: list[dict]) -> dict:
+    """The top of an ensemble's summary.json: the weakest member's certificate (the largest
+    epsilon and delta; valid only if every member's is), so that nothing printed for the
+    ensemble promises more than one of its released models has. Each member's own is in
+    `members`."""
+    def worst(key):
+        values = [m[key] for m in members]
+        return None if any(v is None for v in values) else max(values)
+    out = {"certified_epsilon": worst("certified_epsilon"), "certified_delta": worst("certified_delta"),
+           "certificate_valid": all(m["certificate_valid"] for m in members),
+           "epsilon_published": worst("epsilon_published"),
+           "noisy_steps": max(m["noisy_steps"] for m in members)}
+    if all("releasable" in m for m in members):
+        out["releasable"] = all(m["releasable"] for m in members)
+    return out
+
+
+def run_members(config: ExperimentConfig, config_file: str | None, device, console: Console) -> dict:
+    """Member i is the single run of member_config(config, i), run in this process one after
+    another, sharing start-up and data; rows carry `member`, summary.json holds every
+    member's results (`members`) and their statistics (`member_stats`). A member that fails
+    (diverges) fails the run: nothing of it is recorded as finished."""
+    plan = make_plan(config)
+    check_before_writing(config, plan)
+    directory = RunDirectory(config.logs_dir, plan.run_id)
+    logger = None
+    watch = Stopwatch()
+    try:
+        run_dir = directory.create()
+        logger = RunLogger(run_dir, config.to_dict(), plan.run_id, config.wandb)
+        data = get_datamodule(config, device)
+        if data.sizes != plan.sizes:
+            plan = make_plan(config, data.sizes, data.forget.y)
+        pretrain_missing_members(config, data, device, console)
+        if sequential_because(config, data.input_shape) is None:
+            members = vectorised_members(config, data, device, console, logger, run_dir)
+        else:
+            members = []
+            for i in range(config.seeds):
+                single = member_config(config, i)
+                console.line(f"member {i}/{config.seeds}: global_seed {single.global_seed}")
+                member_plan = make_plan(single, data.sizes, data.forget.y)
+                with member_failure(config, i):
+                    result = run_pass(member_plan, data, device, console, MemberLogger(logger, i),
+                                      run_dir / f"member-{i}")
+                members.append(member_entry(config, i, member_plan.run_id, result))
+        stats = member_statistics(members)
+        extra = {"config_file": config_file, "plan": plan.as_dict(),
+                 "seeds": config.seeds, "members": members, "member_stats": stats, **ensemble_outcome(members),
+                 "timings": {"total_seconds": watch.seconds()}}
+        summary = logger.finish(extra)
+        logger = None
+        final = directory.commit()
+        console.line(f"results: {final} ({config.seeds} members)")
+        return summary
+    except BaseException:
+        with deferred_interrupts():
+            if logger is not None:
+                logger.close()
+            directory.abandon()
+        raise
+
+
+def member_entry(config: ExperimentConfig, i: int, member_run_id: str, result: dict) -> dict:
+    return {"member": i, "run_id": member_run_id, "member_overrides": member_overrides(config, i), **to_builtin(result)}
+
+
+def vectorised_members(config: ExperimentConfig, data, device, console: Console, logger, run_dir: Path) -> list[dict]:
+    """Every member's model fitted (sequentially: the auto cache holds one per seed), then
+    one noisy phase and fine-tuning of theta [N, d] (EnsembleTrainer); each member then
+    tested and evaluated as its single run would be. Its rows are the single run's
+    evaluation rows (validation, forget, retain, test, forgetting metrics); the per-step
+    batch rows of the single run are not written."""
+    singles = [member_config(config, i) for i in range(config.seeds)]
+    loggers = [MemberLogger(logger, i) for i in range(config.seeds)]
+    fits = []
+    for i, single in enumerate(singles):
+        with member_failure(config, i):
+            fits.append(fit_model(single, data, device, console, loggers[i], run_dir / f"member-{i}"))
+    plans = [make_plan(single, data.sizes, data.forget.y) for single in singles]
+    seeds = [single.global_seed for single in singles]
+    network = fits[0][0]
+    ensemble = EnsembleModel(network, torch.stack([model.theta.detach() for model, _, _ in fits]),
+                             default_chunk(device, config.dataset.batch_size))
+    algorithm = attach_ensemble(plans[0], device, seeds, fits[0][1])
+    trainer = EnsembleTrainer(plans[0].config, data, ensemble, algorithm, seeds)
+    console.line(f"unlearning {config.seeds} members as one ensemble (theta [{config.seeds}, "
+                 f"{ensemble.num_parameters}])")
+    start = time.perf_counter()
+    trainer.unlearn()
+    unlearn_seconds = (time.perf_counter() - start) / config.seeds
+    certificate = {**trainer.certificate}
+    console.line(f"certificate of every member after {trainer.noisy_steps} noisy steps: epsilon "
+                 f"{fmt(certificate['certified_epsilon'])}, delta {fmt(certificate['certified_delta'])}"
+                 + ("" if certificate["certificate_valid"] else " (WARNING: it does not hold for this run)"))
+    members = []
+    for i, (single, (model, meta, timings)) in enumerate(zip(singles, fits)):
+        with member_failure(config, i):
+            for row in trainer.history:
+                logged = {k: (v[i].item() if isinstance(v, np.ndarray) else v) for k, v in row.items()}
+                require_finite_row(logged, config)
+                loggers[i].log(logged)
+            with torch.no_grad():
+                model.theta.copy_(ensemble.theta.detach()[i])
+            test_loss, test_acc = Evaluator(model)(data.test)
+            require_finite_row({"Test_loss": test_loss}, config, model.theta)
+            loggers[i].log({"Test_loss": test_loss, "Test_accuracy": test_acc})
+            start = time.perf_counter()
+            evaluation = evaluate_run(single, data, model, loggers[i].log, console)
+        # The retain set stepped over once per epoch, as the single run's plain loop.
+        extra = {"certificate": certificate, "noisy_steps": trainer.noisy_steps, "test_accuracy": test_acc,
+                 "test_loss": test_loss, "evaluation": evaluation,
+                 "compute": {"gradient_evaluations": config.unlearning.epochs * len(data.retain),
+                             "train_size": len(data.train)},
+                 "timings": {**timings, "unlearn_seconds": unlearn_seconds,
+                             "evaluation_seconds": time.perf_counter() - start}}
+        extra.update(run_outcome(certificate, trainer.noisy_steps))
+        members.append(member_entry(config, i, plans[i].run_id, extra))
+    return members
+
+
+def require_finite_row(row: dict, config: ExperimentConfig, theta=None) -> None:
+    bad = {k: v for k, v in row.items()
+           if k.endswith(("_loss", "_accuracy")) and isinstance(v, float) and not math.isfinite(v)}
+    require_finite("(an ensemble member's evaluation)", "lower unlearning.max_lr or post_unlearning.max_lr "
+                   f"(now {config.unlearning.max_lr}, {config.post_unlearning.max_lr})", theta, **bad)
+
+
+def ensure_pretrained_members(config: ExperimentConfig, device, console: Console) -> list[Path]:
+    """The auto cache entry of every member's seed (`--pretrain-only`), the missing ones
+    pretrained together where they can be."""
+    if config.seeds > 1:
+        data = get_datamodule(config, device)
+        if pretrains_together(config, data.input_shape):
+            pretrain_missing_members(config, data, device, console)
+    return [ensure_pretrained(member_config(config, i), device, console) for i in range(config.seeds)]

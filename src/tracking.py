@@ -211,6 +211,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def member_summaries(summary: dict) -> list[dict]:
+    """The summaries of an ensemble's members (`seeds: N`), each as the summary of the
+    single run the member is (its run id, its results; `member` and `ensemble_run_id` say
+    where it came from); a single run's summary as it is."""
+    members = summary.get("members")
+    if not isinstance(members, list):
+        return [summary]
+    shared = {k: v for k, v in summary.items()
+              if k not in ("members", "member_stats", "last_logged", "seeds", "run_id", "timings")}
+    return [{**shared, **member, "ensemble_run_id": summary.get("run_id"), "finished": summary.get("finished")}
+            for member in members if isinstance(member, dict)]
+
+
 class RunLogger:
     def __init__(self, run_dir: str | Path, config: dict, run_id: str, wandb_config=None):
         self.run_dir = Path(run_dir)

@@ -273,3 +273,17 @@ def test_no_forget_example_reaches_the_released_statistics(user_dir, tmp_path):
     a, b = _unlearn(kept, data, tmp_path, "c"), _unlearn(kept, other, tmp_path, "d")
     assert not torch.equal(a.state_dict()["1.running_mean"], b.state_dict()["1.running_mean"])
 
+
+
+def test_members_of_a_batchnorm_network_run_one_after_another(user_dir):
+    """`seeds: N` with a BatchNorm network: no ensemble (its members would share one module's
+    running statistics), so both its pretraining and its unlearning take the sequential path;
+    the same config with a network without them unlearns as one ensemble."""
+    from src.runner import member_paths
+
+    bn = member_paths(make_plan(config_in(user_dir, "nets.py:conv_bn", GC + ["model.batchnorm_stats=retain", "seeds=2",
+                                                                            "training.pretrained=auto"])))
+    assert bn["unlearn"].startswith("sequential in-process") and "BatchNorm" in bn["unlearn"], bn
+    assert bn["fit"].startswith("sequential in-process"), bn
+    plain = member_paths(make_plan(config_in(user_dir, "nets.py:plain", GC + ["seeds=2", "training.pretrained=auto"])))
+    assert plain["unlearn"].startswith("vectorised") and plain["fit"].startswith("vectorised pretraining"), plain

@@ -9,6 +9,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from src.tracking import member_summaries
+
 
 def forget_set_fingerprint(dataset: str, indices) -> str:
     """A hash of what defines the comparison: the dataset and its val / forget index sets."""
@@ -31,7 +33,7 @@ def _summaries(logs_dir: Path):
         except (OSError, json.JSONDecodeError):
             continue  # a run being written, or a broken one: never a reference
         if isinstance(summary, dict) and summary.get("finished"):
-            yield summary
+            yield from member_summaries(summary)  # an ensemble's members are runs too
 
 
 def find_reference(logs_dir, me: dict, algorithm: str) -> dict | None:

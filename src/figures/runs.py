@@ -13,6 +13,7 @@ diverged run), is left out. Each of these is reported with its file.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from src import config_yaml
 from src.errors import ConfigError, UserError
+from src.tracking import member_summaries
 
 
 class FigureInputError(UserError):
@@ -110,8 +112,9 @@ def _shown(value) -> str:
     return text if len(text) <= 40 else text[:40] + "..."
 
 
-def read_metrics(path: Path, run: Run) -> None:
-    """Fill run.rows / mins / maxs / certificate_valid from a metrics.jsonl file."""
+def read_metrics(path: Path, run: Run, members: list[Run] | None = None) -> None:
+    """Fill run.rows / mins / maxs / certificate_valid from a metrics.jsonl file; an
+    ensemble's rows go to the run of their `member` (`members`, indexed by member)."""
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             lines = list(handle)
@@ -137,6 +140,12 @@ def read_metrics(path: Path, run: Run) -> None:
             raise FigureInputError(
                 f"{path}, line {number}: expected a JSON object, got {type(row).__name__}"
             )
+        if members is not None:
+            index = row.get("member", 0)
+            if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(members):
+                raise FigureInputError(f"{path}, line {number}: 'member' is {_shown(index)}, not a member of "
+                                       f"this ensemble of {len(members)}")
+            run = members[index]
         for key, value in row.items():
             problem = value_problem(key, value)
             if problem:
@@ -233,26 +242,53 @@ def load_runs(logs_dir, folder: str | None = None, notes: list | None = None) ->
         if not isinstance(run_id, str) or not run_id:
             notes.append(f"{summary_path}: 'run_id' is {_shown(run_id)}, not a run id: left out")
             continue
-        run = Run(run_id=run_id, path=directory, config=_read_config(directory / "config.yaml"), summary=summary)
-        for key, value in summary.items():
-            problem = value_problem(key, value)
-            if problem:
-                run.problems.append(f"{summary_path}: {problem}")
+        config = _read_config(directory / "config.yaml")
+        if isinstance(summary.get("members"), list):  # an ensemble: each member is a run (a seed)
+            found = [Run(run_id=str(m.get("run_id")), path=directory, config=member_config_dict(config, m), summary=m)
+                     for m in member_summaries(summary)]
+        else:
+            found = [Run(run_id=run_id, path=directory, config=config, summary=summary)]
+        for run in found:
+            for key, value in run.summary.items():
+                problem = value_problem(key, value)
+                if problem:
+                    run.problems.append(f"{summary_path}: {problem}")
         metrics = directory / "metrics.jsonl"
-        if metrics.is_file():
-            read_metrics(metrics, run)
-        if run.problems:
-            notes.append(f"{run.problems[0]}: run left out" +
-                         (f" ({len(run.problems) - 1} more bad values)" if len(run.problems) > 1 else ""))
-            continue
-        identity = (run.run_id, config_hash(run.config))
-        if identity in seen:
-            notes.append(f"{directory}: the same run as {seen[identity]} (run id {run.run_id}, same config): "
-                         "counted once")
-            continue
-        other = next((d for (rid, _), d in seen.items() if rid == run.run_id), None)
-        if other is not None:  # an edited config, or another code version: two runs, but say so
-            notes.append(f"{directory}: run id {run.run_id} also at {other} with another config: both counted")
-        seen[identity] = directory
-        runs.append(run)
+        if found and metrics.is_file():
+            read_metrics(metrics, found[0], found if isinstance(summary.get("members"), list) else None)
+        for run in found:
+            _keep(run, runs, seen, notes)
     return runs
+
+
+def member_config_dict(config: dict, member: dict) -> dict:
+    """The config of an ensemble's member as the single run it is: the ensemble's, with the
+    member's seeds (`member_overrides`) and without `seeds`."""
+    out = copy.deepcopy(config)
+    out.pop("seeds", None)
+    for dotted, value in (member.get("member_overrides") or {}).items():
+        node = out
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _keep(run: Run, runs: list, seen: dict, notes: list) -> None:
+    """Count a run unless it is unsound or already counted (the same run id and config)."""
+    directory = run.path
+    if run.problems:
+        notes.append(f"{run.problems[0]}: run left out" +
+                     (f" ({len(run.problems) - 1} more bad values)" if len(run.problems) > 1 else ""))
+        return
+    identity = (run.run_id, config_hash(run.config))
+    if identity in seen:
+        notes.append(f"{directory}: the same run as {seen[identity]} (run id {run.run_id}, same config): "
+                     "counted once")
+        return
+    other = next((d for (rid, _), d in seen.items() if rid == run.run_id), None)
+    if other is not None:  # an edited config, or another code version: two runs, but say so
+        notes.append(f"{directory}: run id {run.run_id} also at {other} with another config: both counted")
+    seen[identity] = directory
+    runs.append(run)

@@ -40,7 +40,7 @@ from src.errors import ConfigError
 from src.models.buffers import require_no_running_stats
 from src.models.model import ModelFactory
 from src.noise import NoiseSource, project_l2_
-from src.seeds import derive_seed
+from src.seeds import derive_seed, member_seed
 from src.training.flat_model import FlatModel
 from src.training.optim import ScheduledOptimizer, make_optimizer, make_schedule
 
@@ -48,11 +48,6 @@ EVAL_CHUNK = 2048
 # Examples of all members of one chunk gathered at once on a CPU (measured on 2 cores:
 # 32 MNIST batches of 128 were faster than 2, 8 or 128).
 CPU_CHUNK_EXAMPLES = 4096
-
-
-def member_seed(seed: int, i: int) -> int:
-    """The global seed of member i: the config's own for member 0, a derived one otherwise."""
-    return int(seed) if i == 0 else derive_seed(seed, f"ensemble-member-{i}")
 
 
 def member_seeds(seed: int, n: int) -> tuple[int, ...]:
@@ -334,7 +329,10 @@ class EnsembleTrainer:
         self.noisy_steps = 0
 
     def log(self, row: dict) -> None:
-        """Algorithms' rows (sigma, gamma, ...) are the same for every member: not kept."""
+        """Algorithms' rows (sigma, gamma, pabi_steps, ...) are the same for every member: kept
+        once, as plain numbers, in the history's order (the single run logs them there)."""
+        if self.evaluate_splits:
+            self.history.append(dict(row))
 
     def validate(self, split: Split, prefix: str, **keys) -> None:
         if not self.evaluate_splits:
@@ -394,6 +392,7 @@ class EnsembleTrainer:
         self.certificate = {**self.algorithm.certificate_row(), **certificate_scope(self.config)}
         if self.noisy_steps == 0:
             self.certificate["state_step"] = 0
+        self.log(dict(self.certificate))
         for split, prefix in ((self.data.val, "Val"), (self.data.forget, "Forget"), (self.data.retain, "Retain")):
             self.validate(split, f"{prefix} (Post Noise Addition)", unlearn_epoch=epoch)
         post = self.config.post_unlearning

@@ -78,6 +78,11 @@ class UnlearningAlgorithm:
     # and the noisy steps), so that noisy phases from two starting points can be audited
     # (src/audit/). DP-SGD's noise is in the pretraining itself.
     noise_after_pretraining: ClassVar[bool] = True
+    # Whether the method runs on an ensemble's theta [N, d] (src/training/ensemble.py):
+    # its prepare and noisy steps use only per-member operations (src/noise.py's norms and
+    # projections, the noise source's rows), and it takes the trainer's plain loop (no
+    # unlearn_epoch of its own). Other methods' members run one after another (`seeds: N`).
+    vectorised: ClassVar[bool] = False
 
     def __init__(self, context: AlgorithmContext):
         self.context = context
@@ -91,6 +96,12 @@ class UnlearningAlgorithm:
 
     def check_plan(self, plan: PrivacyPlan) -> None:
         """Refuse a plan that cannot run within the budget (needs data sizes)."""
+
+    @classmethod
+    def reads_learning_events(cls, config: ExperimentConfig) -> bool:
+        """Whether the run reads the learning events recorded beside its cached pretrained
+        model (src/evaluation/proxies.py): its pretraining must then record them."""
+        return False
 
     @classmethod
     def certificate_keys(cls, config: ExperimentConfig) -> dict:

@@ -58,6 +58,7 @@ class IterationConfig(Section):
 
 class GradientClipping(UnlearningAlgorithm):
     name = "iteration"
+    vectorised = True  # runs on theta [N, d] (seeds: N)
     section = IterationConfig
     sequential_requests = True  # PABI holds for any two starting points in the C0-ball
 

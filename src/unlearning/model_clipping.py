@@ -44,6 +44,7 @@ class ContractiveConfig(Section):
 
 class ModelClipping(UnlearningAlgorithm):
     name = "contractive_coefficients"
+    vectorised = True  # runs on theta [N, d] (seeds: N)
     section = ContractiveConfig
     # The contraction holds for any two starting points (delta_0 = 1 without initial noise).
     sequential_requests = True

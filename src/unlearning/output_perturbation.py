@@ -37,6 +37,7 @@ class DPBaselineConfig(Section):
 
 class OutputPerturbation(UnlearningAlgorithm):
     name = "dp-baseline"
+    vectorised = True  # runs on theta [N, d] (seeds: N)
     section = DPBaselineConfig
     sequential_requests = True  # any model is projected into the C0-ball before the noise
 

@@ -25,6 +25,7 @@ class RetrainConfig(Section):
 
 class Retrain(UnlearningAlgorithm):
     name = "retrain"
+    vectorised = True  # runs on theta [N, d] (seeds: N)
     section = RetrainConfig
     sequential_requests = True  # the deployed model is discarded: retrained on what remains
     # A missing section means both flags false (the reference crashed on it).

@@ -235,6 +235,10 @@ class RUM(UnlearningAlgorithm):
                               "none, nor does release mode, secure_rng); group by holdout_kl, curvature, "
                               "entanglement or memorization instead")
 
+    @classmethod
+    def reads_learning_events(cls, config) -> bool:
+        return config.unlearning.rum is not None and config.unlearning.rum.group_by in LEARNING_EVENTS
+
     def plan(self) -> PrivacyPlan:
         return self.plan_steps().privacy
 
