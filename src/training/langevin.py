@@ -171,19 +171,21 @@ def require_full_batch(config, n: int, who: str) -> None:
                           f"to at least {n}")
 
 
-def check_chain_record(meta: dict, expected: ChainConstants, who: str) -> None:
-    """Refuse a pretrained model that was not trained by this very chain."""
-    record = (meta or {}).get("langevin")
+def chain_record(meta: dict, algorithm: str, trained_by: str, label: str, who: str) -> tuple[dict, str]:
+    """The checkpoint's record of the chain `training.algorithm: <algorithm>` ran, and where
+    the model came from; refuses a model that has none."""
+    record = (meta or {}).get(algorithm)
     where = (meta or {}).get("path", "the pretrained model")
     if not record:
-        raise CheckpointError(f"training.pretrained: {where} was not trained by full-batch Langevin gradient descent "
-                              f"(its checkpoint has no Langevin record), so {who} cannot certify it; train it with "
-                              "training.algorithm: langevin")
-    if record.get("clipping", "none") != expected.clipping:
-        raise CheckpointError(f"training.pretrained: {where} was trained with compat.langevin_clipping = "
-                              f"{record.get('clipping', 'none')!r}, but this run's config says {expected.clipping!r}; "
-                              f"{who} certifies only the chain it continues")
-    # The seed is recorded but not compared: any draw of the chain is covered.
+        raise CheckpointError(f"training.pretrained: {where} was not trained by {trained_by} (its checkpoint has no "
+                              f"{label} record), so {who} cannot certify it; train it with training.algorithm: "
+                              f"{algorithm}")
+    return record, where
+
+
+def require_same_chain(record: dict, expected, where: str, who: str) -> None:
+    """Refuse a record whose constants differ from `expected.record()`'s. The seed is
+    recorded but not compared: any draw of the chain (and any partition) is covered."""
     for key, value in expected.record().items():
         if key == "seed":
             continue
@@ -193,6 +195,16 @@ def check_chain_record(meta: dict, expected: ChainConstants, who: str) -> None:
         if not same:
             raise CheckpointError(f"training.pretrained: {where} was trained with {key} = {got!r}, but this run's "
                                   f"config describes {key} = {value!r}; {who} certifies only the chain it continues")
+
+
+def check_chain_record(meta: dict, expected: ChainConstants, who: str) -> None:
+    """Refuse a pretrained model that was not trained by this very chain."""
+    record, where = chain_record(meta, "langevin", "full-batch Langevin gradient descent", "Langevin", who)
+    if record.get("clipping", "none") != expected.clipping:
+        raise CheckpointError(f"training.pretrained: {where} was trained with compat.langevin_clipping = "
+                              f"{record.get('clipping', 'none')!r}, but this run's config says {expected.clipping!r}; "
+                              f"{who} certifies only the chain it continues")
+    require_same_chain(record, expected, where, who)
 
 
 # ---------------------------------------------------------------------------------------
