@@ -244,6 +244,35 @@ def initial_point_(theta: torch.Tensor, chain: ChainConstants, generator: torch.
             theta.add_(chain.init_std * torch.randn(theta.shape, generator=generator, device=theta.device))
 
 
+# What both chains' fit share (this one and training/pnsgd.py's).
+def begin_chain(config, model, chain, name: str, initial_point, ckpt_dir):
+    """Draw the chain's initial point from its own seed stream and save it as checkpoint 0;
+    returns the generator (the chain's noise continues it) and the checkpoint's record."""
+    generator = make_generator(derive_seed(config.global_seed, f"{name}-training"), model.device)
+    initial_point(model.theta, chain, generator)
+    meta = {"epochs": chain.T, "dp_sgd": None, name: chain.record()}
+    if ckpt_dir is not None:
+        save_checkpoint(ckpt_dir / checkpoint_name(0), model.state_dict(), {**meta, "epoch": 0})
+    return generator, meta
+
+
+def log_chain_row(log, console, evaluate, val, step: int, where: str, train_loss: float, train_acc: float) -> None:
+    log({"train_loss": train_loss, "train_accuracy": train_acc, "epoch": step})
+    val_loss, val_acc = evaluate(val)
+    log({"Val (Train)_loss": val_loss, "Val (Train)_accuracy": val_acc, "epoch": step})
+    console.line(f"{where}  loss {fmt(train_loss)} acc {fmt(train_acc)}  val acc {fmt(val_acc)}")
+
+
+def end_chain(model, chain, meta: dict, ckpt_dir, after: str) -> dict:
+    """Refuse a diverged chain (`after`: how far it ran), else save its last checkpoint."""
+    if not torch.isfinite(model.theta).all():
+        raise ConfigError(f"training.max_lr: the chain diverged (non-finite weights after {after}); lower "
+                          "training.max_lr")
+    if ckpt_dir is not None:
+        save_checkpoint(ckpt_dir / checkpoint_name(chain.T), model.state_dict(), {**meta, "epoch": chain.T})
+    return meta
+
+
 class LangevinTraining(TrainingAlgorithm):
     """`training.algorithm: langevin`: the chain above, on the train split (retain + forget)."""
 
@@ -264,12 +293,8 @@ class LangevinTraining(TrainingAlgorithm):
         require_full_batch(config, len(data.train), "training.algorithm=langevin")
         chain = ChainConstants.from_config(config, n=len(data.train))
         device = model.device
-        generator = make_generator(derive_seed(config.global_seed, "langevin-training"), device)
+        generator, meta = begin_chain(config, model, chain, "langevin", initial_point_, ckpt_dir)
         theta = model.theta
-        initial_point_(theta, chain, generator)
-        meta = {"epochs": chain.T, "dp_sgd": None, "langevin": chain.record()}
-        if ckpt_dir is not None:
-            save_checkpoint(ckpt_dir / checkpoint_name(0), model.state_dict(), {**meta, "epoch": 0})
         parts = [(data.train.x, data.train.y)]
         noise = lambda: torch.randn(theta.shape, generator=generator, device=device)  # noqa: E731
         stride = max(1, chain.T // 100)  # a hundred log rows, not one per step
@@ -278,15 +303,6 @@ class LangevinTraining(TrainingAlgorithm):
             loss, correct, grad = chain.gradient(model, parts)
             langevin_step_(theta, grad, chain.eta, chain.noise_std, noise)
             if step % stride == 0 or step == chain.T:
-                train_loss, train_acc = float(loss), float(correct) / len(data.train)
-                log({"train_loss": train_loss, "train_accuracy": train_acc, "epoch": step})
-                val_loss, val_acc = evaluate(data.val)
-                log({"Val (Train)_loss": val_loss, "Val (Train)_accuracy": val_acc, "epoch": step})
-                console.line(f"langevin step {step}/{chain.T}  loss {fmt(train_loss)} acc {fmt(train_acc)}  "
-                             f"val acc {fmt(val_acc)}")
-        if not torch.isfinite(theta).all():
-            raise ConfigError(f"training.max_lr: the chain diverged (non-finite weights after {chain.T} steps at "
-                              f"step {chain.eta}); lower training.max_lr")
-        if ckpt_dir is not None:
-            save_checkpoint(ckpt_dir / checkpoint_name(chain.T), model.state_dict(), {**meta, "epoch": chain.T})
-        return meta
+                log_chain_row(log, console, evaluate, data.val, step, f"langevin step {step}/{chain.T}",
+                              float(loss), float(correct) / len(data.train))
+        return end_chain(model, chain, meta, ckpt_dir, f"{chain.T} steps at step {chain.eta}")

@@ -34,12 +34,11 @@ from src.models.linear import gradient_bound, smoothness_bound
 from src.models.model import ModelFactory
 from src.privacy.pnsgd import MiniBatchChain
 from src.seeds import derive_seed
-from src.tracking import fmt
 from src.noise import project_l2_
 from src.training.algorithm import TrainingAlgorithm, refuse_foreign_keys
-from src.training.checkpoints import checkpoint_name, save_checkpoint
 from src.training.evaluate import Evaluator
-from src.training.langevin import objective_grad, require_convex_setting, require_plain_descent
+from src.training.langevin import (begin_chain, end_chain, log_chain_row, objective_grad, require_convex_setting,
+                                  require_plain_descent)
 
 WHO = "training.algorithm=pnsgd"
 
@@ -168,12 +167,8 @@ class PNSGDTraining(TrainingAlgorithm):
         x, y = slot_data(data)
         chain = MiniBatchConstants.from_config(config, n=int(y.shape[0]))
         device = model.device
-        generator = make_generator(derive_seed(config.global_seed, "pnsgd-training"), device)
+        generator, meta = begin_chain(config, model, chain, "pnsgd", initial_point_, ckpt_dir)
         theta = model.theta
-        initial_point_(theta, chain, generator)
-        meta = {"epochs": chain.T, "dp_sgd": None, "pnsgd": chain.record()}
-        if ckpt_dir is not None:
-            save_checkpoint(ckpt_dir / checkpoint_name(0), model.state_dict(), {**meta, "epoch": 0})
         batches = cyclic_batches(chain.n, chain.batches, chain.seed, device)
 
         def add_noise(t):
@@ -189,15 +184,6 @@ class PNSGDTraining(TrainingAlgorithm):
                 loss_sum += float(loss) * len(idx)
                 correct += int(c)
             if epoch % stride == 0 or epoch == chain.T:
-                train_loss, train_acc = loss_sum / chain.n, correct / chain.n
-                log({"train_loss": train_loss, "train_accuracy": train_acc, "epoch": epoch})
-                val_loss, val_acc = evaluate(data.val)
-                log({"Val (Train)_loss": val_loss, "Val (Train)_accuracy": val_acc, "epoch": epoch})
-                console.line(f"pnsgd epoch {epoch}/{chain.T}  loss {fmt(train_loss)} acc {fmt(train_acc)}  "
-                             f"val acc {fmt(val_acc)}")
-        if not torch.isfinite(theta).all():
-            raise ConfigError(f"training.max_lr: the chain diverged (non-finite weights after {chain.T} epochs); lower "
-                              "training.max_lr")
-        if ckpt_dir is not None:
-            save_checkpoint(ckpt_dir / checkpoint_name(chain.T), model.state_dict(), {**meta, "epoch": chain.T})
-        return meta
+                log_chain_row(log, console, evaluate, data.val, epoch, f"pnsgd epoch {epoch}/{chain.T}",
+                              loss_sum / chain.n, correct / chain.n)
+        return end_chain(model, chain, meta, ckpt_dir, f"{chain.T} epochs")
