@@ -37,6 +37,28 @@ from src.training.langevin_clipping import upstream_clipped_grad
 INIT = "gaussian_lsi"  # N(init_mean, 2 sigma^2 / m): the only initial law the certificate covers
 
 
+def require_declared_bounds(config, section, key: str) -> float:
+    """Refuse a declared L or M below the model's loss's own bound (for unit-norm inputs),
+    which is returned for L."""
+    smooth, bound = smoothness_bound(config.model.n_classes), gradient_bound(config.model.n_classes)
+    if section.smoothness != "auto" and section.smoothness < smooth:
+        raise ConfigError(f"{key}.smoothness: {section.smoothness} is below the loss's smoothness bound "
+                          f"{smooth:g} for unit-norm inputs; the certificate needs L >= the true constant")
+    if section.gradient_bound != "auto" and section.gradient_bound < bound:
+        raise ConfigError(f"{key}.gradient_bound: {section.gradient_bound} is below the per-example gradient "
+                          f"bound {bound:.6g} for unit-norm inputs; gradients are not clipped, so M must bound them")
+    return smooth
+
+
+def declared_bounds(config, section) -> tuple[float, float]:
+    """The loss's smoothness L and per-example gradient bound M a chain's section declares
+    ("auto": the bounds of the model's loss for unit-norm inputs)."""
+    n_classes = config.model.n_classes
+    smooth = smoothness_bound(n_classes) if section.smoothness == "auto" else float(section.smoothness)
+    bound = gradient_bound(n_classes) if section.gradient_bound == "auto" else float(section.gradient_bound)
+    return smooth, bound
+
+
 @dataclass(frozen=True)
 class ChainConstants:
     """What a Langevin chain is: recorded in its checkpoint, checked before unlearning."""
@@ -58,8 +80,7 @@ class ChainConstants:
     def from_config(cls, config, n: int) -> "ChainConstants":
         t = config.training
         lv = t.langevin
-        smooth = smoothness_bound(config.model.n_classes) if lv.smoothness == "auto" else float(lv.smoothness)
-        bound = gradient_bound(config.model.n_classes) if lv.gradient_bound == "auto" else float(lv.gradient_bound)
+        smooth, bound = declared_bounds(config, lv)
         return cls(eta=float(t.max_lr), sigma=float(lv.sigma), m=float(t.weight_decay), L=smooth + float(t.weight_decay),
                    M=bound, T=int(t.epochs), init=INIT, init_mean=float(lv.init_mean), n=int(n),
                    seed=int(config.global_seed), clipping=config.compat.langevin_clipping)
@@ -146,13 +167,7 @@ def check_training(config, sizes=None) -> None:
     if t.dp_sgd is not None:
         raise ConfigError(f"training.dp_sgd: not allowed with {who}: the model is trained by one or the other")
     lv = t.langevin
-    smooth, bound = smoothness_bound(config.model.n_classes), gradient_bound(config.model.n_classes)
-    if lv.smoothness != "auto" and lv.smoothness < smooth:
-        raise ConfigError(f"training.langevin.smoothness: {lv.smoothness} is below the loss's smoothness bound "
-                          f"{smooth:g} for unit-norm inputs; the certificate needs L >= the true constant")
-    if lv.gradient_bound != "auto" and lv.gradient_bound < bound:
-        raise ConfigError(f"training.langevin.gradient_bound: {lv.gradient_bound} is below the per-example gradient "
-                          f"bound {bound:.6g} for unit-norm inputs; gradients are not clipped, so M must bound them")
+    require_declared_bounds(config, lv, "training.langevin")
     chain = ChainConstants.from_config(config, n=1)
     if lv.sigma > 0 and t.max_lr > 1.0 / chain.L:
         raise ConfigError(f"training.max_lr: {t.max_lr} is above 1/L = {1.0 / chain.L:.8g} (L = {chain.L:.8g}, the "
