@@ -129,31 +129,35 @@ def all_configs() -> dict[str, str]:
     return files
 
 
-def write(out: Path) -> None:
-    folder = out / FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.yaml"):
+def write(out: Path, folder: str = FOLDER, configs=None) -> None:
+    """Rewrite `folder` under `out` with `configs()` (name -> text); README.md is left alone."""
+    target = out / folder
+    target.mkdir(parents=True, exist_ok=True)
+    for old in target.glob("*.yaml"):
         old.unlink()
-    for name, text in all_configs().items():
-        (folder / name).write_text(text)
+    for name, text in (configs or all_configs)().items():
+        (target / name).write_text(text)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None, doc: str = __doc__, folder: str = FOLDER, configs=None,
+         script: str = "tools/make_baseline_configs.py") -> int:
+    """The command line every config-folder generator shares: write, or --check against the repo."""
+    configs = configs or all_configs
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO)
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
     if not args.check:
-        write(args.out)
-        print(f"wrote {len(all_configs())} configs to {args.out / FOLDER}")
+        write(args.out, folder, configs)
+        print(f"wrote {len(configs())} configs to {args.out / folder}")
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        write(Path(tmp))
-        fresh, committed = Path(tmp) / FOLDER, REPO / FOLDER
+        write(Path(tmp), folder, configs)
+        fresh, committed = Path(tmp) / folder, REPO / folder
         names = sorted(p.name for p in fresh.glob("*.yaml"))
         same = names == sorted(p.name for p in committed.glob("*.yaml")) and all(
             filecmp.cmp(fresh / n, committed / n, shallow=False) for n in names)
-    print("configs are up to date" if same else f"{FOLDER} differs from tools/make_baseline_configs.py")
+    print("configs are up to date" if same else f"{folder} differs from {script}")
     return 0 if same else 1
 
 

@@ -24,11 +24,8 @@ README.md is written by hand and never touched here.
 
 from __future__ import annotations
 
-import argparse
 import copy
-import filecmp
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -106,31 +103,11 @@ def all_configs() -> dict[str, str]:
 
 
 def write(out: Path) -> None:
-    folder = out / FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.yaml"):
-        old.unlink()
-    for name, text in all_configs().items():
-        (folder / name).write_text(text)
+    base.write(out, FOLDER, all_configs)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=REPO)
-    parser.add_argument("--check", action="store_true")
-    args = parser.parse_args(argv)
-    if not args.check:
-        write(args.out)
-        print(f"wrote {len(all_configs())} configs to {args.out / FOLDER}")
-        return 0
-    with tempfile.TemporaryDirectory() as tmp:
-        write(Path(tmp))
-        fresh, committed = Path(tmp) / FOLDER, REPO / FOLDER
-        names = sorted(p.name for p in fresh.glob("*.yaml"))
-        same = names == sorted(p.name for p in committed.glob("*.yaml")) and all(
-            filecmp.cmp(fresh / n, committed / n, shallow=False) for n in names)
-    print("configs are up to date" if same else f"{FOLDER} differs from tools/make_rum_configs.py")
-    return 0 if same else 1
+    return base.main(argv, __doc__, FOLDER, all_configs, "tools/make_rum_configs.py")
 
 
 if __name__ == "__main__":

@@ -342,32 +342,46 @@ def draw(groups: dict, runs: list[LangevinRun], out_base: Path, subtitle: str, p
                     ax.plot(grid, accountant_curve(example, grid), color="tab:purple", linewidth=1,
                             label="accountant")
                 paper = published.get((figure, dataset, panel), {})
-                paper_shades = iter(np.linspace(0.5, 0.95, max(len(paper), 2)))
-                for label, s in paper.items():
-                    xs, means, stds, _ = zip(*s.rows())
-                    ax.errorbar(xs, means, yerr=stds, marker="x", markersize=3, capsize=1.5, linestyle=":",
-                                linewidth=0.9, label=s.label, color=plt.get_cmap("Oranges")(next(paper_shades)))
-                if paper and dataset in SUBSET_NOTE:
-                    ax.text(0.02, 0.02, SUBSET_NOTE[dataset], transform=ax.transAxes, fontsize=5, va="bottom",
-                            color="tab:orange")
+                draw_published(ax, plt, paper, dataset, 0.5, va="bottom")
                 if figure in ("fig3a", "fig3c"):
                     ax.set_xscale("log")
                     ticks = sorted({x for s in (*found.values(), *paper.values()) for x in s.points})
                     ax.set_xticks(ticks, [f"{x:g}" for x in ticks])
                     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-                xlabel, ylabel = AXES[(figure, panel)]
-                ax.set_xlabel(xlabel, fontsize=7)
-                ax.set_ylabel(ylabel, fontsize=7)
-                ax.tick_params(labelsize=6)
-                ax.set_title(f"{DATASET_TITLES.get(dataset, dataset)}\n{TITLES[(figure, panel)]}", fontsize=7)
-                ax.grid(alpha=0.3)
-                ax.legend(fontsize=5.5, frameon=False)
+                label_panel(ax, dataset, TITLES[(figure, panel)], AXES[(figure, panel)], 5.5)
         fig.suptitle(subtitle, fontsize=7)
-        out_base.parent.mkdir(parents=True, exist_ok=True)
-        paths = [out_base.with_suffix(".png"), out_base.with_suffix(".pdf")]
-        for path in paths:
-            fig.savefig(path, dpi=180)
+        paths = save_figure(fig, out_base)
     plt.close(fig)
+    return paths
+
+
+# What both Langevin figures (this one and langevin_modes.py) draw alike.
+def draw_published(ax, plt, paper: dict, dataset: str, first_shade: float, **note) -> None:
+    """The paper's series on `ax` (orange crosses, dotted), and the note when our data are a subset."""
+    paper_shades = iter(np.linspace(first_shade, 0.95, max(len(paper), 2)))
+    for label, s in paper.items():
+        xs, means, stds, _ = zip(*s.rows())
+        ax.errorbar(xs, means, yerr=stds, marker="x", markersize=3, capsize=1.5, linestyle=":",
+                    linewidth=0.9, label=s.label, color=plt.get_cmap("Oranges")(next(paper_shades)))
+    if paper and dataset in SUBSET_NOTE:
+        ax.text(0.02, 0.02, SUBSET_NOTE[dataset], transform=ax.transAxes, fontsize=5, color="tab:orange", **note)
+
+
+def label_panel(ax, dataset: str, title: str, axes: tuple[str, str], legend_size: float) -> None:
+    xlabel, ylabel = axes
+    ax.set_xlabel(xlabel, fontsize=7)
+    ax.set_ylabel(ylabel, fontsize=7)
+    ax.tick_params(labelsize=6)
+    ax.set_title(f"{DATASET_TITLES.get(dataset, dataset)}\n{title}", fontsize=7)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size, frameon=False)
+
+
+def save_figure(fig, out_base: Path) -> list[Path]:
+    out_base.parent.mkdir(parents=True, exist_ok=True)
+    paths = [out_base.with_suffix(".png"), out_base.with_suffix(".pdf")]
+    for path in paths:
+        fig.savefig(path, dpi=180)
     return paths
 
 

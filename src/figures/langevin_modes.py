@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from src.figures.cli import run_figure
-from src.figures.langevin import (DATASET_TITLES, PUBLISHED, PUBLISHED_DATASET, SUBSET_NOTE, PublishedSeries, Series,
-                                  load_published)
+from src.figures.langevin import (PUBLISHED, PUBLISHED_DATASET, PublishedSeries, Series, draw_published, label_panel,
+                                  load_published, save_figure)
 from src.figures.runs import FigureInputError, load_runs
 
 MODES = ("utility", "noiseless", "sequence", "burnin", "pnsgd")
@@ -192,27 +192,12 @@ def draw(groups: dict, paper: dict, out_base: Path, subtitle: str) -> list[Path]
                                 linestyle="--" if "ceiling" in label else "-",
                                 color="black" if "ceiling" in label else plt.get_cmap("viridis")(next(shades)))
                 theirs = paper.get((mode, dataset, panel), {})
-                paper_shades = iter(np.linspace(0.45, 0.95, max(len(theirs), 2)))
-                for label, s in theirs.items():
-                    xs, means, stds, _ = zip(*s.rows())
-                    ax.errorbar(xs, means, yerr=stds, marker="x", markersize=3, capsize=1.5, linestyle=":",
-                                linewidth=0.9, label=s.label, color=plt.get_cmap("Oranges")(next(paper_shades)))
-                if theirs and dataset in SUBSET_NOTE:
-                    ax.text(0.02, 0.02, SUBSET_NOTE[dataset], transform=ax.transAxes, fontsize=5, color="tab:orange")
+                draw_published(ax, plt, theirs, dataset, 0.45)
                 if panel in ("S", "epsilon") or mode == "burnin":
                     ax.set_xscale("log")
-                xlabel, ylabel = AXES[(mode, panel)]
-                ax.set_xlabel(xlabel, fontsize=7)
-                ax.set_ylabel(ylabel, fontsize=7)
-                ax.tick_params(labelsize=6)
-                ax.set_title(f"{DATASET_TITLES.get(dataset, dataset)}\n{TITLES[(mode, panel)]}", fontsize=7)
-                ax.grid(alpha=0.3)
-                ax.legend(fontsize=5, frameon=False)
+                label_panel(ax, dataset, TITLES[(mode, panel)], AXES[(mode, panel)], 5)
         fig.suptitle(subtitle, fontsize=7)
-        out_base.parent.mkdir(parents=True, exist_ok=True)
-        paths = [out_base.with_suffix(".png"), out_base.with_suffix(".pdf")]
-        for path in paths:
-            fig.savefig(path, dpi=180)
+        paths = save_figure(fig, out_base)
     plt.close(fig)
     return paths
 

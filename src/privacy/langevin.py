@@ -51,6 +51,7 @@ __all__ = [
     "learning_epsilon",
     "smallest_steps",
     "calibrate_sigma",
+    "smallest_feasible_sigma",
     "sequential_steps",
     "sequential_renyi",
 ]
@@ -281,9 +282,17 @@ def calibrate_sigma(steps: int, epsilon: float, S: int, chain: Chain, delta: flo
     def feasible(sigma: float) -> bool:
         return certificate(steps, S, replace(chain, sigma=sigma), delta, alpha_range, conversion).epsilon <= epsilon
 
+    return smallest_feasible_sigma(feasible, bracket, rtol,
+                                   f"certifies epsilon={epsilon!r} after {steps} steps at delta={delta!r}")
+
+
+def smallest_feasible_sigma(feasible: Callable[[float], bool], bracket, rtol: float, refusal: str) -> float:
+    """Bisection in log(sigma) on a predicate that holds from some sigma on (a certificate
+    falls as the temperature grows); returns the feasible end of the final bracket, so the
+    answer always certifies. `refusal` ends the error when even the bracket's top fails."""
     lo, hi = (float(b) for b in bracket)
     if not feasible(hi):
-        raise ValueError(f"no sigma <= {hi:g} certifies epsilon={epsilon!r} after {steps} steps at delta={delta!r}")
+        raise ValueError(f"no sigma <= {hi:g} {refusal}")
     if feasible(lo):
         return lo
     while math.log(hi / lo) > rtol:

@@ -46,7 +46,7 @@ from typing import Sequence
 
 import numpy as np
 
-from src.privacy.langevin import StepChoice, dp_epsilon
+from src.privacy.langevin import StepChoice, dp_epsilon, smallest_feasible_sigma
 
 __all__ = ["MiniBatchChain", "EpochRequest", "BOUNDS", "wasserstein_shift", "renyi_bound", "certificate",
            "smallest_epochs", "calibrate_sigma", "sequential_epochs"]
@@ -193,18 +193,7 @@ def calibrate_sigma(epochs: int, epsilon: float, S: int, chain: MiniBatchChain, 
         return certificate(epochs, S, replace(chain, sigma=sigma), delta, alpha_range, conversion,
                            bound).epsilon <= epsilon
 
-    lo, hi = (float(b) for b in bracket)
-    if not feasible(hi):
-        raise ValueError(f"no sigma <= {hi:g} certifies epsilon={epsilon!r} after {epochs} epochs")
-    if feasible(lo):
-        return lo
-    while math.log(hi / lo) > rtol:
-        mid = math.sqrt(lo * hi)
-        if feasible(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    return smallest_feasible_sigma(feasible, bracket, rtol, f"certifies epsilon={epsilon!r} after {epochs} epochs")
 
 
 def sequential_epochs(sizes: Sequence[int], epsilon: float, chain: MiniBatchChain, delta: float,

@@ -37,6 +37,28 @@ from src.training.langevin_clipping import upstream_clipped_grad
 INIT = "gaussian_lsi"  # N(init_mean, 2 sigma^2 / m): the only initial law the certificate covers
 
 
+def require_declared_bounds(config, section, key: str) -> float:
+    """Refuse a declared L or M below the model's loss's own bound (for unit-norm inputs),
+    which is returned for L."""
+    smooth, bound = smoothness_bound(config.model.n_classes), gradient_bound(config.model.n_classes)
+    if section.smoothness != "auto" and section.smoothness < smooth:
+        raise ConfigError(f"{key}.smoothness: {section.smoothness} is below the loss's smoothness bound "
+                          f"{smooth:g} for unit-norm inputs; the certificate needs L >= the true constant")
+    if section.gradient_bound != "auto" and section.gradient_bound < bound:
+        raise ConfigError(f"{key}.gradient_bound: {section.gradient_bound} is below the per-example gradient "
+                          f"bound {bound:.6g} for unit-norm inputs; gradients are not clipped, so M must bound them")
+    return smooth
+
+
+def declared_bounds(config, section) -> tuple[float, float]:
+    """The loss's smoothness L and per-example gradient bound M a chain's section declares
+    ("auto": the bounds of the model's loss for unit-norm inputs)."""
+    n_classes = config.model.n_classes
+    smooth = smoothness_bound(n_classes) if section.smoothness == "auto" else float(section.smoothness)
+    bound = gradient_bound(n_classes) if section.gradient_bound == "auto" else float(section.gradient_bound)
+    return smooth, bound
+
+
 @dataclass(frozen=True)
 class ChainConstants:
     """What a Langevin chain is: recorded in its checkpoint, checked before unlearning."""
@@ -58,8 +80,7 @@ class ChainConstants:
     def from_config(cls, config, n: int) -> "ChainConstants":
         t = config.training
         lv = t.langevin
-        smooth = smoothness_bound(config.model.n_classes) if lv.smoothness == "auto" else float(lv.smoothness)
-        bound = gradient_bound(config.model.n_classes) if lv.gradient_bound == "auto" else float(lv.gradient_bound)
+        smooth, bound = declared_bounds(config, lv)
         return cls(eta=float(t.max_lr), sigma=float(lv.sigma), m=float(t.weight_decay), L=smooth + float(t.weight_decay),
                    M=bound, T=int(t.epochs), init=INIT, init_mean=float(lv.init_mean), n=int(n),
                    seed=int(config.global_seed), clipping=config.compat.langevin_clipping)
@@ -146,13 +167,7 @@ def check_training(config, sizes=None) -> None:
     if t.dp_sgd is not None:
         raise ConfigError(f"training.dp_sgd: not allowed with {who}: the model is trained by one or the other")
     lv = t.langevin
-    smooth, bound = smoothness_bound(config.model.n_classes), gradient_bound(config.model.n_classes)
-    if lv.smoothness != "auto" and lv.smoothness < smooth:
-        raise ConfigError(f"training.langevin.smoothness: {lv.smoothness} is below the loss's smoothness bound "
-                          f"{smooth:g} for unit-norm inputs; the certificate needs L >= the true constant")
-    if lv.gradient_bound != "auto" and lv.gradient_bound < bound:
-        raise ConfigError(f"training.langevin.gradient_bound: {lv.gradient_bound} is below the per-example gradient "
-                          f"bound {bound:.6g} for unit-norm inputs; gradients are not clipped, so M must bound them")
+    require_declared_bounds(config, lv, "training.langevin")
     chain = ChainConstants.from_config(config, n=1)
     if lv.sigma > 0 and t.max_lr > 1.0 / chain.L:
         raise ConfigError(f"training.max_lr: {t.max_lr} is above 1/L = {1.0 / chain.L:.8g} (L = {chain.L:.8g}, the "
@@ -171,19 +186,21 @@ def require_full_batch(config, n: int, who: str) -> None:
                           f"to at least {n}")
 
 
-def check_chain_record(meta: dict, expected: ChainConstants, who: str) -> None:
-    """Refuse a pretrained model that was not trained by this very chain."""
-    record = (meta or {}).get("langevin")
+def chain_record(meta: dict, algorithm: str, trained_by: str, label: str, who: str) -> tuple[dict, str]:
+    """The checkpoint's record of the chain `training.algorithm: <algorithm>` ran, and where
+    the model came from; refuses a model that has none."""
+    record = (meta or {}).get(algorithm)
     where = (meta or {}).get("path", "the pretrained model")
     if not record:
-        raise CheckpointError(f"training.pretrained: {where} was not trained by full-batch Langevin gradient descent "
-                              f"(its checkpoint has no Langevin record), so {who} cannot certify it; train it with "
-                              "training.algorithm: langevin")
-    if record.get("clipping", "none") != expected.clipping:
-        raise CheckpointError(f"training.pretrained: {where} was trained with compat.langevin_clipping = "
-                              f"{record.get('clipping', 'none')!r}, but this run's config says {expected.clipping!r}; "
-                              f"{who} certifies only the chain it continues")
-    # The seed is recorded but not compared: any draw of the chain is covered.
+        raise CheckpointError(f"training.pretrained: {where} was not trained by {trained_by} (its checkpoint has no "
+                              f"{label} record), so {who} cannot certify it; train it with training.algorithm: "
+                              f"{algorithm}")
+    return record, where
+
+
+def require_same_chain(record: dict, expected, where: str, who: str) -> None:
+    """Refuse a record whose constants differ from `expected.record()`'s. The seed is
+    recorded but not compared: any draw of the chain (and any partition) is covered."""
     for key, value in expected.record().items():
         if key == "seed":
             continue
@@ -193,6 +210,16 @@ def check_chain_record(meta: dict, expected: ChainConstants, who: str) -> None:
         if not same:
             raise CheckpointError(f"training.pretrained: {where} was trained with {key} = {got!r}, but this run's "
                                   f"config describes {key} = {value!r}; {who} certifies only the chain it continues")
+
+
+def check_chain_record(meta: dict, expected: ChainConstants, who: str) -> None:
+    """Refuse a pretrained model that was not trained by this very chain."""
+    record, where = chain_record(meta, "langevin", "full-batch Langevin gradient descent", "Langevin", who)
+    if record.get("clipping", "none") != expected.clipping:
+        raise CheckpointError(f"training.pretrained: {where} was trained with compat.langevin_clipping = "
+                              f"{record.get('clipping', 'none')!r}, but this run's config says {expected.clipping!r}; "
+                              f"{who} certifies only the chain it continues")
+    require_same_chain(record, expected, where, who)
 
 
 # ---------------------------------------------------------------------------------------
@@ -232,6 +259,35 @@ def initial_point_(theta: torch.Tensor, chain: ChainConstants, generator: torch.
             theta.add_(chain.init_std * torch.randn(theta.shape, generator=generator, device=theta.device))
 
 
+# What both chains' fit share (this one and training/pnsgd.py's).
+def begin_chain(config, model, chain, name: str, initial_point, ckpt_dir):
+    """Draw the chain's initial point from its own seed stream and save it as checkpoint 0;
+    returns the generator (the chain's noise continues it) and the checkpoint's record."""
+    generator = make_generator(derive_seed(config.global_seed, f"{name}-training"), model.device)
+    initial_point(model.theta, chain, generator)
+    meta = {"epochs": chain.T, "dp_sgd": None, name: chain.record()}
+    if ckpt_dir is not None:
+        save_checkpoint(ckpt_dir / checkpoint_name(0), model.state_dict(), {**meta, "epoch": 0})
+    return generator, meta
+
+
+def log_chain_row(log, console, evaluate, val, step: int, where: str, train_loss: float, train_acc: float) -> None:
+    log({"train_loss": train_loss, "train_accuracy": train_acc, "epoch": step})
+    val_loss, val_acc = evaluate(val)
+    log({"Val (Train)_loss": val_loss, "Val (Train)_accuracy": val_acc, "epoch": step})
+    console.line(f"{where}  loss {fmt(train_loss)} acc {fmt(train_acc)}  val acc {fmt(val_acc)}")
+
+
+def end_chain(model, chain, meta: dict, ckpt_dir, after: str) -> dict:
+    """Refuse a diverged chain (`after`: how far it ran), else save its last checkpoint."""
+    if not torch.isfinite(model.theta).all():
+        raise ConfigError(f"training.max_lr: the chain diverged (non-finite weights after {after}); lower "
+                          "training.max_lr")
+    if ckpt_dir is not None:
+        save_checkpoint(ckpt_dir / checkpoint_name(chain.T), model.state_dict(), {**meta, "epoch": chain.T})
+    return meta
+
+
 class LangevinTraining(TrainingAlgorithm):
     """`training.algorithm: langevin`: the chain above, on the train split (retain + forget)."""
 
@@ -252,12 +308,8 @@ class LangevinTraining(TrainingAlgorithm):
         require_full_batch(config, len(data.train), "training.algorithm=langevin")
         chain = ChainConstants.from_config(config, n=len(data.train))
         device = model.device
-        generator = make_generator(derive_seed(config.global_seed, "langevin-training"), device)
+        generator, meta = begin_chain(config, model, chain, "langevin", initial_point_, ckpt_dir)
         theta = model.theta
-        initial_point_(theta, chain, generator)
-        meta = {"epochs": chain.T, "dp_sgd": None, "langevin": chain.record()}
-        if ckpt_dir is not None:
-            save_checkpoint(ckpt_dir / checkpoint_name(0), model.state_dict(), {**meta, "epoch": 0})
         parts = [(data.train.x, data.train.y)]
         noise = lambda: torch.randn(theta.shape, generator=generator, device=device)  # noqa: E731
         stride = max(1, chain.T // 100)  # a hundred log rows, not one per step
@@ -266,15 +318,6 @@ class LangevinTraining(TrainingAlgorithm):
             loss, correct, grad = chain.gradient(model, parts)
             langevin_step_(theta, grad, chain.eta, chain.noise_std, noise)
             if step % stride == 0 or step == chain.T:
-                train_loss, train_acc = float(loss), float(correct) / len(data.train)
-                log({"train_loss": train_loss, "train_accuracy": train_acc, "epoch": step})
-                val_loss, val_acc = evaluate(data.val)
-                log({"Val (Train)_loss": val_loss, "Val (Train)_accuracy": val_acc, "epoch": step})
-                console.line(f"langevin step {step}/{chain.T}  loss {fmt(train_loss)} acc {fmt(train_acc)}  "
-                             f"val acc {fmt(val_acc)}")
-        if not torch.isfinite(theta).all():
-            raise ConfigError(f"training.max_lr: the chain diverged (non-finite weights after {chain.T} steps at "
-                              f"step {chain.eta}); lower training.max_lr")
-        if ckpt_dir is not None:
-            save_checkpoint(ckpt_dir / checkpoint_name(chain.T), model.state_dict(), {**meta, "epoch": chain.T})
-        return meta
+                log_chain_row(log, console, evaluate, data.val, step, f"langevin step {step}/{chain.T}",
+                              float(loss), float(correct) / len(data.train))
+        return end_chain(model, chain, meta, ckpt_dir, f"{chain.T} steps at step {chain.eta}")

@@ -30,16 +30,14 @@ import torch
 
 from src.data.batches import make_generator
 from src.errors import ConfigError
-from src.models.linear import gradient_bound, smoothness_bound
 from src.models.model import ModelFactory
 from src.privacy.pnsgd import MiniBatchChain
 from src.seeds import derive_seed
-from src.tracking import fmt
 from src.noise import project_l2_
 from src.training.algorithm import TrainingAlgorithm, refuse_foreign_keys
-from src.training.checkpoints import checkpoint_name, save_checkpoint
 from src.training.evaluate import Evaluator
-from src.training.langevin import objective_grad, require_convex_setting, require_plain_descent
+from src.training.langevin import (begin_chain, declared_bounds, end_chain, log_chain_row, objective_grad,
+                                  require_convex_setting, require_declared_bounds, require_plain_descent)
 
 WHO = "training.algorithm=pnsgd"
 
@@ -65,8 +63,7 @@ class MiniBatchConstants:
     def from_config(cls, config, n: int) -> "MiniBatchConstants":
         t = config.training
         p = t.pnsgd
-        smooth = smoothness_bound(config.model.n_classes) if p.smoothness == "auto" else float(p.smoothness)
-        bound = gradient_bound(config.model.n_classes) if p.gradient_bound == "auto" else float(p.gradient_bound)
+        smooth, bound = declared_bounds(config, p)
         b = min(int(config.dataset.batch_size), int(n))
         batches = math.ceil(n / b)
         return cls(eta=float(t.max_lr), sigma=float(p.sigma), m=float(t.weight_decay), L=smooth + float(t.weight_decay),
@@ -117,13 +114,7 @@ def check_training(config, sizes=None) -> None:
                           f"be > 0 for {WHO}: strong convexity m > 0 makes every step a contraction")
     require_plain_descent(t, "training", WHO, "the chain is plain mini-batch gradient descent")
     p = t.pnsgd
-    smooth, bound = smoothness_bound(config.model.n_classes), gradient_bound(config.model.n_classes)
-    if p.smoothness != "auto" and p.smoothness < smooth:
-        raise ConfigError(f"training.pnsgd.smoothness: {p.smoothness} is below the loss's smoothness bound {smooth:g} "
-                          "for unit-norm inputs; the certificate needs L >= the true constant")
-    if p.gradient_bound != "auto" and p.gradient_bound < bound:
-        raise ConfigError(f"training.pnsgd.gradient_bound: {p.gradient_bound} is below the per-example gradient bound "
-                          f"{bound:.6g} for unit-norm inputs; gradients are not clipped, so M must bound them")
+    smooth = require_declared_bounds(config, p, "training.pnsgd")
     L = (smooth if p.smoothness == "auto" else p.smoothness) + t.weight_decay
     if t.max_lr > 1.0 / L:
         raise ConfigError(f"training.max_lr: {t.max_lr} is above 1/L = {1.0 / L:.8g} (L = {L:.8g}, the loss's "
@@ -168,12 +159,8 @@ class PNSGDTraining(TrainingAlgorithm):
         x, y = slot_data(data)
         chain = MiniBatchConstants.from_config(config, n=int(y.shape[0]))
         device = model.device
-        generator = make_generator(derive_seed(config.global_seed, "pnsgd-training"), device)
+        generator, meta = begin_chain(config, model, chain, "pnsgd", initial_point_, ckpt_dir)
         theta = model.theta
-        initial_point_(theta, chain, generator)
-        meta = {"epochs": chain.T, "dp_sgd": None, "pnsgd": chain.record()}
-        if ckpt_dir is not None:
-            save_checkpoint(ckpt_dir / checkpoint_name(0), model.state_dict(), {**meta, "epoch": 0})
         batches = cyclic_batches(chain.n, chain.batches, chain.seed, device)
 
         def add_noise(t):
@@ -189,15 +176,6 @@ class PNSGDTraining(TrainingAlgorithm):
                 loss_sum += float(loss) * len(idx)
                 correct += int(c)
             if epoch % stride == 0 or epoch == chain.T:
-                train_loss, train_acc = loss_sum / chain.n, correct / chain.n
-                log({"train_loss": train_loss, "train_accuracy": train_acc, "epoch": epoch})
-                val_loss, val_acc = evaluate(data.val)
-                log({"Val (Train)_loss": val_loss, "Val (Train)_accuracy": val_acc, "epoch": epoch})
-                console.line(f"pnsgd epoch {epoch}/{chain.T}  loss {fmt(train_loss)} acc {fmt(train_acc)}  "
-                             f"val acc {fmt(val_acc)}")
-        if not torch.isfinite(theta).all():
-            raise ConfigError(f"training.max_lr: the chain diverged (non-finite weights after {chain.T} epochs); lower "
-                              "training.max_lr")
-        if ckpt_dir is not None:
-            save_checkpoint(ckpt_dir / checkpoint_name(chain.T), model.state_dict(), {**meta, "epoch": chain.T})
-        return meta
+                log_chain_row(log, console, evaluate, data.val, epoch, f"pnsgd epoch {epoch}/{chain.T}",
+                              loss_sum / chain.n, correct / chain.n)
+        return end_chain(model, chain, meta, ckpt_dir, f"{chain.T} epochs")

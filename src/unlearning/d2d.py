@@ -20,20 +20,21 @@ from functools import cached_property
 from typing import Literal, Optional
 
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from src.certificates import PrivacyPlan, certificate_row
-from src.config import FiniteFloat, Section
+from src.config import FiniteFloat
 from src.errors import ConfigError, UserError
 from src.privacy import d2d
 from src.training.langevin import objective_grad
 from src.unlearning.base import require_section
-from src.unlearning.full_batch import FullBatchRequests, RequestSchedule, accountant_delta, request_sizes
+from src.unlearning.full_batch import (FullBatchRequests, RequestSchedule, RequestsSection,
+                                       accountant_delta, request_sizes)
 
 KEY = "unlearning.d2d"
 
 
-class D2DConfig(Section):
+class D2DConfig(RequestsSection):
     """`unlearning.d2d:` the target of every request and how many steps each takes."""
 
     epsilon_target: FiniteFloat = Field(gt=0, allow_inf_nan=False)
@@ -46,13 +47,6 @@ class D2DConfig(Section):
     # feature dimension, also for its 10-class model).
     dimension: Optional[int] = Field(None, ge=1)
     delta_rule: Literal["target", "one_over_n"] = "target"
-
-    @field_validator("requests")
-    @classmethod
-    def _sizes(cls, value):
-        if value is not None and (not value or any(s < 1 for s in value)):
-            raise ValueError("must be a non-empty list of request sizes >= 1")
-        return value
 
     @model_validator(mode="after")
     def _one_mode(self):

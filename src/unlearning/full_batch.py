@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import ClassVar, Optional
 
 import torch
+from pydantic import field_validator, model_validator
 
+from src.config import Section
 from src.errors import ConfigError
 from src.training.langevin import (ChainConstants, require_convex_setting, require_full_batch,
                                   require_plain_descent)
@@ -47,6 +50,33 @@ class RequestSchedule:
 
     def served_after(self, step: int) -> list[int]:
         return [s for s, end in enumerate(self.ends) if end == step]
+
+
+class RequestsSection(Section):
+    """Base of the convex methods' sections: the check of `requests` (each subclass declares
+    the field) and, where `fixed_key` names the fixed-K key, that exactly one of
+    epsilon_target (K is searched) and that key (a fixed K, its epsilon reported) is given."""
+
+    fixed_key: ClassVar[Optional[str]] = None
+
+    @field_validator("requests", check_fields=False)
+    @classmethod
+    def _sizes(cls, value):
+        if value is not None and (not value or any(s < 1 for s in value)):
+            raise ValueError("must be a non-empty list of request sizes >= 1")
+        return value
+
+    @model_validator(mode="after")
+    def _one_target(self):
+        if self.fixed_key is None:
+            return self
+        given = [k for k in ("epsilon_target", self.fixed_key) if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"exactly one of epsilon_target (K is searched) and {self.fixed_key} (a fixed K, its "
+                             f"epsilon reported) must be given; got {given or 'neither'}")
+        if self.requests is not None and getattr(self, self.fixed_key) is not None:
+            raise ValueError("requests need epsilon_target: each request's K_s is searched")
+        return self
 
 
 def request_sizes(section, forget_size: int, key: str) -> tuple[int, ...]:
@@ -95,6 +125,12 @@ class FullBatchRequests(UnlearningAlgorithm):
             raise ConfigError(f"unlearning.weight_decay: {u.weight_decay} differs from training.weight_decay "
                               f"{t.weight_decay}: {cls.who} unlearns with the objective it trained on (same l2 "
                               "coefficient m); set them equal")
+        cls.check_continues(config)
+
+    @classmethod
+    def check_continues(cls, config) -> None:
+        """The unlearning continues the trained model itself, with fresh noise at every step."""
+        u = config.unlearning
         if u.init_model_clip or u.init_sigma:
             raise ConfigError(f"unlearning.init_model_clip / init_sigma: not used by {cls.who} (it starts from the "
                               "trained model itself); leave them 0")

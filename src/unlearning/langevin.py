@@ -26,26 +26,29 @@ from functools import cached_property
 from typing import Literal, Optional
 
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from src.certificates import PrivacyPlan, certificate_row
-from src.config import FiniteFloat, Section
+from src.config import FiniteFloat
 from src.errors import ConfigError
 from src.privacy.langevin import (MAX_STEPS, Chain, Request, certificate, learning_epsilon, lsi_constant,
                                   sequential_steps, smallest_steps)
 from src.seeds import derive_seed
 from src.training.langevin import initial_point_, langevin_step_
 from src.unlearning.base import require_section
-from src.unlearning.full_batch import FullBatchRequests, RequestSchedule, accountant_delta, accuracy, request_sizes
+from src.unlearning.full_batch import (FullBatchRequests, RequestSchedule, RequestsSection,
+                                       accountant_delta, accuracy, request_sizes)
 
 KEY = "unlearning.langevin"
 
 
-class LangevinConfig(Section):
+class LangevinConfig(RequestsSection):
     """`unlearning.langevin:` the certificate's target and how K is searched.
 
     The chain's constants (step, l2 coefficient, temperature, L, M) are the training's:
     training.max_lr, training.weight_decay and training.langevin."""
+
+    fixed_key = "steps"
 
     # Exactly one: a DP target (K is searched), or a fixed K (its epsilon is reported).
     epsilon_target: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
@@ -74,23 +77,6 @@ class LangevinConfig(Section):
         if not (1.0 <= lo < hi and math.isfinite(hi)):
             raise ValueError("must be [lo, hi] with 1 <= lo < hi < infinity")
         return value
-
-    @field_validator("requests")
-    @classmethod
-    def _sizes(cls, value):
-        if value is not None and (not value or any(s < 1 for s in value)):
-            raise ValueError("must be a non-empty list of request sizes >= 1")
-        return value
-
-    @model_validator(mode="after")
-    def _one_target(self):
-        given = [k for k in ("epsilon_target", "steps") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError("exactly one of epsilon_target (K is searched) and steps (a fixed K, its epsilon "
-                             f"reported) must be given; got {given or 'neither'}")
-        if self.requests is not None and self.steps is not None:
-            raise ValueError("requests need epsilon_target: each request's K_s is searched")
-        return self
 
 
 class LangevinUnlearning(FullBatchRequests):

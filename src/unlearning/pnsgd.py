@@ -22,24 +22,27 @@ from functools import cached_property
 from typing import Literal, Optional
 
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from src.certificates import PrivacyPlan, certificate_row
-from src.config import FiniteFloat, Section
-from src.errors import CheckpointError, ConfigError
+from src.config import FiniteFloat
+from src.errors import ConfigError
 from src.noise import project_l2_
 from src.privacy import pnsgd as accountant
-from src.training.langevin import objective_grad, require_plain_descent
+from src.training.langevin import chain_record, objective_grad, require_plain_descent, require_same_chain
 from src.training.pnsgd import MiniBatchConstants, check_training, cyclic_batches, slot_data
 from src.unlearning.base import StepResult, require_section
-from src.unlearning.full_batch import FullBatchRequests, RequestSchedule, accountant_delta, accuracy, request_sizes
+from src.unlearning.full_batch import (FullBatchRequests, RequestSchedule, RequestsSection,
+                                       accountant_delta, accuracy, request_sizes)
 
 KEY = "unlearning.pnsgd"
 
 
-class PNSGDConfig(Section):
+class PNSGDConfig(RequestsSection):
     """`unlearning.pnsgd:` the certificate's target. The chain's constants (step, l2
     coefficient, temperature, projection radius, batch size) are the training's."""
+
+    fixed_key = "epochs"
 
     # Exactly one: a DP target (K is searched), or a fixed K in epochs (its epsilon reported).
     epsilon_target: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
@@ -61,23 +64,6 @@ class PNSGDConfig(Section):
             raise ValueError("must be [lo, hi] with 1 < lo < hi < infinity")
         return value
 
-    @field_validator("requests")
-    @classmethod
-    def _sizes(cls, value):
-        if value is not None and (not value or any(s < 1 for s in value)):
-            raise ValueError("must be a non-empty list of request sizes >= 1")
-        return value
-
-    @model_validator(mode="after")
-    def _one_target(self):
-        given = [k for k in ("epsilon_target", "epochs") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError("exactly one of epsilon_target (K is searched) and epochs (a fixed K, its epsilon "
-                             f"reported) must be given; got {given or 'neither'}")
-        if self.requests is not None and self.epochs is not None:
-            raise ValueError("requests need epsilon_target: each request's K_s is searched")
-        return self
-
 
 class NoisyMiniBatchSGD(FullBatchRequests):
     name = "pnsgd"
@@ -97,12 +83,7 @@ class NoisyMiniBatchSGD(FullBatchRequests):
             if getattr(u, key) != getattr(t, key):
                 raise ConfigError(f"unlearning.{key}: {getattr(u, key)} differs from training.{key} "
                                   f"{getattr(t, key)}: {cls.who} continues the training chain; set them equal")
-        if u.init_model_clip or u.init_sigma:
-            raise ConfigError(f"unlearning.init_model_clip / init_sigma: not used by {cls.who} (it starts from the "
-                              "trained model itself); leave them 0")
-        if config.compat.reuse_noise:
-            raise ConfigError(f"compat.reuse_noise: true is not allowed for {cls.who}: the certificate needs fresh "
-                              "noise at every step")
+        cls.check_continues(config)
 
     @property
     def eta(self) -> float:
@@ -214,22 +195,8 @@ class NoisyMiniBatchSGD(FullBatchRequests):
         self.finished = self.schedule.total_steps == 0
 
     def _check_chain_record(self, meta: dict) -> None:
-        record = (meta or {}).get("pnsgd")
-        where = (meta or {}).get("path", "the pretrained model")
-        if not record:
-            raise CheckpointError(f"training.pretrained: {where} was not trained by projected noisy SGD (its "
-                                  f"checkpoint has no pnsgd record), so {self.who} cannot certify it; train it with "
-                                  "training.algorithm: pnsgd")
-        for key, value in self.chain().record().items():
-            if key == "seed":  # any draw of the chain (and any partition) is covered
-                continue
-            got = record.get(key)
-            same = got == value if not isinstance(value, float) else (
-                isinstance(got, (int, float)) and math.isclose(got, value, rel_tol=1e-12, abs_tol=0.0))
-            if not same:
-                raise CheckpointError(f"training.pretrained: {where} was trained with {key} = {got!r}, but this run's "
-                                      f"config describes {key} = {value!r}; {self.who} certifies only the chain it "
-                                      "continues")
+        record, where = chain_record(meta, "pnsgd", "projected noisy SGD", "pnsgd", self.who)
+        require_same_chain(record, self.chain(), where, self.who)
 
     def noisy_step(self, model, x, y, step: int) -> StepResult:
         """Step `step` (0-based) of the phase: batch step mod J of the fixed partition, on the
