@@ -52,8 +52,20 @@ def test_an_overflowing_init_sigma_fails_at_the_initial_noise(make_config, tmp_p
     assert run_main("--config", path, "--quiet") == 2
     assert "unlearning.init_sigma: 1e+300 gives no finite certificate" in capsys.readouterr().err
     assert nothing_recorded(tmp_path)
-    # ... one it can hold still overflows the weights once multiplied by the noise
-    path, _ = make_config("sigma-f32", {"unlearning.init_sigma": 3e38})
+    # ... and so is one whose noise would overflow the weights under Gradient Clipping, whose
+    # certificate now carries the float32 rounding margin of iterates that large ...
+    path, _ = make_config("sigma-gc", {"unlearning.init_sigma": 3e38})
+    assert run_main("--config", path, "--quiet") == 2
+    assert "unlearning.init_sigma: 3e+38 gives no finite certificate (the float32 rounding margin" in \
+        capsys.readouterr().err
+    assert nothing_recorded(tmp_path)
+    # ... while Model Clipping with noise after the projection (no margin: the noise's input is the
+    # projected model) plans it, and the weights overflow once multiplied by the noise
+    model_clipping = {"unlearning.algorithm": "contractive_coefficients", "unlearning.init_model_clip": 7,
+                      "unlearning.weight_decay": 500, "unlearning.iteration": None,
+                      "unlearning.contractive_coefficients": {"epsilon_target": 1, "sigma": 0.01, "model_clip": 0.01,
+                                                              "noise_addition_after_projection": True}}
+    path, _ = make_config("sigma-f32", {**model_clipping, "unlearning.init_sigma": 3e38})
     assert run_main("--config", path, "--quiet") == 2
     assert "unlearning.init_sigma: 3e+38 overflows the weights" in capsys.readouterr().err
     assert nothing_recorded(tmp_path)
