@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from src.audit.audit import audit, check_auditable
-from src.audit.report import write_audit
+from src.audit.report import code_commit, write_audit
 from src.audit.worlds import adversarial_starts
 from src.errors import UserError
 from src.request_stream.audit import finished_stream_config, request_starting_points
@@ -80,6 +80,7 @@ def audit_request(run_dir, k: int, args, console, name_suffix: str = ""):
     retain = len(start.data.retain)
     if args.start == "adversarial":
         start_a, start_b, starts = adversarial_starts(pass_config, start.deployed)
+        starts["direction_from"] = f"M_{k - 1}, deployed before request {k}"
     else:
         start_a, start_b = start.deployed, start.retrained
         deployed = deployed_model_path(run_dir, k - 1) if k > 1 else "the pretrained model (request 1 starts from it)"
@@ -88,6 +89,7 @@ def audit_request(run_dir, k: int, args, console, name_suffix: str = ""):
     starting_seconds = time.perf_counter() - clock
     audit_id = f"{run_dir.resolve().name}-request-{k}{name_suffix}"
     describe = {"audit_id": audit_id, "stream_run": str(run_dir), "config_file": str(run_dir / "config.yaml"),
+                "overrides": [], "commit": code_commit(),
                 "request": k, "num_requests": num_requests, "certificate": CERTIFICATE,
                 "retain_size": retain, "deleted_so_far": start.request.deleted,
                 "all_models_through_request": start.request.all_models.as_dict(),

@@ -6,7 +6,10 @@ same noisy phase started from a model that never saw the forget set (world B).
   * `pretrained_starts`: A = the config's pretrained model, B = the same recipe trained on
     the retain set alone; both from the `pretrained: auto` cache (trained once if missing).
   * `adversarial_starts`: two points 2 C0 apart on the set the initial projection maps
-    every model into, the worst case the accountants assume.
+    every model into, the worst case the accountants assume; their direction is fixed by
+    world A's pretrained model alone (world B's is never trained for them).
+  * `projected`: a start as the noisy phase sees it, after the initial projection (the
+    projection score must measure along the direction between these, not the raw starts).
 """
 
 from __future__ import annotations
@@ -26,15 +29,35 @@ def _load_theta(config, path, input_shape, device) -> torch.Tensor:
     return model.theta.detach().clone()
 
 
+def pretrained_start_a(config, data, device, console) -> tuple[torch.Tensor, str]:
+    """World A's pretrained model (trained on all the data) and its checkpoint path."""
+    path_a = ensure_pretrained(config, device, console, data)
+    return _load_theta(config, path_a, data.input_shape, device), str(path_a)
+
+
 def pretrained_starts(config, data, device, console) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """(theta_A, theta_B, where they came from). The audit always uses the cache of the
     config's training recipe, whatever `training.pretrained` says, so both worlds follow
     the same recipe."""
-    path_a = ensure_pretrained(config, device, console, data)
+    a, path_a = pretrained_start_a(config, data, device, console)
     path_b = ensure_pretrained(config, device, console, data, without_forget=True)
-    a = _load_theta(config, path_a, data.input_shape, device)
     b = _load_theta(config, path_b, data.input_shape, device)
-    return a, b, {"world_A": str(path_a), "world_B": str(path_b)}
+    return a, b, {"world_A": path_a, "world_B": str(path_b)}
+
+
+def projected(config, theta: torch.Tensor) -> torch.Tensor:
+    """`theta` after the algorithm's initial projection without its noise: where the noisy
+    phase really starts. Methods without one (their `prepare` does not project) start
+    where they are."""
+    from src.unlearning.base import algorithm_class
+
+    if not getattr(algorithm_class(config.unlearning.algorithm), "projects_initially", False):
+        return theta
+    from src.unlearning.initial_projection import initial_projection_
+
+    out = theta.detach().clone()
+    initial_projection_(out, config, None, lambda row: None, sigma0=0.0)
+    return out
 
 
 def adversarial_starts(config, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:

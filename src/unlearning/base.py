@@ -144,6 +144,10 @@ class UnlearningAlgorithm:
     # and the noisy steps), so that noisy phases from two starting points can be audited
     # (src/audit/). DP-SGD's noise is in the pretraining itself.
     noise_after_pretraining: ClassVar[bool] = True
+    # Whether `prepare` starts with the initial projection (initial_projection.py), so that
+    # the noisy phase starts from the projected model, not the given one (the audit
+    # measures along the direction between the projected starts).
+    projects_initially: ClassVar[bool] = False
 
     def __init__(self, context: AlgorithmContext):
         self.context = context

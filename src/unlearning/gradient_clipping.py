@@ -58,6 +58,7 @@ class GradientClipping(UnlearningAlgorithm):
     name = "iteration"
     section = IterationConfig
     sequential_requests = True  # PABI holds for any two starting points in the C0-ball
+    projects_initially = True
 
     @classmethod
     def check_config(cls, config) -> None:

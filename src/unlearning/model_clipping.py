@@ -48,6 +48,7 @@ class ModelClipping(UnlearningAlgorithm):
     section = ContractiveConfig
     # The contraction holds for any two starting points (delta_0 = 1 without initial noise).
     sequential_requests = True
+    projects_initially = True
 
     @classmethod
     def check_config(cls, config) -> None:

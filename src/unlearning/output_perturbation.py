@@ -40,6 +40,7 @@ class OutputPerturbation(UnlearningAlgorithm):
     name = "dp-baseline"
     section = DPBaselineConfig
     sequential_requests = True  # any model is projected into the C0-ball before the noise
+    projects_initially = True
 
     @classmethod
     def check_config(cls, config) -> None:
