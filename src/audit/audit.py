@@ -25,6 +25,7 @@ import torch
 
 from src.audit.bounds import GaussianEstimate, LowerBound, gaussian_estimate, lower_bound
 from src.audit.scores import FAMILY, chain_scores, score_names, summary
+from src.audit.slack import slack, slack_line
 from src.audit.worlds import projected
 from src.errors import UserError
 from src.runner import make_plan
@@ -104,6 +105,8 @@ class AuditResult:
     gaussian: GaussianEstimate | None = None
     # the family's score of every chain of each world: {"A": {name: [...]}, "B": {...}}
     chain_scores: dict = field(default_factory=dict)
+    # where the certificate's slack is (slack.py)
+    slack: dict = field(default_factory=dict)
     invalid_reasons: list = field(default_factory=list)
     # what is audited, when not a single run's certificate (e.g. "request 2 of 3 (per-request
     # certificate)"): it starts the printed line
@@ -132,7 +135,7 @@ class AuditResult:
             "exceeds_certificate": self.exceeds_certificate, "refutes_epsilon_published": self.refutes_published,
             "lower_bound_details": self.bound.as_dict(),
             "gaussian_estimate": None if self.gaussian is None else self.gaussian.as_dict(),
-            "scores": self.scores, "chain_scores": self.chain_scores, "seconds": self.seconds,
+            "slack": self.slack, "scores": self.scores, "chain_scores": self.chain_scores, "seconds": self.seconds,
         }
 
     def line(self) -> str:
@@ -213,7 +216,10 @@ def audit(config, start_a: torch.Tensor, start_b: torch.Tensor, chains: int, *, 
     delta = max(config.unlearning.delta, privacy.certified_delta or 0.0)
     bound = family_bound(scores_a, scores_b, delta, confidence)
     gaussian = gaussian_estimate(scores_a[:, 0], scores_b[:, 0], delta, confidence)
+    where = slack(plan.algorithm, delta, scores_a[:, 0], scores_b[:, 0], privacy.certified_epsilon, noise_scale)
     seconds["bound"] = round(time.perf_counter() - clock, 3)
+    if console is not None:
+        console.line(slack_line(where, gaussian.epsilon, bound.epsilon))
     column = bound.test.score
     per_chain = {world: {name: [float(x) for x in scores[:, j]] for j, name in enumerate(FAMILY)}
                  for world, scores in (("A", scores_a), ("B", scores_b))}
@@ -225,4 +231,5 @@ def audit(config, start_a: torch.Tensor, start_b: torch.Tensor, chains: int, *, 
         epsilon_published=privacy.epsilon_published, certificate_valid=privacy.certificate_valid,
         invalid_reasons=list(privacy.invalid_reasons), chains=chains, noisy_steps=steps, bound=bound,
         scores=summary(scores_a, scores_b, names), seconds=seconds, gaussian=gaussian, chain_scores=per_chain,
+        slack=where,
         selected_a=scores_a[:, column], selected_b=scores_b[:, column], label=label)

@@ -190,6 +190,19 @@ class UnlearningAlgorithm:
         trainer hands retain batches to `noisy_step` instead."""
         return None
 
+    # -- what an audit reads about the noise (src/audit/slack.py) ----------------------
+    def output_noise_std(self) -> float | None:
+        """Per-coordinate std of the Gaussian noise the noisy phase leaves in its output,
+        where the output is the same affine map of the noise from any start (noise then
+        only contracted, never projected); None where it is not."""
+        return None
+
+    def gaussian_equivalent_mu(self) -> float | None:
+        """mu of the Gaussian mechanism whose exact (epsilon, delta) curve the accountant's
+        bound stands for before it is converted to one (epsilon, delta); None where the
+        accountant works in (epsilon, delta) throughout."""
+        return None
+
     def certificate_row(self) -> dict:
         """The final certificate under the reference's keys plus ours."""
         plan = self.plan()

@@ -81,6 +81,13 @@ class OutputPerturbation(UnlearningAlgorithm):
         return ComposedCertificate(epsilon, float(delta), f"Gaussian composition (mu = {mu:.4g})",
                                    all(p.certificate_valid for p in plans))
 
+    def output_noise_std(self) -> float:
+        return self.sigma
+
+    def gaussian_equivalent_mu(self) -> float:
+        """Sensitivity over sigma: the diameter of the initial projection's set, 2 C0."""
+        return self.plan().details["sensitivity_over_sigma"]
+
     def prepare(self, model, log) -> None:
         initial_projection_(model.theta, self.config, self.context, log, sigma0=self.sigma)
         self.finished = True
