@@ -31,6 +31,9 @@ MODEL_NAMES = ("two_layer_net", "three_layer_net", "tiny_net", "tinier_net", "ti
 # Langevin unlearning (issue #16): unit-norm feature tasks and the convex linear model.
 DATASET_NAMES += ("mnist_3v8", "mnist_5k_3v8", "cifar10_feature_3v8", "cifar10_feature_unit")
 MODEL_NAMES += ("linear",)
+# The audit's synthetic worst case (docs/audit.md).
+DATASET_NAMES += ("worst_case",)
+MODEL_NAMES += ("worst_case",)
 OPTIMIZER_NAMES = ("SGD", "RMSprop", "Adam")
 SCHEDULE_NAMES = ("constant", "cos", "onecycle")
 

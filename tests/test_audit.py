@@ -178,5 +178,6 @@ def test_folder_audits_one_config_per_method(make_config, tmp_path, capsys):
     assert table in out
     rows = [line for line in table.splitlines()[2:]]
     assert len(rows) == 2 and "| iteration | gc-a |" in rows[0] and "| dp-baseline | op-a |" in rows[1]
-    header = "| method | config | certified epsilon | lower bound | ratio | ceiling | N | seconds |"
+    header = ("| method | config | certified epsilon | after conversion | exact instance | Gaussian estimate | "
+              "lower bound | ratio | Gaussian ratio | ceiling | N | seconds |")
     assert table.splitlines()[0] == header

@@ -172,10 +172,19 @@ def run_folder(args, console) -> int:
         seconds = time.perf_counter() - clock
         print(f"{path.stem}: {result.line()}", flush=True)
         certified = result.certified_epsilon
+        slack = result.slack
+
+        def optional(x):
+            return "-" if x is None else f"{x:.3f}"
+
         rows.append({"method": config.unlearning.algorithm, "config": path.stem,
                      "certified epsilon": "none" if certified is None else rounded_up(certified),
+                     "after conversion": optional(slack.get("after_conversion")),
+                     "exact instance": optional(slack.get("exact_instance")),
+                     "Gaussian estimate": f"{result.gaussian.epsilon:.3f}",
                      "lower bound": rounded_down(result.bound.epsilon),
                      "ratio": f"{result.bound.epsilon / certified:.3f}" if certified else "-",
+                     "Gaussian ratio": f"{result.gaussian.epsilon / certified:.3f}" if certified else "-",
                      "ceiling": rounded_down(result.bound.ceiling), "N": result.chains, "seconds": f"{seconds:.0f}"})
         if violated(result, args.noise_scale):
             status = EXCEEDED

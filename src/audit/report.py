@@ -95,7 +95,8 @@ def plot_audit(result, path: Path) -> None:
     os.replace(tmp, path)
 
 
-TABLE_COLUMNS = ("method", "config", "certified epsilon", "lower bound", "ratio", "ceiling", "N", "seconds")
+TABLE_COLUMNS = ("method", "config", "certified epsilon", "after conversion", "exact instance", "Gaussian estimate",
+                 "lower bound", "ratio", "Gaussian ratio", "ceiling", "N", "seconds")
 
 
 def tightness_table(rows: list[dict]) -> str:

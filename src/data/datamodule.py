@@ -10,6 +10,7 @@ from src.data.cifar_dataset import CIFAR10
 from src.data.convex_tasks import MNIST3v8, MNIST5k3v8, UnitFeatures
 from src.data.feature_dataset import FeatureDataset
 from src.data.mnist_dataset import MNIST, MNIST5k
+from src.data.worst_case import WorstCase
 from src.errors import ConfigError
 
 DATASETS = {
@@ -23,6 +24,8 @@ DATASETS = {
     "mnist_5k_3v8": MNIST5k3v8(),
     "cifar10_feature_3v8": UnitFeatures(binary=True),
     "cifar10_feature_unit": UnitFeatures(binary=False),
+    # the audit's synthetic worst case (src/data/worst_case.py)
+    "worst_case": WorstCase(),
 }
 
 
