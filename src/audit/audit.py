@@ -28,11 +28,11 @@ from src.audit.scores import FAMILY, chain_scores, score_names, summary
 from src.audit.slack import slack, slack_line
 from src.audit.worlds import projected
 from src.errors import UserError
-from src.runner import make_plan
+from src.runner import attach_run, make_plan
 from src.seeds import derive_seed
 from src.training.ensemble import EnsembleModel, EnsembleTrainer, attach_ensemble, default_chunk
-from src.training.trainer import build_model
-from src.unlearning.base import algorithm_class
+from src.training.trainer import Console, Trainer, build_model
+from src.unlearning.base import UnlearningAlgorithm, algorithm_class
 
 # Chains run as one ensemble at a time (memory: theta, noise and batches of a group).
 GROUP = 512
@@ -61,8 +61,40 @@ def auditable(config) -> bool:
 
 def check_auditable(config) -> None:
     if not auditable(config):
-        raise UserError(f"unlearning.algorithm: '{config.unlearning.algorithm}' cannot be audited here: its noise is "
-                        "drawn in pretraining, not after it (auditing it needs N noisy pretrainings per world)")
+        raise UserError(f"unlearning.algorithm: '{config.unlearning.algorithm}' cannot be audited here: its "
+                        "certificate rests on noise drawn in training, not only after it (auditing it needs N noisy "
+                        "trainings per world, not two fixed pretrained starts)")
+
+
+def runs_own_epochs(algorithm) -> bool:
+    """An empirical method: it chooses its own batches (UnlearningAlgorithm.unlearn_epoch)
+    instead of taking noisy steps on the trainer's, so it runs as single runs, one per chain."""
+    return type(algorithm).unlearn_epoch is not UnlearningAlgorithm.unlearn_epoch
+
+
+class _NoLog:
+    def log(self, row: dict) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+def own_epoch_outputs(config, data, start: torch.Tensor, seeds, device, sizes=None) -> tuple[torch.Tensor, int]:
+    """theta [len(seeds), d] after an empirical method's whole unlearning (it has no noisy
+    phase to stop at), each chain a run of the real trainer from `start` with its own
+    global seed (the method's batch orders, random labels, ...)."""
+    outputs = []
+    for seed in seeds:
+        chain = config.model_copy(update={"global_seed": seed})
+        plan = make_plan(chain, sizes or data.sizes)
+        algorithm = attach_run(plan, device, data=data)
+        model = build_model(chain, data.input_shape, device)
+        with torch.no_grad():
+            model.theta.copy_(start.to(device))
+        Trainer(chain, data, model, algorithm, _NoLog(), Console(quiet=True)).unlearn()
+        outputs.append(model.theta.detach().cpu().clone())
+    return torch.stack(outputs), 0
 
 
 def chain_seeds(seed: int, world: str, n: int) -> list[int]:
@@ -190,17 +222,25 @@ def audit(config, start_a: torch.Tensor, start_b: torch.Tensor, chains: int, *, 
     seed = config.global_seed if seed is None else seed
     seconds = {}
     outputs, steps = {}, 0
+    empirical = runs_own_epochs(plan.algorithm)
+    if empirical and noise_scale != 1.0:
+        raise UserError(f"--noise-scale: '{config.unlearning.algorithm}' draws no noise to weaken")
     for world, start in (("A", start_a), ("B", start_b)):
         clock = time.perf_counter()
-        outputs[world], steps = noisy_phase_outputs(config, data, start, chain_seeds(seed, world, chains), device,
-                                                    noise_scale, chunk, sizes=sizes)
+        seeds = chain_seeds(seed, world, chains)
+        if empirical:
+            outputs[world], steps = own_epoch_outputs(config, data, start, seeds, device, sizes)
+        else:
+            outputs[world], steps = noisy_phase_outputs(config, data, start, seeds, device, noise_scale, chunk,
+                                                        sizes=sizes)
         seconds[f"chains_{world}"] = round(time.perf_counter() - clock, 3)
         diverged = int((~torch.isfinite(outputs[world]).all(dim=1)).sum())
         if diverged:
             raise UserError(f"{diverged} of {chains} noisy phases of world {world} ended with non-finite parameters "
                             "(the noisy phase diverged); nothing can be audited, check the config's step size")
         if console is not None:
-            console.line(f"world {world}: {chains} noisy phases of {steps} steps in {seconds[f'chains_{world}']:.1f} s")
+            what = "unlearning runs" if empirical else f"noisy phases of {steps} steps"
+            console.line(f"world {world}: {chains} {what} in {seconds[f'chains_{world}']:.1f} s")
     clock = time.perf_counter()
     network = build_model(config, data.input_shape, device)
     # the noisy phase starts from the projected starts: measure along their difference
