@@ -179,5 +179,6 @@ def test_folder_audits_one_config_per_method(make_config, tmp_path, capsys):
     rows = [line for line in table.splitlines()[2:]]
     assert len(rows) == 2 and "| iteration | gc-a |" in rows[0] and "| dp-baseline | op-a |" in rows[1]
     header = ("| method | config | certified epsilon | after conversion | exact instance | Gaussian estimate | "
-              "lower bound | ratio | Gaussian ratio | ceiling | N | seconds |")
+              "lower bound | ratio | Gaussian ratio | ceiling | forgetting quality | closeness lower bound | N | "
+              "seconds |")
     assert table.splitlines()[0] == header

@@ -46,3 +46,61 @@ def test_langevin_and_d2d_are_refused_before_anything_is_trained(name, tmp_path,
     assert "noise drawn in training" in captured.err and "checkpoint" not in captured.err
     assert len(captured.err.strip().splitlines()) == 1
     assert not checkpoints.exists() and not (tmp_path / "out").exists()
+
+
+SMALL_FORGET = {"dataset.forget_split": 0.02}  # 72 forget examples: the challenge's estimator stays quick
+RETRAIN = {"unlearning.algorithm": "retrain", "unlearning.iteration": None, "unlearning.epochs": 3,
+           # the pretraining recipe of the quick start for the retrained model's whole budget
+           "post_unlearning": {"optim": "SGD", "momentum": 0, "weight_decay": 0.0005, "lr_schedule": "onecycle",
+                               "max_lr": 0.06}}
+
+
+def closeness_of(make_config, tmp_path, capsys, name, overrides) -> dict:
+    path, _ = make_config(name, {**SMALL_FORGET, **overrides})
+    out = tmp_path / f"out-{name}"
+    code = audit_main(["--config", str(path), "--chains", "16", "--closeness", "--out", str(out), "--quiet"])
+    line = capsys.readouterr().out
+    assert code == 0 and "closeness to retrain: forgetting quality" in line
+    (directory,) = list(out.iterdir())
+    return json.loads((directory / "audit.json").read_text())["closeness_to_retrain"]
+
+
+def test_retrain_is_at_the_optimum_of_closeness_to_retrain_and_fine_tuning_is_not(make_config, tmp_path, capsys):
+    """Retraining from scratch with the pretraining recipe is what the retrained models are:
+    its forgetting quality is what two sets of retrained models score against each other
+    (the estimator's optimum at this N; below 1 by chance, the challenge has no confidence
+    intervals) and no valid bound separates it from them. One epoch of fine-tuning from the
+    model trained on all the data stays far from them, and a valid bound says so."""
+    retrain = closeness_of(make_config, tmp_path, capsys, "rt-close", RETRAIN)
+    assert retrain["models_per_side"] == 16 and len(retrain["example_epsilons"]) == 72
+    assert retrain["forgetting_quality_against_half"] == pytest.approx(retrain["null_forgetting_quality"], abs=0.06)
+    assert retrain["lower_bound"] == 0.0
+    tuned = closeness_of(make_config, tmp_path, capsys, "ft-close", FINE_TUNE_ONE_EPOCH)
+    assert tuned["forgetting_quality_against_half"] < retrain["forgetting_quality_against_half"] - 0.05
+    assert tuned["forgetting_quality"] < retrain["forgetting_quality"]
+    assert tuned["lower_bound"] > 0 and tuned["median_example_epsilon"] > retrain["median_example_epsilon"]
+
+
+def test_the_challenge_estimator_by_hand():
+    import math
+
+    import numpy as np
+
+    from src.audit.closeness import example_epsilon, example_epsilons, forgetting_quality
+
+    # N = 64 models per side: buckets of 0.5 up to ceil(ln 63) = 5, worth 1, 1/2, ..., 1/512
+    assert forgetting_quality([0.0, 0.49, 0.5, 4.99, 5.0, 50.0], 64) == pytest.approx((1 + 1 + 0.5 + 2 ** -9) / 6)
+    # perfectly separated sides: both error rates 0 at some threshold, epsilon infinite, capped at 50
+    assert example_epsilon(np.linspace(10, 11, 20), np.linspace(0, 1, 20)) == 50.0
+    # a side whose range is under 1% of the other's: 50 whatever the rates
+    assert example_epsilon(np.linspace(0, 0.001, 20), np.linspace(-1, 1, 20)) == 50.0
+    # overlapping sides, positive 5..14 and negative 0..9 (10 models each): a finite epsilon
+    pos, neg = np.arange(10.0) + 5, np.arange(10.0)
+    eps = example_epsilon(pos, neg)
+    assert 0 < eps < 50
+    # rule t = 9 (pos >= 9: 6 of 10; neg >= 9: 1 of 10): ln((1 - 1e-5 - 0.1) / 0.4)
+    assert eps >= math.log((1 - 1e-5 - 0.1) / 0.4) - 1e-12
+    # sides chosen by the larger median: swapping the roles gives the same epsilons
+    rng = np.random.default_rng(0)
+    u, r = rng.normal(0.5, 1, (32, 5)), rng.normal(0, 1, (32, 5))
+    assert np.allclose(example_epsilons(u, r), example_epsilons(r, u))

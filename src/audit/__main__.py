@@ -43,6 +43,9 @@ def parse_args(argv=None):
                         help="audit only: multiply every sigma drawn (weakened noise; the certificate no longer "
                              "applies, the audit should see it)")
     parser.add_argument("--confidence", type=float, default=0.95, help="of the lower bound (default 0.95)")
+    parser.add_argument("--closeness", action="store_true",
+                        help="also measure closeness to retrain (the NeurIPS 2023 challenge's forgetting quality "
+                             "against --chains models retrained from scratch); always on with --folder")
     parser.add_argument("--seed", type=int, help="seed of the chains (default: the config's global_seed)")
     parser.add_argument("--out", default="audits", help="results folder (default audits/)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides the config's device")
@@ -119,8 +122,21 @@ def audit_config(config, config_file, args, console):
     result = audit(config, start_a, start_b, args.chains, data=data, device=device, confidence=args.confidence,
                    noise_scale=args.noise_scale, seed=args.seed, describe=describe, console=console)
     result.seconds["pretrained_models"] = round(pretrained_seconds, 3)
+    if (args.closeness or args.folder) and args.start == "pretrained":  # released from A(D) itself
+        from src.audit.audit import closeness_to_retrain
+        from src.config import pretrained_key
+
+        # one set of retrained models per recipe and retain set (a folder's methods share it)
+        key = (pretrained_key(config, without_forget=True), args.chains, args.seed)
+        seed = config.global_seed if args.seed is None else args.seed
+        result.closeness, _RETRAINED[key] = closeness_to_retrain(
+            config, data, start_a, start_b, args.chains, device=device, seed=seed, delta=result.bound.delta,
+            confidence=args.confidence, retrained=_RETRAINED.get(key), console=console)
     path = write_audit(result, Path(args.out) / describe["audit_id"])
     return result, path
+
+
+_RETRAINED: dict = {}
 
 
 def violated(result, noise_scale: float) -> bool:
@@ -185,7 +201,12 @@ def run_folder(args, console) -> int:
                      "lower bound": rounded_down(result.bound.epsilon),
                      "ratio": f"{result.bound.epsilon / certified:.3f}" if certified else "-",
                      "Gaussian ratio": f"{result.gaussian.epsilon / certified:.3f}" if certified else "-",
-                     "ceiling": rounded_down(result.bound.ceiling), "N": result.chains, "seconds": f"{seconds:.0f}"})
+                     "ceiling": rounded_down(result.bound.ceiling),
+                     "forgetting quality": "-" if result.closeness is None else
+                     f"{result.closeness['forgetting_quality']:.3f}",
+                     "closeness lower bound": "-" if result.closeness is None else
+                     rounded_down(result.closeness["lower_bound"]),
+                     "N": result.chains, "seconds": f"{seconds:.0f}"})
         if violated(result, args.noise_scale):
             status = EXCEEDED
     table = tightness_table(rows)

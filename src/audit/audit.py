@@ -103,8 +103,10 @@ def chain_seeds(seed: int, world: str, n: int) -> list[int]:
 
 
 def noisy_phase_outputs(config, data, start: torch.Tensor, seeds, device, noise_scale: float = 1.0,
-                        chunk: int | None = None, group: int = GROUP, sizes=None) -> tuple[torch.Tensor, int]:
-    """theta [len(seeds), d] at the end of each chain's noisy phase, and the noisy steps taken
+                        chunk: int | None = None, group: int = GROUP, sizes=None,
+                        stop_after_noisy_phase: bool = True) -> tuple[torch.Tensor, int]:
+    """theta [len(seeds), d] at the end of each chain's noisy phase (or, not stopping there,
+    after the fine-tuning that follows it: the released model), and the noisy steps taken
     (planned for `sizes`, default the data's own)."""
     network = build_model(config, data.input_shape, device)
     chunk = chunk or default_chunk(device, config.dataset.batch_size)
@@ -117,7 +119,7 @@ def noisy_phase_outputs(config, data, start: torch.Tensor, seeds, device, noise_
             algorithm.context.noise = WeakenedNoise(algorithm.context.noise, noise_scale)
         model = EnsembleModel(network, start.to(device).expand(len(members), -1), chunk)
         trainer = EnsembleTrainer(config, data, model, algorithm, members, evaluate_splits=False)
-        outputs.append(trainer.unlearn(stop_after_noisy_phase=True).cpu())
+        outputs.append(trainer.unlearn(stop_after_noisy_phase=stop_after_noisy_phase).cpu())
         steps = trainer.noisy_steps
     return torch.cat(outputs), steps
 
@@ -139,6 +141,8 @@ class AuditResult:
     chain_scores: dict = field(default_factory=dict)
     # where the certificate's slack is (slack.py)
     slack: dict = field(default_factory=dict)
+    # closeness to retrain (closeness.py), when measured
+    closeness: dict | None = None
     invalid_reasons: list = field(default_factory=list)
     # what is audited, when not a single run's certificate (e.g. "request 2 of 3 (per-request
     # certificate)"): it starts the printed line
@@ -167,7 +171,7 @@ class AuditResult:
             "exceeds_certificate": self.exceeds_certificate, "refutes_epsilon_published": self.refutes_published,
             "lower_bound_details": self.bound.as_dict(),
             "gaussian_estimate": None if self.gaussian is None else self.gaussian.as_dict(),
-            "slack": self.slack, "scores": self.scores, "chain_scores": self.chain_scores, "seconds": self.seconds,
+            "slack": self.slack, "closeness_to_retrain": self.closeness, "scores": self.scores, "chain_scores": self.chain_scores, "seconds": self.seconds,
         }
 
     def line(self) -> str:
@@ -180,6 +184,12 @@ class AuditResult:
         if self.refutes_published:
             line += (f"; the lower bound refutes epsilon_published {rounded_up(self.epsilon_published)} "
                      "(the original code's label)")
+        if self.closeness is not None:
+            c = self.closeness
+            line += (f"; closeness to retrain: forgetting quality {c['forgetting_quality']:.3f} "
+                     f"({c['null_models_per_side']} per side: {c['forgetting_quality_against_half']:.3f}, identical "
+                     f"models {c['null_forgetting_quality']:.3f}), lower bound "
+                     f"{rounded_down(c['lower_bound'])} ({pct})")
         return line
 
 
@@ -273,3 +283,67 @@ def audit(config, start_a: torch.Tensor, start_b: torch.Tensor, chains: int, *, 
         scores=summary(scores_a, scores_b, names), seconds=seconds, gaussian=gaussian, chain_scores=per_chain,
         slack=where,
         selected_a=scores_a[:, column], selected_b=scores_b[:, column], label=label)
+
+
+def released_outputs(config, data, start: torch.Tensor, seeds, device, sizes=None) -> torch.Tensor:
+    """theta [len(seeds), d] of the released model (the whole unlearning budget) from `start`."""
+    if runs_own_epochs(make_plan(config, sizes or data.sizes).algorithm):
+        return own_epoch_outputs(config, data, start, seeds, device, sizes)[0]
+    return noisy_phase_outputs(config, data, start, seeds, device, sizes=sizes, stop_after_noisy_phase=False)[0]
+
+
+def retrained_members(config, data, seeds, device) -> torch.Tensor:
+    """theta [len(seeds), d]: the config's training recipe on the retain set alone, from the
+    seeds' own initialisations and data orders (retrain from scratch, as the challenge)."""
+    import dataclasses
+
+    from src.training.ensemble import pretrain_ensemble
+
+    retain_only = dataclasses.replace(data, train=data.retain)
+    thetas = []
+    for g0 in range(0, len(seeds), GROUP):
+        thetas.append(pretrain_ensemble(config, retain_only, seeds[g0:g0 + GROUP], device).theta.detach().cpu())
+    return torch.cat(thetas)
+
+
+def closeness_to_retrain(config, data, start_a: torch.Tensor, start_b: torch.Tensor, chains: int, *, device,
+                         seed: int, delta: float, confidence: float, retrained: torch.Tensor | None = None,
+                         console=None) -> tuple[dict, torch.Tensor]:
+    """The challenge's forgetting quality of the released models from world A's start against
+    `chains` models retrained from scratch (trained here unless given), its per-example
+    epsilons and, between the same two sets, a Clopper-Pearson lower bound (the family's
+    test chosen on half of each). Returns (the measures, the retrained models)."""
+    from src.audit.closeness import example_epsilons, forgetting_quality
+
+    clock = time.perf_counter()
+    if retrained is None:
+        retrained = retrained_members(config, data, chain_seeds(seed, "retrain", chains), device)
+    retrain_seconds = time.perf_counter() - clock
+    clock = time.perf_counter()
+    released = released_outputs(config, data, start_a, chain_seeds(seed, "released", chains), device)
+    released_seconds = time.perf_counter() - clock
+    network = build_model(config, data.input_shape, device)
+    a, b = projected(config, start_a), projected(config, start_b)
+    family = len(FAMILY)
+    scores_u = chain_scores(network, released, a, b, data.forget)
+    scores_r = chain_scores(network, retrained, a, b, data.forget)
+    epsilons = example_epsilons(scores_u[:, family:], scores_r[:, family:])
+    # What identical models score, and the same measure of the released models: the second
+    # half of the retrained models, and the first half of the released ones, each against
+    # the first half of the retrained (F depends on the number of models per side).
+    half = len(retrained) // 2
+    reference = scores_r[:half, family:]
+    null = forgetting_quality(example_epsilons(scores_r[half:2 * half, family:], reference), half)
+    halved = forgetting_quality(example_epsilons(scores_u[:half, family:], reference), half)
+    bound = family_bound(scores_u, scores_r, delta, confidence)
+    if console is not None:
+        console.line(f"closeness: {chains} released models in {released_seconds:.1f} s, {len(retrained)} retrained "
+                     f"in {retrain_seconds:.1f} s")
+    measures = {"forgetting_quality": forgetting_quality(epsilons, chains), "null_forgetting_quality": null,
+                "forgetting_quality_against_half": halved, "null_models_per_side": half, "median_example_epsilon": float(np.median(epsilons)),
+                "example_epsilons": [float(e) for e in epsilons], "lower_bound": bound.epsilon,
+                "lower_bound_details": bound.as_dict(), "models_per_side": chains,
+                "seconds": {"retrained": round(retrain_seconds, 3), "released": round(released_seconds, 3)},
+                "definition": "NeurIPS 2023 unlearning challenge forgetting quality F (1 is best), no confidence; "
+                              "lower_bound: Clopper-Pearson, released vs retrained models"}
+    return measures, retrained

@@ -96,7 +96,8 @@ def plot_audit(result, path: Path) -> None:
 
 
 TABLE_COLUMNS = ("method", "config", "certified epsilon", "after conversion", "exact instance", "Gaussian estimate",
-                 "lower bound", "ratio", "Gaussian ratio", "ceiling", "N", "seconds")
+                 "lower bound", "ratio", "Gaussian ratio", "ceiling", "forgetting quality", "closeness lower bound",
+                 "N", "seconds")
 
 
 def tightness_table(rows: list[dict]) -> str:
