@@ -33,6 +33,8 @@ def parse_args(argv=None):
                       help="a finished stream of deletion requests (LOGS/<run_id>); audit its request --request K")
     parser.add_argument("--request", type=int, metavar="K",
                         help="with --stream-run: the request to audit (1 = the first), against its own certificate")
+    parser.add_argument("--match", action="append", default=[], metavar="PATTERN",
+                        help="with --folder: audit only configs whose file name matches (fnmatch; repeatable)")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                         help="set a dotted config key (repeatable)")
     parser.add_argument("--chains", type=int, default=1024, help="noisy phases per world (default 1024)")
@@ -71,6 +73,8 @@ def check_args(args) -> None:
         raise UserError("--stream-run: which request to audit? add --request K (1 = the first request)")
     if args.request is not None and args.stream_run is None:
         raise UserError(f"--request {args.request}: only with --stream-run RUN_DIR (a finished stream)")
+    if args.match and args.folder is None:
+        raise UserError(f"--match {args.match[0]}: only with --folder")
     if args.stream_run is not None and args.override:
         raise UserError(f"--override {args.override[0]}: not with --stream-run; request K is audited as the stream "
                         "ran it (its config.yaml)")
@@ -182,7 +186,7 @@ def run_folder(args, console) -> int:
     from src.audit.tightness import folder_configs
 
     rows, status = [], 0
-    for path, config in folder_configs(args.folder, _overrides(args)):
+    for path, config in folder_configs(args.folder, _overrides(args), args.match):
         clock = time.perf_counter()
         result, _ = audit_config(config, str(path), args, console)
         seconds = time.perf_counter() - clock
