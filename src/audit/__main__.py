@@ -200,7 +200,9 @@ def run_folder(args, console) -> int:
         rows.append({"method": config.unlearning.algorithm, "config": path.stem,
                      "certified epsilon": "none" if certified is None else rounded_up(certified),
                      "after conversion": optional(slack.get("after_conversion")),
-                     "exact instance": optional(slack.get("exact_instance")),
+                     "exact instance": optional(slack.get("exact_instance")) + (
+                         "" if slack.get("exact_instance_interval") is None else
+                         " [{:.2f}, {:.2f}]".format(*slack["exact_instance_interval"])),
                      "Gaussian estimate": f"{result.gaussian.epsilon:.3f}",
                      "lower bound": rounded_down(result.bound.epsilon),
                      "ratio": f"{result.bound.epsilon / certified:.3f}" if certified else "-",
