@@ -38,9 +38,10 @@ def parse_args(argv=None):
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                         help="set a dotted config key (repeatable)")
     parser.add_argument("--chains", type=int, default=1024, help="noisy phases per world (default 1024)")
-    parser.add_argument("--start", choices=["pretrained", "adversarial"], default="pretrained",
+    parser.add_argument("--start", choices=["pretrained", "adversarial", "trained"], default="pretrained",
                         help="pretrained: the two worlds' pretrained models (default); adversarial: two points "
-                             "2 C0 apart on the initial projection's ball")
+                             "2 C0 apart on the initial projection's ball; trained: the training randomness "
+                             "included, every chain from its own model trained with and without the forget set")
     parser.add_argument("--noise-scale", type=float, default=1.0,
                         help="audit only: multiply every sigma drawn (weakened noise; the certificate no longer "
                              "applies, the audit should see it)")
@@ -118,6 +119,11 @@ def audit_config(config, config_file, args, console):
         theta, path_a = pretrained_start_a(config, data, device, console)
         start_a, start_b, starts = adversarial_starts(config, theta)
         starts["direction_from"] = path_a
+    elif args.start == "trained":
+        from src.audit.worlds import trained_starts
+
+        seed = config.global_seed if args.seed is None else args.seed
+        start_a, start_b, starts = trained_starts(config, data, device, args.chains, seed)
     else:
         start_a, start_b, starts = pretrained_starts(config, data, device, console)
     pretrained_seconds = time.perf_counter() - clock
@@ -126,7 +132,7 @@ def audit_config(config, config_file, args, console):
     result = audit(config, start_a, start_b, args.chains, data=data, device=device, confidence=args.confidence,
                    noise_scale=args.noise_scale, seed=args.seed, describe=describe, console=console)
     result.seconds["pretrained_models"] = round(pretrained_seconds, 3)
-    if (args.closeness or args.folder) and args.start == "pretrained":  # released from A(D) itself
+    if (args.closeness or args.folder) and args.start != "adversarial":  # released from A(D) itself
         from src.audit.audit import closeness_to_retrain
         from src.config import pretrained_key
 

@@ -80,18 +80,31 @@ class _NoLog:
         pass
 
 
+def chain_start(start: torch.Tensor, i: int) -> torch.Tensor:
+    """Chain i's start: one start for every chain ([d]) or each chain its own ([chains, d],
+    the training randomness included)."""
+    return start[i] if start.dim() == 2 else start
+
+
+def projected_start(config, start: torch.Tensor) -> torch.Tensor:
+    """Where the noisy phases start, projected; the mean over chains of their own starts."""
+    if start.dim() == 2:
+        return torch.stack([projected(config, row) for row in start]).mean(0)
+    return projected(config, start)
+
+
 def own_epoch_outputs(config, data, start: torch.Tensor, seeds, device, sizes=None) -> tuple[torch.Tensor, int]:
     """theta [len(seeds), d] after an empirical method's whole unlearning (it has no noisy
     phase to stop at), each chain a run of the real trainer from `start` with its own
     global seed (the method's batch orders, random labels, ...)."""
     outputs = []
-    for seed in seeds:
+    for i, seed in enumerate(seeds):
         chain = config.model_copy(update={"global_seed": seed})
         plan = make_plan(chain, sizes or data.sizes)
         algorithm = attach_run(plan, device, data=data)
         model = build_model(chain, data.input_shape, device)
         with torch.no_grad():
-            model.theta.copy_(start.to(device))
+            model.theta.copy_(chain_start(start, i).to(device))
         Trainer(chain, data, model, algorithm, _NoLog(), Console(quiet=True)).unlearn()
         outputs.append(model.theta.detach().cpu().clone())
     return torch.stack(outputs), 0
@@ -117,7 +130,8 @@ def noisy_phase_outputs(config, data, start: torch.Tensor, seeds, device, noise_
         algorithm = attach_ensemble(plan, device, members)
         if noise_scale != 1.0:
             algorithm.context.noise = WeakenedNoise(algorithm.context.noise, noise_scale)
-        model = EnsembleModel(network, start.to(device).expand(len(members), -1), chunk)
+        starts = start[g0:g0 + len(members)] if start.dim() == 2 else start.expand(len(members), -1)
+        model = EnsembleModel(network, starts.to(device).contiguous(), chunk)
         trainer = EnsembleTrainer(config, data, model, algorithm, members, evaluate_splits=False)
         outputs.append(trainer.unlearn(stop_after_noisy_phase=stop_after_noisy_phase).cpu())
         steps = trainer.noisy_steps
@@ -254,7 +268,7 @@ def audit(config, start_a: torch.Tensor, start_b: torch.Tensor, chains: int, *, 
     clock = time.perf_counter()
     network = build_model(config, data.input_shape, device)
     # the noisy phase starts from the projected starts: measure along their difference
-    start_a, start_b = projected(config, start_a), projected(config, start_b)
+    start_a, start_b = projected_start(config, start_a), projected_start(config, start_b)
     scores_a = chain_scores(network, outputs["A"], start_a, start_b, data.forget)
     scores_b = chain_scores(network, outputs["B"], start_a, start_b, data.forget)
     names = score_names(data.indices.forget)
@@ -323,7 +337,7 @@ def closeness_to_retrain(config, data, start_a: torch.Tensor, start_b: torch.Ten
     released = released_outputs(config, data, start_a, chain_seeds(seed, "released", chains), device)
     released_seconds = time.perf_counter() - clock
     network = build_model(config, data.input_shape, device)
-    a, b = projected(config, start_a), projected(config, start_b)
+    a, b = projected_start(config, start_a), projected_start(config, start_b)
     family = len(FAMILY)
     scores_u = chain_scores(network, released, a, b, data.forget)
     scores_r = chain_scores(network, retrained, a, b, data.forget)

@@ -8,6 +8,9 @@ same noisy phase started from a model that never saw the forget set (world B).
   * `adversarial_starts`: two points 2 C0 apart on the set the initial projection maps
     every model into, the worst case the accountants assume; their direction is fixed by
     world A's pretrained model alone (world B's is never trained for them).
+  * `trained_starts`: the training randomness included, as the definition's distribution:
+    each chain its own A(D) and its own A(D_r), the config's recipe from the chain's own
+    initialisation and data order (one ensemble per world, src/training/ensemble.py);
   * `projected`: a start as the noisy phase sees it, after the initial projection (the
     projection score must measure along the direction between these, not the raw starts).
 """
@@ -74,3 +77,22 @@ def adversarial_starts(config, theta: torch.Tensor) -> tuple[torch.Tensor, torch
     else:
         a = u.init_model_clip * torch.where(theta >= 0, 1.0, -1.0).to(theta.dtype)
     return a, -a, {"radius": radius, "distance": float(torch.linalg.vector_norm(2 * a))}
+
+
+def trained_starts(config, data, device, chains: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """([chains, d] models trained on all the data, [chains, d] trained on the retain set alone,
+    what they are): every chain of each world starts from its own training run."""
+    import dataclasses
+
+    from src.audit.audit import GROUP, chain_seeds
+    from src.training.ensemble import pretrain_ensemble
+
+    def train(split_data, world: str) -> torch.Tensor:
+        seeds = chain_seeds(seed, f"trained-{world}", chains)
+        return torch.cat([pretrain_ensemble(config, split_data, seeds[g:g + GROUP], device).theta.detach().cpu()
+                          for g in range(0, chains, GROUP)])
+
+    a = train(data, "A")
+    b = train(dataclasses.replace(data, train=data.retain), "B")
+    return a, b, {"world_A": f"{chains} models of the training recipe on all the data, one per chain",
+                  "world_B": f"{chains} models of the training recipe on the retain set alone, one per chain"}
