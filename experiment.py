@@ -79,7 +79,7 @@ def _interrupted(signum, frame):
 
 
 def _main(args) -> int:
-    from src import allocator, threads
+    from src import allocator, catalogue, threads  # noqa: F401  (catalogue: fills the registries configs name)
     from src.config import load_config
 
     overrides = list(args.override)
@@ -88,6 +88,8 @@ def _main(args) -> int:
     config = load_config(args.config, overrides)
     # before torch is imported: the OpenMP runtime reads its wait policy when it loads
     budget = threads.prepare(args.threads or config.threads, args.max_threads)
+    if budget.note():
+        print(budget.note(), file=sys.stderr)
     allocator.keep_freed_memory()
 
     from src import runner

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"feature_extractor.py: error: {exc}", file=sys.stderr)
-        return 1
+        return 2  # a user error, as everywhere else
     finally:
         warnings.showwarning = saved_showwarning
     return 0

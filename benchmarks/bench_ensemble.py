@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from src import catalogue  # noqa: E402,F401  (fills the registries)
 from src.config import load_config  # noqa: E402
 from src.data.datamodule import get_datamodule  # noqa: E402
 from src.runner import attach_run, load_pretrained, make_plan  # noqa: E402

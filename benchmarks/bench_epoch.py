@@ -219,6 +219,7 @@ def sgd_step(model, optimizer, x, y):
 
 def case_train(args, budget, torch, images, labels, kind, model_name):
     """(a)/(c): pretraining epochs, ours or the reference's per-image DataLoader."""
+    from src import catalogue  # noqa: F401  (fills the registries)
     from src.config import load_config
     from src.data.base_datamodule import Split
     from src.data.batches import make_generator, shuffled_batches
@@ -275,6 +276,7 @@ def case_unlearn(args, budget, torch):
     """(b): one Gradient Clipping unlearning epoch (T noisy steps, then fine-tuning)."""
     from torch.nn import functional as F
 
+    from src import catalogue  # noqa: F401  (fills the registries)
     from src.config import load_config
     from src.data.base_datamodule import DataModule, Split, split_indices
     from src.data.image_transforms import mnist_augmentation, normalise_images
@@ -352,6 +354,7 @@ def case_dp_sgd(args, budget, torch):
     """(d): DP-SGD on 45,000 512-d features (per-example gradients, clipping, noise)."""
     from torch.utils.data import TensorDataset
 
+    from src import catalogue  # noqa: F401  (fills the registries)
     from src.config import load_config
     from src.data.base_datamodule import Split
     from src.data.batches import make_generator

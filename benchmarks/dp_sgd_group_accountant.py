@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--rules", default="tight,exact")
     args = parser.parse_args()
 
+    from src import catalogue  # noqa: F401  (fills the registries)
     from src.config import load_config
     from src.runner import make_plan, resolve_device, run
     from src.training.trainer import Console

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from src import catalogue  # noqa: E402,F401  (fills the registries)
 from src.config import load_config  # noqa: E402
 from src.data.batches import make_generator, shuffled_batches  # noqa: E402
 from src.data.image_transforms import mnist_augmentation  # noqa: E402

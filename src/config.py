@@ -4,7 +4,8 @@ Every key of the reference's schema is here with its type and range, plus our ad
 (the `compat:` switches of docs/differences.md, `wandb.mode`, `device`, `name`,
 `logs_dir`, `checkpoints_dir`, `dataset.features_root`). Each unlearning method declares
 its own section (`unlearning.iteration:`, `unlearning.dp-baseline:`, ...) beside its code
-in src/unlearning/; `experiment_schema` composes them with the core below. Validation
+in src/unlearning/ (or in the user's own file, for an outside method); `experiment_schema`
+composes them with the core below, reading the methods from src/registry.py. Validation
 happens before anything is written: unknown keys, wrong types, values out of range and
 duplicate YAML keys are refused with the dotted key, the value and what is allowed.
 Cross-field rules that belong to one method live in that method's file (`check_config`).
@@ -18,22 +19,29 @@ import functools
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model,
+
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model,
                       field_validator, model_validator)
+from pydantic.fields import FieldInfo
 
-from src import config_yaml
+from src import config_yaml, plugins
 from src.errors import ConfigError
+from src.registry import TRAINING_ALGORITHMS, UNLEARNING_ALGORITHMS
 
 DATASET_NAMES = ("mnist", "mnist_5k", "cifar10", "cifar10_feature", "cifar100_feature")
 MODEL_NAMES = ("two_layer_net", "three_layer_net", "tiny_net", "tinier_net", "tiny_net_cifar", "simplenet")
 # Langevin unlearning (issue #16): unit-norm feature tasks and the convex linear model.
-DATASET_NAMES += ("mnist_3v8", "mnist_5k_3v8", "cifar10_feature_3v8", "cifar10_feature_unit")
+DATASET_NAMES += ("mnist_3v8", "mnist_5k_3v8", "mnist_5k_unit", "cifar10_feature_3v8", "cifar10_feature_unit")
 MODEL_NAMES += ("linear",)
 # The audit's synthetic worst case (docs/audit.md).
 DATASET_NAMES += ("worst_case",)
 MODEL_NAMES += ("worst_case",)
+# Datasets from the user's files (issue #25): arrays in a .npz / .pt file, torchvision's
+# ImageFolder layout, and torchvision datasets in MNIST's and CIFAR's on-disk formats.
+FILE_DATASETS = ("arrays", "image_folder")
+DATASET_NAMES += FILE_DATASETS + ("fashion_mnist", "kmnist", "cifar100")
 OPTIMIZER_NAMES = ("SGD", "RMSprop", "Adam")
 SCHEDULE_NAMES = ("constant", "cos", "onecycle")
 
@@ -59,8 +67,41 @@ def _false_or_positive(value):
 OptionalClip = Annotated[Union[Literal[False], FiniteFloat], AfterValidator(_false_or_positive)]
 
 
+def _admits_bool(annotation) -> bool:
+    """Whether a field's type takes true/false (bool, or a Literal of them)."""
+    if annotation is bool:
+        return True
+    if get_origin(annotation) is Literal:
+        return any(isinstance(arg, bool) for arg in get_args(annotation))
+    return any(_admits_bool(arg) for arg in get_args(annotation) if not isinstance(arg, FieldInfo))
+
+
+def _bool_for_number(annotation, value) -> bool:
+    """A YAML true/false where the field wants a number (or a list of numbers): pydantic's lax
+    mode reads true as 1, so `epochs: true` would run one epoch and `global_seed: false` be
+    seed 0."""
+    if isinstance(value, bool):
+        return not _admits_bool(annotation)
+    if isinstance(value, (list, tuple)):
+        items = [arg for arg in get_args(annotation) if arg is not Ellipsis and not isinstance(arg, FieldInfo)]
+        inner = [a for a in items if get_origin(a) in (list, tuple) or a in (list, tuple)] or items
+        for kind in inner:
+            args = [a for a in get_args(kind) if a is not Ellipsis] if get_origin(kind) in (list, tuple) else [kind]
+            if args and any(_bool_for_number(args[0], v) for v in value):
+                return True
+    return False
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, value, info):
+        field = cls.model_fields.get(info.field_name)
+        if field is not None and _bool_for_number(field.annotation, value):
+            raise ValueError("expected a number, not true/false (YAML booleans are not numbers)")
+        return value
 
 
 # -- forget sets (src/data/forget_sets.py) ------------------------------------------------
@@ -114,11 +155,24 @@ class ForgetSetConfig(Section):
             raise ValueError(f"classes is only read by strategy 'class', not '{self.strategy}'")
         if self.strategy == "memorization" and self.memorization.source == "file" and not self.memorization.path:
             raise ValueError("memorization.source 'file' needs memorization.path")
+        if self.memorization.source == "subsample" and self.memorization.path is not None:
+            raise ValueError(f"memorization.path {self.memorization.path!r} is only read with memorization.source: "
+                             "file; set source: file to use it, or remove path (source subsample estimates the "
+                             "scores here)")
         return self
+
+
+def _anchored(value: str, info: ValidationInfo) -> str:
+    """A relative file path made absolute against the config file's directory (the
+    validation context's `base_dir`; the working directory when there is none)."""
+    return plugins.canonical(value, base_dir=(info.context or {}).get("base_dir"))
 
 
 class DatasetConfig(Section):
     name: Literal[DATASET_NAMES]
+    # The file (`arrays`: .npz or .pt) or folder (`image_folder`) of a dataset from files,
+    # relative to the config file's directory (src/data/file_dataset.py).
+    path: Optional[str] = None
     # Channels-last, as the reference writes it ([28, 28, 1], [32, 32, 3], [512]); must
     # agree with the dataset. Left out, the dataset's own shape is used.
     input_shape: Optional[tuple[int, ...]] = None
@@ -134,6 +188,25 @@ class DatasetConfig(Section):
     seed: Seed = 0
     forget: ForgetSetConfig = ForgetSetConfig()
 
+    @field_validator("path")
+    @classmethod
+    def _anchor_path(cls, value, info: ValidationInfo):
+        if value is None:
+            return value
+        if not value.strip() or "\0" in value:
+            raise ValueError("must name a file or folder")
+        return plugins.anchor_path(value, (info.context or {}).get("base_dir"))
+
+    @model_validator(mode="after")
+    def _path_for_files(self):
+        if self.name in FILE_DATASETS and self.path is None:
+            raise ValueError(f"dataset.name '{self.name}' needs dataset.path (the "
+                             f"{'.npz or .pt file' if self.name == 'arrays' else 'folder with train/ and test/'})")
+        if self.name not in FILE_DATASETS and self.path is not None:
+            raise ValueError(f"path is only read by datasets {list(FILE_DATASETS)}, not '{self.name}' "
+                             "(which reads dataset.root)")
+        return self
+
     @field_validator("input_shape")
     @classmethod
     def _positive_dims(cls, shape):
@@ -143,8 +216,26 @@ class DatasetConfig(Section):
 
 
 class ModelConfig(Section):
-    name: Literal[MODEL_NAMES]
+    # A built-in name, or the user's factory: 'file.py:function' (relative to the config
+    # file's directory) or 'package.module:function', called as the built-ins are,
+    # factory(input_shape, num_classes, generator) -> torch.nn.Module (src/models/model.py).
+    name: str
     n_classes: int = Field(gt=1)
+    # BatchNorm running statistics are computed from data: after pretraining they carry
+    # the forget set. "training": keep them (refused for certified methods); "retain":
+    # recompute them on the retain set after unlearning, so the released buffers depend
+    # on retain data and the certified parameters only (src/models/buffers.py).
+    batchnorm_stats: Literal["training", "retain"] = "training"
+
+    @field_validator("name")
+    @classmethod
+    def _known_or_spec(cls, value, info: ValidationInfo):
+        if value in MODEL_NAMES:
+            return value
+        if plugins.is_spec(value):
+            return _anchored(value, info)
+        raise ValueError(f"unknown model; known: {', '.join(map(repr, MODEL_NAMES))}, or your own factory as "
+                         "'file.py:function' (relative to the config file) or 'package.module:function'")
 
 
 class SAMConfig(Section):
@@ -176,6 +267,9 @@ class DPSGDConfig(Section):
     seed: Seed = 0
 
 
+MAX_INIT_MEAN = 1e15
+
+
 class LangevinTrainingConfig(Section):
     """`training.langevin:` full-batch noisy gradient descent, the chain of Langevin
     unlearning (src/training/langevin.py): `epochs` steps of
@@ -189,13 +283,38 @@ class LangevinTrainingConfig(Section):
     smoothness: Union[Literal["auto"], Annotated[float, Field(gt=0, allow_inf_nan=False)]] = "auto"
     gradient_bound: Union[Literal["auto"], Annotated[float, Field(gt=0, allow_inf_nan=False)]] = "auto"
 
+    @field_validator("init_mean")
+    @classmethod
+    def _fits_float32(cls, value):
+        # The chain runs in float32: 1e300 cannot even be stored there, and past MAX_INIT_MEAN
+        # the l2 term (m/2 times the sum of d squares) overflows for models of 10^4+ parameters.
+        if abs(value) > MAX_INIT_MEAN:
+            raise ValueError(f"must be within +-{MAX_INIT_MEAN:g}: the chain runs in float32 (largest "
+                             "3.4e38), where the l2 term of parameters this large overflows")
+        return value
+
+
+class PNSGDTrainingConfig(Section):
+    """`training.pnsgd:` projected noisy SGD with cyclic mini-batches of
+    dataset.batch_size, the chain of noisy mini-batch SGD unlearning (src/training/pnsgd.py):
+    `epochs` passes over one fixed partition of the data, each step
+    theta <- Pi_R(theta - max_lr (batch grad + weight_decay theta) + sqrt(2 max_lr) sigma xi)."""
+
+    sigma: float = Field(gt=0, allow_inf_nan=False)
+    # R: the iterates are projected onto the ball of this radius (the paper's C_R).
+    projection_radius: float = Field(gt=0, allow_inf_nan=False)
+    smoothness: Union[Literal["auto"], Annotated[float, Field(gt=0, allow_inf_nan=False)]] = "auto"
+    gradient_bound: Union[Literal["auto"], Annotated[float, Field(gt=0, allow_inf_nan=False)]] = "auto"
+
 
 class TrainingConfig(OptimizerConfig):
     epochs: int = Field(gt=0)
     # "langevin": full-batch (noisy) gradient descent with `training.langevin`; each of the
     # `epochs` steps is one pass over the data (Langevin unlearning, issue #16).
-    algorithm: Literal["sgd", "langevin"] = "sgd"
+    algorithm: Literal["sgd", "langevin", "pnsgd"] = "sgd"
     langevin: Optional[LangevinTrainingConfig] = None
+    # "pnsgd": projected noisy SGD with cyclic mini-batches (`training.pnsgd`; issue #27).
+    pnsgd: Optional[PNSGDTrainingConfig] = None
     # False: train now. A path: load it (a checkpoint file, or a directory holding
     # checkpoint_<epochs>.pt as the reference's logs/<id>/ckpt). "auto": the
     # content-addressed cache keyed by everything that determines the model.
@@ -210,6 +329,12 @@ class TrainingConfig(OptimizerConfig):
         if value is False or (isinstance(value, str) and value.strip() and "\0" not in value):
             return value
         raise ValueError("expected false (train now), 'auto' (the cache) or a checkpoint path")
+
+    @property
+    def method(self) -> str:
+        """The training algorithm this section asks for (its name in src/registry.py):
+        `algorithm`, where sgd with a `dp_sgd:` section is DP-SGD."""
+        return "dp_sgd" if self.algorithm == "sgd" and self.dp_sgd is not None else self.algorithm
 
     @model_validator(mode="after")
     def _no_sam_in_dp_sgd(self):
@@ -228,7 +353,8 @@ class UnlearningConfig(OptimizerConfig):
     init_model_clip: FiniteFloat = Field(0.0, ge=0)
     init_model_clip_type: Literal["clip", "clamp"] = "clip"
     init_sigma: FiniteFloat = Field(0.0, ge=0)
-    # Checked against the registry of methods when the schema is composed.
+    # Checked against the registry of methods when the schema is composed: a built-in name,
+    # or an outside method as path/to/file.py:Class or package.module:Class (docs/methods.md).
     algorithm: str
     delta: FiniteFloat = Probability
     fine_grained_validation: bool = False
@@ -277,7 +403,8 @@ class SVCMIAConfig(Section):
     the forget set it calls non-member."""
 
     enabled: bool = True
-    features: tuple[Literal[MIA_FEATURES], ...] = MIA_FEATURES
+    # At least one: with none there is no attack and no efficacy to report.
+    features: tuple[Literal[MIA_FEATURES], ...] = Field(MIA_FEATURES, min_length=1)
     C: FiniteFloat = Field(3.0, gt=0)
     kernel: Literal["rbf", "linear", "poly", "sigmoid"] = "rbf"
     gamma: Union[Literal["auto", "scale"], FiniteFloat] = "auto"
@@ -299,9 +426,9 @@ class ThresholdMIAConfig(Section):
 
     enabled: bool = True
     class_conditional: bool = True
-    features: tuple[Literal["confidence", "entropy", "m_entropy", "loss"], ...] = (
-        "confidence", "entropy", "m_entropy", "loss")
-    fpr: tuple[Annotated[FiniteFloat, Field(gt=0, lt=1)], ...] = (0.1, 0.01)
+    features: tuple[Literal["confidence", "entropy", "m_entropy", "loss"], ...] = Field(
+        ("confidence", "entropy", "m_entropy", "loss"), min_length=1)
+    fpr: tuple[Annotated[FiniteFloat, Field(gt=0, lt=1)], ...] = Field((0.1, 0.01), min_length=1)
 
 
 class MIAConfig(Section):
@@ -315,7 +442,8 @@ class ToWConfig(Section):
 
     enabled: bool = True
     abs_gap: bool = True  # false: sharp-unlearn's signed gaps (can exceed 1)
-    terms: tuple[Literal["forget", "retain", "val", "test"], ...] = ("forget", "retain", "test")
+    # At least one: the empty product is 1, a perfect score whatever the gaps.
+    terms: tuple[Literal["forget", "retain", "val", "test"], ...] = Field(("forget", "retain", "test"), min_length=1)
     mia_feature: Literal[MIA_FEATURES] = "confidence"
 
 
@@ -345,6 +473,23 @@ class CompatConfig(Section):
     # distributions; tight: the (eps, delta) group lemma; upstream: the reference's (D4).
     group_privacy: Literal["exact", "tight", "upstream"] = "exact"
     dp_sgd_sampling: Literal["poisson", "shuffle"] = "poisson"
+    # upstream: the original Langevin code's binary chain, the l2 term inside the
+    # per-example clip (src/training/langevin_clipping.py); voids the certificate.
+    langevin_clipping: Literal["none", "upstream"] = "none"
+    # The empirical baselines as sharp-unlearn / RUM code runs them (docs/differences.md#rum-code):
+    # the saliency mask's forget gradient summed while SGD steps ascend on the forget batches;
+    # Sharp MinMax masking only the perturbed gradient; NegGrad+ cycling one permutation of the
+    # forget batches; random labels only on CIFAR-10 (the true labels elsewhere).
+    saliency_mask: Literal["fixed", "sgd_steps"] = "fixed"
+    sharp_minmax_mask: Literal["combined", "perturbed_only"] = "combined"
+    neggrad_plus_forget_order: Literal["reshuffle", "cached"] = "reshuffle"
+    random_labels: Literal["always", "upstream"] = "always"
+
+
+# Compat switches added after run ids existed (issue #24 and langevin_clipping): part of a
+# run's identity only when set, so a config that leaves them at their defaults keeps its run id.
+LATER_COMPAT = ("langevin_clipping", "saliency_mask", "sharp_minmax_mask", "neggrad_plus_forget_order",
+                "random_labels")
 
 
 class ExperimentConfig(Section):
@@ -405,11 +550,15 @@ class ExperimentConfig(Section):
         Sections of methods the config does not give are left out, so that adding a
         method to the registry changes no existing run id."""
         data = self.model_dump(mode="json", by_alias=True)
-        for key in method_section_keys():
-            if data["unlearning"].get(key, 0) is None:
-                del data["unlearning"][key]
+        shared = {field.alias or name for name, field in UnlearningConfig.model_fields.items()}
+        for key in [k for k, v in data["unlearning"].items() if v is None and k not in shared]:
+            del data["unlearning"][key]  # a method's own section, not given
         if data.get("requests", 0) is None:  # absent: run ids of single-request runs unchanged
             del data["requests"]
+        if data["dataset"].get("path", 0) is None:  # likewise the keys of issue #25 when unused
+            del data["dataset"]["path"]
+        if data["model"].get("batchnorm_stats") == "training":
+            del data["model"]["batchnorm_stats"]
         _drop_default_training_algorithm(data["training"])
         # Likewise later additions at their defaults (forget sets, metrics, SAM): a config
         # that does not use them keeps the run id it had before they existed.
@@ -417,6 +566,9 @@ class ExperimentConfig(Section):
             del data["dataset"]["forget"]
         if self.evaluation == EvaluationConfig():
             del data["evaluation"]
+        for key in LATER_COMPAT:
+            if getattr(self.compat, key) == CompatConfig.model_fields[key].default:
+                del data["compat"][key]
         for phase in ("training", "unlearning", "post_unlearning"):
             if data[phase].get("sam", 0) is None:
                 del data[phase]["sam"]
@@ -426,6 +578,8 @@ class ExperimentConfig(Section):
 def _drop_default_training_algorithm(training: dict) -> dict:
     """Ordinary SGD training leaves no trace of the Langevin keys (run ids and pretrained
     keys stay what they were before those keys existed)."""
+    if training.get("pnsgd", 0) is None:
+        training.pop("pnsgd")
     if training.get("algorithm") == "sgd" and training.get("langevin") is None:
         training.pop("algorithm", None)
         training.pop("langevin", None)
@@ -436,29 +590,41 @@ def _drop_default_training_algorithm(training: dict) -> dict:
 # The composed schema: the core above plus one section per registered method.
 
 
-@functools.lru_cache(maxsize=1)
-def experiment_schema() -> type[ExperimentConfig]:
-    """ExperimentConfig with `unlearning.algorithm` restricted to the registered methods and
-    `unlearning.<method>:` typed by each method's own section (src/unlearning/*.py).
+@functools.lru_cache(maxsize=8)
+def experiment_schema(outside: type | None = None) -> type[ExperimentConfig]:
+    """ExperimentConfig with `unlearning.algorithm` restricted to the registered methods (and
+    the `outside` method's spec, when a config names one) and `unlearning.<method>:` typed by
+    each method's own section (src/unlearning/*.py, or the outside method's file).
 
-    Built on first use: the methods import torch, which this module must not need."""
-    from src.unlearning.base import registered_algorithms
-
-    algorithms = registered_algorithms()
+    The registry is filled by src/catalogue.py, which every entry point imports first: the
+    methods import torch, which this module must not need."""
+    algorithms = UNLEARNING_ALGORITHMS.builtins()
+    choices = sorted(algorithms)
+    if outside is not None:
+        algorithms = {**algorithms, outside.name: outside}
+        choices.append(outside.spec)
     sections = {}
     for name, cls in algorithms.items():
         if cls.section is not None:
             sections[name.replace("-", "_")] = (Optional[cls.section], Field(cls.section_default, alias=name))
     unlearning = create_model("UnlearningConfig", __base__=UnlearningConfig,
-                              algorithm=(Literal[tuple(sorted(algorithms))], ...), **sections)
+                              algorithm=(Literal[tuple(choices)], ...), **sections)
     return create_model("ExperimentConfig", __base__=ExperimentConfig, unlearning=(unlearning, ...))
 
 
-def method_section_keys() -> tuple[str, ...]:
-    """The YAML keys of the methods' sections (`iteration`, `dp-baseline`, ...)."""
-    from src.unlearning.base import registered_algorithms
-
-    return tuple(name for name, cls in registered_algorithms().items() if cls.section is not None)
+def outside_method(data: dict, base_dir: Path | None) -> type | None:
+    """The class an outside `unlearning.algorithm` names (its file path made absolute in `data`,
+    so that the config means the same file wherever it is read again), or None."""
+    unlearning = data.get("unlearning")
+    value = unlearning.get("algorithm") if isinstance(unlearning, dict) else None
+    if not plugins.is_spec(value) or value in UNLEARNING_ALGORITHMS.builtins():
+        return None
+    cls = UNLEARNING_ALGORITHMS.get(value, base_dir)
+    if cls.name.replace("-", "_") in UnlearningConfig.model_fields:
+        raise ConfigError(f"unlearning.algorithm: '{value}': its name '{cls.name}' is a key every method shares "
+                          f"(unlearning.{cls.name}); choose another")
+    unlearning["algorithm"] = cls.spec
+    return cls
 
 
 # ---------------------------------------------------------------------------------------
@@ -496,17 +662,21 @@ def load_config(path: str | Path, overrides: list[str] | tuple = ()) -> Experime
     data = read_yaml(path)
     for override in overrides:
         apply_override(data, override)
-    return validate_config(data, source=str(path))
+    return validate_config(data, source=str(path), base_dir=Path(path).resolve().parent)
 
 
-def validate_config(data: dict, source: str = "config") -> ExperimentConfig:
+def validate_config(data: dict, source: str = "config", base_dir: Path | None = None) -> ExperimentConfig:
+    """`base_dir`: where relative paths to the user's files (model.name, dataset.path, an
+    outside unlearning.algorithm) start: the config file's directory; default the working
+    directory."""
+    schema = experiment_schema(outside_method(data, base_dir))
     try:
-        return experiment_schema().model_validate(data)
+        return schema.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as e:
-        raise ConfigError(f"{source} is not a valid experiment config:\n" + _describe(e, data)) from None
+        raise ConfigError(f"{source} is not a valid experiment config:\n" + _describe(e, data, schema)) from None
 
 
-def _describe(error: ValidationError, data: dict) -> str:
+def _describe(error: ValidationError, data: dict, schema) -> str:
     messages: dict[str, list[str]] = {}
     for item in error.errors():
         loc = [str(p) for p in item["loc"]]
@@ -515,7 +685,7 @@ def _describe(error: ValidationError, data: dict) -> str:
         dotted = config_yaml.cut(".".join(loc), 120) or "(top level)"
         value = item.get("input")
         if item["type"] == "extra_forbidden":
-            allowed = _allowed_keys(loc[:-1])
+            allowed = _allowed_keys(schema, loc[:-1])
             hint = difflib.get_close_matches(loc[-1][:100], allowed, n=1)
             msg = f"unknown key (value {config_yaml.shorten(value)})"
             msg += f"; did you mean '{hint[0]}'?" if hint else ""
@@ -536,8 +706,8 @@ def _describe(error: ValidationError, data: dict) -> str:
     return "\n".join(lines)
 
 
-def _allowed_keys(loc: list[str]) -> list[str]:
-    model: Any = experiment_schema()
+def _allowed_keys(schema, loc: list[str]) -> list[str]:
+    model: Any = schema
     for part in loc:
         field = _field_by_key(model, part)
         if field is None:
@@ -577,13 +747,54 @@ def stable_hash(obj: Any, length: int = 10) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def user_files_by_content(data: dict) -> dict:
+    """The user's model file and dataset file named by what they hold, not where they are:
+    run ids and cached models follow an edit of the code or the data, and a moved clone
+    keeps them."""
+    name = data["model"]["name"]
+    if plugins.is_spec(name):
+        data["model"]["name"] = f"{plugins.label(name)}@{plugins.source_digest(name)}"
+    algorithm = data.get("unlearning", {}).get("algorithm")
+    if plugins.is_spec(algorithm):
+        data["unlearning"]["algorithm"] = f"{plugins.label(algorithm)}@{plugins.source_digest(algorithm)}"
+    if data["dataset"].get("path") is not None:
+        data["dataset"]["path"] = f"{Path(data['dataset']['path']).name}@{_data_digest(data['dataset']['path'])}"
+    return data
+
+
+@functools.lru_cache(maxsize=16)
+def _data_digest_cached(path: str, stamp) -> str:
+    return plugins.content_digest(path)
+
+
+def _data_digest(path: str) -> str:
+    try:  # read once per process while the file is unchanged (a large file costs seconds)
+        stat = Path(path).stat()
+        stamp = (stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        stamp = None
+    return _data_digest_cached(path, stamp)
+
+
+def model_label(name: str) -> str:
+    """model.name as it may appear in a file name (cache keys)."""
+    return plugins.label(name) if plugins.is_spec(name) else name
+
+
 def run_id(config: ExperimentConfig) -> str:
-    data = config.to_dict()
+    data = user_files_by_content(config.to_dict())
     for key in _NOT_IDENTITY:
         data.pop(key, None)
     data["dataset"].pop("num_workers", None)
-    prefix = config.name or f"{config.dataset.name}-{config.unlearning.algorithm}"
+    if plugins.is_spec(config.unlearning.algorithm):  # an outside method: its code is part of what ran
+        data["unlearning"]["algorithm_source"] = plugins.source_digest(config.unlearning.algorithm)
+    prefix = config.name or f"{config.dataset.name}-{algorithm_label(config.unlearning.algorithm)}"
     return f"{prefix}-{stable_hash(data)}"
+
+
+def algorithm_label(algorithm: str) -> str:
+    """A method's name as a run id spells it: an outside method's class name, not its path."""
+    return algorithm.rpartition(":")[2] if plugins.is_spec(algorithm) else algorithm
 
 
 # Bumped whenever pretraining code changes what a given recipe produces
@@ -606,7 +817,8 @@ def pretrained_key(config: ExperimentConfig, without_forget: bool = False) -> st
             "val_split": dataset.val_split,
             "seed": dataset.seed,
         },
-        "model": config.model.model_dump(mode="json"),
+        # batchnorm_stats acts after unlearning: the same pretrained model either way.
+        "model": config.model.model_dump(mode="json", exclude={"batchnorm_stats"}),
         "training": _drop_default_training_algorithm(config.training.model_dump(
             mode="json", exclude={"pretrained", "group_dp"} | ({"sam"} if config.training.sam is None else set()))),
         "global_seed": config.global_seed,
@@ -621,8 +833,19 @@ def pretrained_key(config: ExperimentConfig, without_forget: bool = False) -> st
         }
         # Release mode needs DP-SGD noise no seed replays: never the research-mode model.
         identity["secure_rng"] = config.secure_rng
+    if getattr(TRAINING_ALGORITHMS.get(config.training.method), "orders_by_forget_set", False):
+        # The chain's batches depend on which examples are forgotten: a model trained for
+        # another forget set is another chain, and the accountant's start would not hold.
+        identity["dataset"]["forget_split"] = dataset.forget_split
+        identity["dataset"]["forget"] = dataset.forget.model_dump(mode="json")
+    if config.compat.langevin_clipping != "none":  # it changes the chain's every step
+        identity["langevin_clipping"] = config.compat.langevin_clipping
+    if dataset.path is not None:
+        identity["dataset"]["path"] = dataset.path
+    identity = user_files_by_content(identity)
+    model = model_label(config.model.name)
     if without_forget:
         identity["dataset"]["forget_split"] = dataset.forget_split
         identity["trained_on"] = "retain"
-        return f"{dataset.name}-{config.model.name}-retain-{stable_hash(identity, 12)}"
-    return f"{dataset.name}-{config.model.name}-{stable_hash(identity, 12)}"
+        return f"{dataset.name}-{model}-retain-{stable_hash(identity, 12)}"
+    return f"{dataset.name}-{model}-{stable_hash(identity, 12)}"

@@ -267,9 +267,29 @@ def _find_ambiguous(data, path: str = ""):
 # Entry points
 
 
+# What YAML may hold (1.2, 5.1): tab, line breaks and printable characters; anything else
+# (BEL, NUL, ...) and the lone surrogates Python makes of undecodable command-line bytes.
+NOT_PRINTABLE = re.compile("[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")
+
+
+def check_characters(text: str, source: str, lines: bool = True) -> None:
+    """Refuse characters YAML does not allow, naming them (PyYAML's own error is a traceback)."""
+    found = NOT_PRINTABLE.search(text)
+    if found is None:
+        return
+    char = found.group()
+    where = f" at line {text.count(chr(10), 0, found.start()) + 1}" if lines else ""
+    if 0xDC80 <= ord(char) <= 0xDCFF:  # os.fsdecode's stand-in for a byte that is not UTF-8
+        raise ConfigError(f"{source}: not UTF-8 text (byte 0x{ord(char) - 0xDC00:02x}{where}); "
+                          "give the value as UTF-8")
+    raise ConfigError(f"{source}: control character U+{ord(char):04X}{where} is not allowed in YAML; remove it "
+                      "(write it as an escape such as \\a inside double quotes if a string needs it)")
+
+
 def load_text(text: str, source: str, lines: bool = True):
     """The YAML document in `text`; ConfigError (prefixed by `source`) for anything refused.
     `lines`: say on which line a refused value is (not for a command-line value)."""
+    check_characters(text, source, lines)
     loader = ConfigLoader(text)
     loader.name = source
     try:
@@ -333,6 +353,9 @@ def read_file(path: str | Path):
                           "(run_exp.py -e runs every config of a folder)")
     if not path.exists():
         raise ConfigError(f"config file '{path}' does not exist")
+    if not path.is_file():  # a FIFO or a device: open() would wait forever for a writer
+        raise ConfigError(f"config '{path}' is not a regular file (a pipe, socket or device); "
+                          "give a YAML file")
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_CONFIG_BYTES + 1)

@@ -114,7 +114,8 @@ def _require_shapes(config, plan, state: dict, path) -> None:
     from src.models.model import ModelFactory
 
     module = ModelFactory.create_model(config.model.name, config.model.n_classes, plan.input_shape)
-    wanted = {name: tuple(p.shape) for name, p in module.named_parameters()}
+    # parameters and persistent buffers (BatchNorm statistics): what FlatModel saves
+    wanted = {name: tuple(p.shape) for name, p in module.state_dict().items()}
     given = {name: tuple(t.shape) for name, t in state.items()}
     if wanted != given:
         missing = sorted(set(wanted) - set(given))

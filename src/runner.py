@@ -15,26 +15,38 @@ from pathlib import Path
 
 import torch
 
+from src import catalogue  # noqa: F401  (fills the registries before any config is read)
+from src.certificates import FLOAT32_MAX, certificate_numbers, certificate_scope, require_finite_certificate
 from src.config import ExperimentConfig, pretrained_key, run_id
 from src.data.base_datamodule import SplitSizes
 from src.data.batches import num_batches
 from src.data.datamodule import check_dataset_config, check_split_sizes, get_datamodule, split_sizes
 from src.entropy import randomness
 from src.errors import ConfigError, UserError
+from src.evaluation.pipeline import check_sizes as check_metric_sizes
 from src.evaluation.pipeline import evaluate_run
+from src.evaluation.proxies import LearningEvents, save_learning_events
 from src.interrupts import deferred_interrupts
+from src.models.buffers import check_buffers
 from src.models.model import ModelFactory, count_parameters
+from src.noise import NoiseSource
 from src.preflight import check_before_writing
+from src.registry import TRAINING_ALGORITHMS, UNLEARNING_ALGORITHMS
 from src.request_stream.plan import plan_stream
+from src.request_stream.rum import run_rum
 from src.request_stream.run import run_requests
 from src.seeds import derive_seed
 from src.tracking import RunDirectory, RunLogger, Stopwatch
+from src.training.algorithm import records_learning_events
 from src.training.checkpoints import (PretrainedCache, load_checkpoint, require_finite_weights,
                                       resolve_pretrained_path, save_checkpoint)
-from src.training.langevin import check_training
-from src.training.trainer import Console, Evaluator, Trainer, build_model, pretrain
-from src.unlearning.base import (FLOAT32_MAX, AlgorithmContext, NoiseSource, algorithm_class, certificate_numbers,
-                                 certificate_scope, require_finite_certificate)
+from src.training.evaluate import Evaluator
+from src.training.trainer import Console, Trainer, build_model, pretrain
+from src.unlearning.base import AlgorithmContext
+
+# What runs a plan of several passes, by the key its plan is recorded under: a stream of
+# deletion requests (src/request_stream/run.py) or RUM's steps (src/request_stream/rum.py).
+RUN_PASSES = {"requests": run_requests, "rum": run_rum}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -91,7 +103,7 @@ class Plan:
         }
         out.update(self.privacy.as_dict())
         if self.stream is not None:
-            out["requests"] = self.stream.as_dict()
+            out[getattr(self.stream, "key", "requests")] = self.stream.as_dict()
         out.update(certificate_scope(c))
         return out
 
@@ -108,30 +120,35 @@ def make_plan(config: ExperimentConfig, sizes: SplitSizes | None = None, forget_
         if config.requests.per_class and forget_labels is None:
             forget_labels = get_datamodule(config, "cpu").forget.y
         plan.stream = plan_stream(config, sizes, lambda c, s: _plan_pass(c, s, present), forget_labels)
+    elif hasattr(plan.algorithm, "plan_steps"):  # a meta-algorithm (RUM): one pass per step, planned
+        plan.stream = plan.algorithm.plan_steps()
     return plan
 
 
 def _plan_pass(config: ExperimentConfig, sizes: SplitSizes, present: bool) -> Plan:
     """One pass through the phases: a single run, or one request of a stream."""
     shape = check_dataset_config(config)
-    cls = algorithm_class(config.unlearning.algorithm)
+    cls = UNLEARNING_ALGORITHMS.get(config.unlearning.algorithm)
     if config.unlearning.sam is not None and not cls.accepts_sam:
         raise ConfigError(f"unlearning.sam is not allowed for '{cls.name}': a certified phase assumes one plain "
                           "gradient per step (and Sharp MinMax / influence have their own keys); remove it")
     cls.check_config(config)
-    check_training(config, sizes)
+    TRAINING_ALGORITHMS.get(config.training.method).check_config(config, sizes)
     check_split_sizes(config, sizes)
+    check_metric_sizes(config, sizes)
     steps = num_batches(sizes.retain, config.dataset.batch_size)
     model = ModelFactory.create_model(config.model.name, config.model.n_classes, shape)
     check_model_runs(model, config, shape)
     context = AlgorithmContext(config=config, num_parameters=count_parameters(model), input_shape=shape,
-                               sizes=sizes, steps_per_epoch=steps)
+                               sizes=sizes, steps_per_epoch=steps,
+                               plan_pass=lambda c, s: _plan_pass(c, s, present))
     algorithm = cls(context)
     keys = cls.certificate_keys(config)
     with certificate_numbers(keys):
         privacy = algorithm.plan()
         algorithm.check_plan(privacy)
     require_finite_certificate(privacy, keys)
+    check_buffers(model, config, shape, certified=privacy.certified_epsilon is not None)
     _check_dp_sgd_noise_fits_float32(config)
     return Plan(config, run_id(config), shape, sizes, present, steps, context.num_parameters, algorithm, privacy)
 
@@ -142,8 +159,8 @@ def check_model_runs(model, config: ExperimentConfig, shape: tuple[int, ...]) ->
     x = torch.zeros((1, shape[-1], *shape[:-1]) if len(shape) == 3 else (1, *shape))
     try:
         with torch.no_grad():
-            out = model(x)
-    except RuntimeError as e:
+            out = model.eval()(x)  # evaluation behaviour: BatchNorm takes a single example
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
         raise ConfigError(f"model.name: '{config.model.name}' cannot take inputs of dataset.input_shape "
                           f"{list(shape)}: {str(e).splitlines()[0][:200]}") from None
     if tuple(out.shape) != (1, config.model.n_classes):
@@ -191,11 +208,16 @@ def ensure_pretrained(config: ExperimentConfig, device, console: Console, data=N
             recipe = {k: v for k, v in config.to_dict().items()
                       if k in ("dataset", "model", "training", "global_seed", "compat")}
             logger = RunLogger(entry, recipe, key)
-            meta = pretrain(config, data, model, logger.log, console)  # DivergedError: nothing cached
+            # RUM's learning-event proxies, recorded as the model trains (src/evaluation/proxies.py)
+            events = (LearningEvents(len(data.train), device)
+                      if records_learning_events(config) and not without_forget else None)
+            meta = pretrain(config, data, model, logger.log, console, events=events)  # DivergedError: nothing cached
             val_loss, val_acc = Evaluator(model)(data.val)
             meta.update({"pretrained_key": key, "val_accuracy": val_acc})
             logger.finish({"val_accuracy": val_acc, "seconds": watch.seconds()})
             logger = None
+            if events is not None:
+                save_learning_events(entry, events, data.indices.train)
             # model.pt is what makes the entry cached: written last, atomically.
             save_checkpoint(cache.model_path(key), model.state_dict(), meta)
         except BaseException:
@@ -278,8 +300,9 @@ def run(config: ExperimentConfig, config_file: str | None, device, console: Cons
                 console.line(f"loaded pretrained model {meta['path']}: val accuracy {val_acc:.4f}")
         timings["fit_seconds"] = watch.seconds()
 
-        if plan.stream is not None:  # deletion requests over time: one pass per request
-            extra = run_requests(plan.stream, data, model, logger, console, device, meta, run_dir, attach_run)
+        if plan.stream is not None:  # deletion requests over time, or RUM's steps: one pass each
+            run_passes = RUN_PASSES[getattr(plan.stream, "key", "requests")]
+            extra = run_passes(plan.stream, data, model, logger, console, device, meta, run_dir, attach_run)
         else:
             algorithm = attach_run(plan, device, meta, data=data)
             trainer = Trainer(config, data, model, algorithm, logger, console)

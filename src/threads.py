@@ -15,7 +15,10 @@ thread (benchmarks/README.md). So:
 * never more threads than the cores the process may use: its CPU affinity, its cgroup's
   CPU quota, and a ceiling handed down by a launcher (run_exp.py's per-worker share) or
   the environment (OMP_NUM_THREADS);
-* `--threads` (or the config's `threads:`) sets the number exactly and overrides all this.
+* `--threads` (or the config's `threads:`) sets the number exactly and overrides all this,
+  up to the cores the process may use: more threads than cores only fight over them (an
+  explicit 10,000 once started 10,000 OpenMP threads on 2 cores), so a larger request is
+  cut to the cores with a one-line note.
 
 The count never depends on the current load: results can differ in the last bits between
 thread counts, and a rerun on the same machine must give the same numbers.
@@ -163,12 +166,21 @@ class ThreadBudget:
         """The thread count for a step of `flops_per_step` floating-point operations on the
         CPU; None (the arithmetic runs elsewhere, e.g. on a GPU) gives the whole limit."""
         if self.requested:
-            return self.requested
+            return min(self.requested, self.cores)
         if flops_per_step is None:
             return self.limit
         return threads_for_work(flops_per_step, self.limit)
 
+    def note(self) -> str | None:
+        """A line saying that an explicit request was cut to the cores, or None."""
+        if self.requested and self.requested > self.cores:
+            return (f"note: {self.requested} CPU threads asked for, but this process may use only {self.cores} "
+                    f"core(s); using {self.cores}")
+        return None
+
     def describe(self, threads: int) -> str:
+        if self.requested and self.requested > self.cores:
+            return f"{threads} CPU thread(s) ({self.requested} asked for, {self.cores} core(s) available)"
         if self.requested:
             return f"{threads} CPU thread(s), as asked"
         ceiling = f", ceiling {self.ceiling}" if self.ceiling else ""

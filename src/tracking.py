@@ -17,6 +17,7 @@ import os
 import shutil
 import time
 from contextlib import contextmanager
+from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 
 import yaml
@@ -303,3 +304,14 @@ class Stopwatch:
 
     def seconds(self) -> float:
         return time.perf_counter() - self.start
+
+
+def fmt_up(value) -> str:
+    """A bound for the console: 4 significant digits, rounded up (never below the value)."""
+    if value is None:
+        return "-"
+    exact = Decimal(repr(float(value)))
+    if not exact.is_finite() or exact == 0:
+        return str(value)
+    quantum = Decimal(1).scaleb(exact.adjusted() - 3)
+    return f"{exact.quantize(quantum, rounding=ROUND_CEILING).normalize():g}"

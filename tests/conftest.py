@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from src import catalogue  # noqa: F401  (fills the registries, as every entry point does)
+
 REPO = Path(__file__).resolve().parents[1]
 # The reference's 442 experiment files, committed as test data (provenance: tests/data/README.md).
 UPSTREAM_CONFIGS = REPO / "tests" / "data" / "upstream_configs"

@@ -56,13 +56,14 @@ def idx_bytes(array: np.ndarray) -> bytes:
     return header + array.tobytes()
 
 
-def write_mnist_idx(root, n_train: int, n_test: int, seed: int, gz: bool = False) -> dict:
-    """Write ``<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`` (or only the ``.gz``).
+def write_mnist_idx(root, n_train: int, n_test: int, seed: int, gz: bool = False, folder: str = "MNIST") -> dict:
+    """Write ``<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`` (or only the ``.gz``);
+    `folder` FashionMNIST or KMNIST for torchvision's datasets in the same format.
 
     Returns ``{"train": (images, labels), "test": (images, labels)}`` as written.
     """
     rng = np.random.default_rng(seed)
-    raw = Path(root) / "MNIST" / "raw"
+    raw = Path(root) / folder / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     out = {}
     for split, prefix, n in (("train", "train", n_train), ("test", "t10k", n_test)):
@@ -282,6 +283,57 @@ def write_feature_files(root, name: str, n_train: int, n_test: int, dim: int = 5
         labels_t = torch.from_numpy(labels)
         torch.save({"features": features, "labels": labels_t}, folder / f"{name}_{split}_features.pt")
         out[split] = (features, labels_t)
+    return out
+
+
+# ---------------------------------------------------------------------------- the user's files
+
+
+def labelled_blobs(n_train: int, n_test: int, shape, n_classes: int, seed: int):
+    """float32 inputs of `shape` per example (a class-dependent mean plus noise, in [0, 1])
+    and int64 labels: {"x_train", "y_train", "x_test", "y_test"} as numpy arrays."""
+    rng = np.random.default_rng(seed)
+    means = np.random.default_rng(99).uniform(0.2, 0.8, size=(n_classes, *shape))
+    out = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        y = balanced_labels(n, n_classes, rng)
+        x = np.clip(means[y] + rng.normal(0, 0.1, size=(n, *shape)), 0, 1).astype(np.float32)
+        out[f"x_{split}"], out[f"y_{split}"] = x, y
+    return out
+
+
+def write_arrays(path, arrays: dict) -> Path:
+    """``numpy.savez`` (.npz) or ``torch.save`` of a dict of tensors (.pt), by the suffix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".npz":
+        np.savez(path, **arrays)
+    else:
+        import torch
+
+        torch.save({k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()}, path)
+    return path
+
+
+def write_image_folder(root, n_per_class: dict, classes, size=(8, 6), mode: str = "L", seed: int = 0) -> dict:
+    """``<root>/<split>/<class>/<i>.png`` for split in n_per_class ({"train": 5, "test": 2});
+    returns {split: (uint8 images [N, H, W, C] in ImageFolder order, labels)}."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    channels = 1 if mode == "L" else 3
+    out = {}
+    for split, n in n_per_class.items():
+        images, labels = [], []
+        for label, name in enumerate(sorted(classes)):
+            folder = Path(root) / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, size=(size[1], size[0], channels), dtype=np.uint8)
+                Image.fromarray(pixels[..., 0] if mode == "L" else pixels).save(folder / f"{i:03d}.png")
+                images.append(pixels)
+                labels.append(label)
+        out[split] = (np.stack(images), np.array(labels, dtype=np.int64))
     return out
 
 

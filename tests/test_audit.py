@@ -161,7 +161,7 @@ def test_refusals_are_one_line_errors(make_config, tmp_path, capsys):
     dp_path, _ = make_config("refused-dpsgd", {"unlearning.algorithm": "dp-sgd", "unlearning.iteration": None,
                                                "training.dp_sgd": {"l2_norm_clip": 1.0, "target_epsilon": 1.0,
                                                                    "target_delta": 1e-5}})
-    code, _, err = run_audit(capsys, dp_path, tmp_path, "--chains", 8)
+    code, _, err = run_audit(capsys, dp_path, tmp_path, "--chains", 12)
     assert code == 2 and "dp-sgd" in err and "Traceback" not in err
     assert not list(tmp_path.glob("*/audit.json"))
 
@@ -172,7 +172,7 @@ def test_folder_audits_one_config_per_method(make_config, tmp_path, capsys):
     make_config("gc-a", {"global_seed": 1234, **small}, directory=folder)
     make_config("gc-b", {"global_seed": 9153, **small}, directory=folder)
     make_config("op-a", {**OP, **small}, directory=folder)
-    code = audit_main(["--folder", str(folder), "--chains", "8", "--out", str(tmp_path / "out"), "--quiet"])
+    code = audit_main(["--folder", str(folder), "--chains", "12", "--out", str(tmp_path / "out"), "--quiet"])
     out = capsys.readouterr().out
     assert code == 0
     table = (tmp_path / "out" / "tightness-folder.md").read_text()

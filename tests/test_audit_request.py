@@ -112,7 +112,7 @@ def test_bad_stream_runs_and_requests_are_one_line_errors(stream_run, tmp_path, 
         ([str(run_dir), "--request", "1", "--override", "unlearning.epochs=5"], "--override unlearning.epochs=5"),
     ]
     for args, message in cases:
-        code = audit_main(["--stream-run", *args, "--out", str(tmp_path / "out"), "--chains", "8", "--quiet"])
+        code = audit_main(["--stream-run", *args, "--out", str(tmp_path / "out"), "--chains", "12", "--quiet"])
         err = capsys.readouterr().err
         assert code == 2 and err.startswith("error: ") and message in err, (args, err)
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -147,3 +147,18 @@ def test_request_1_starts_from_the_pretrained_model(stream_run, tmp_path, capsys
     first = summary["requests"][0]
     assert (seen["sizes"].forget, seen["sizes"].retain) == (first["request_size"], first["retain_size"])
     assert seen["label"].startswith("request 1 of 3")
+
+
+def test_chains_beyond_memory_are_refused_before_world_b_is_trained(stream_run, tmp_path, capsys, monkeypatch):
+    """Issue 26: the request audit trains world B's start first; a chain count that cannot be
+    held is refused before that (and --out checked), not after."""
+    import src.audit.request as request_module
+
+    run_dir, _ = stream_run
+    trained = []
+    monkeypatch.setattr(request_module, "request_starting_points", lambda *a, **k: trained.append(1))
+    code, _, err = audit_request(capsys, run_dir, tmp_path / "out", "--request", 2, "--chains", 100_000_000)
+    assert code == 2 and err.startswith("error: --chains: 100000000") and "GB" in err and not trained
+    (tmp_path / "file").write_text("")
+    code, _, err = audit_request(capsys, run_dir, tmp_path / "file", "--request", 2, "--chains", 64)
+    assert code == 2 and "--out" in err and not trained

@@ -160,10 +160,10 @@ def test_config_module_does_not_import_torch():
 
 
 def test_each_method_section_comes_from_its_own_file():
-    from src.unlearning.base import registered_algorithms
+    from src.registry import UNLEARNING_ALGORITHMS
 
     schema = experiment_schema().model_fields["unlearning"].annotation
-    for name, cls in registered_algorithms().items():
+    for name, cls in UNLEARNING_ALGORITHMS.builtins().items():
         if cls.section is None:
             continue
         field = schema.model_fields[name.replace("-", "_")]

@@ -134,7 +134,7 @@ def test_imagenet_weights_offline_fail_fast_and_clearly(inputs, tmp_path, monkey
         code = fe.main(["--dataset", "cifar10", "--root", str(root / "data"), "--out", str(tmp_path / "out"),
                         "--weights", "imagenet", "--device", "cpu"])
     assert time.perf_counter() - t0 < 30
-    assert code == 1
+    assert code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     error_lines = [line for line in err.splitlines() if "error:" in line]
@@ -148,11 +148,11 @@ def test_imagenet_weights_offline_fail_fast_and_clearly(inputs, tmp_path, monkey
 def test_bad_weights_files(inputs, tmp_path, capsys):
     root, _, _ = inputs
     missing = tmp_path / "nope.pth"
-    assert fe.main(_args(root, tmp_path / "out", missing, "cifar10")) == 1
+    assert fe.main(_args(root, tmp_path / "out", missing, "cifar10")) == 2
     assert f"--weights {missing}: no such file" in capsys.readouterr().err
     wrong = tmp_path / "wrong.pth"
     torch.save({"conv.weight": torch.zeros(1)}, wrong)
-    assert fe.main(_args(root, tmp_path / "out", wrong, "cifar10")) == 1
+    assert fe.main(_args(root, tmp_path / "out", wrong, "cifar10")) == 2
     err = capsys.readouterr().err
     assert "not a torchvision resnet18 state_dict" in err and "Traceback" not in err
     with pytest.raises(UserError):
@@ -164,7 +164,7 @@ def test_missing_cifar_reported_before_any_compute(tmp_path, capsys, inputs):
     with datafiles.blocked_network():
         code = fe.main(["--dataset", "cifar100", "--root", str(tmp_path / "none"), "--out", str(tmp_path / "out"),
                         "--weights", str(weights), "--device", "cpu"])
-    assert code == 1
+    assert code == 2
     err = capsys.readouterr().err
     assert "cifar100 files not found" in err and "cifar-100-python.tar.gz" in err
 
@@ -191,7 +191,7 @@ def test_cuda_requested_without_cuda(tmp_path, capsys, inputs):
     root, _, weights = inputs
     args = _args(root, tmp_path / "out", weights, "cifar10")
     args[args.index("--device") + 1] = "cuda"
-    assert fe.main(args) == 1
+    assert fe.main(args) == 2
     assert "no CUDA device" in capsys.readouterr().err
 
 

@@ -9,6 +9,7 @@ import pytest
 from src.errors import UserError
 from src.figures.cli import run_figure
 from src.figures.langevin import main as langevin_main
+from src.figures.langevin_modes import main as langevin_modes_main
 from src.figures.request_stream import main as request_stream_main
 
 
@@ -41,7 +42,7 @@ def test_a_user_error_is_one_line(capsys):
     assert capsys.readouterr().err == "error: no runs in logs\n"
 
 
-@pytest.mark.parametrize("main", [langevin_main, request_stream_main])
+@pytest.mark.parametrize("main", [langevin_main, langevin_modes_main, request_stream_main])
 def test_the_stream_and_langevin_figures_refuse_empty_logs_in_one_line(main, tmp_path, capsys):
     (tmp_path / "logs").mkdir()
     assert main(["--logs", str(tmp_path / "logs"), "--out", str(tmp_path / "figs")]) == 2

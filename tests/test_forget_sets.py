@@ -11,9 +11,9 @@ from src.config import load_config, run_id
 from src.data.base_datamodule import split_indices
 from src.data.datamodule import get_datamodule
 from src.data.forget_sets import build_split, memorization_group
-from src.data.memorization import subsample_scores
 from src.data.mnist_dataset import MNIST5k
 from src.errors import ConfigError, UserError
+from src.evaluation.memorization import subsample_scores
 from tests.conftest import QUICKSTART
 
 POOL = 4000  # mnist_5k's official train split

@@ -133,6 +133,20 @@ def test_mnist_5k_3v8_is_unit_norm_threes_against_eights():
     assert raw.augmentation is None
 
 
+def test_mnist_5k_unit_is_the_ten_unit_norm_digit_classes():
+    from src.data.datamodule import DATASETS
+    from src.data.mnist5k_files import load_mnist_5k
+
+    config = validate_config(langevin_config(__import__("pathlib").Path("."), "."))
+    raw = DATASETS["mnist_5k_unit"].load(config, "cpu")
+    assert raw.train_x.shape == (4000, 784) and raw.test_x.shape == (1000, 784) and raw.num_classes == 10
+    assert torch.allclose(raw.train_x.norm(dim=1), torch.ones(4000), atol=1e-5)
+    train_images, train_labels, _, test_labels = load_mnist_5k()
+    first = torch.from_numpy(train_images[0].reshape(784) / 255.0 - 0.5).float()
+    assert torch.allclose(raw.train_x[0], first / first.norm(), atol=1e-6)
+    assert raw.train_y.tolist() == train_labels.tolist() and raw.test_y.tolist() == test_labels.tolist()
+
+
 @pytest.mark.filterwarnings("ignore:.*not the official release")
 def test_mnist_3v8_and_the_cifar_feature_tasks_read_their_files(tmp_path):
     from src.data.datamodule import DATASETS, split_sizes
@@ -382,3 +396,91 @@ def test_d2d_sequence_uses_the_schedule_without_secret_state(tmp_path):
     assert details["d2d_sigmas"][2] == pytest.approx(2 * d2d.sequential_sigma(expected[2], 1.0, 1e-5, 1.0, 0.05,
                                                                               N_TRAIN - 2, gamma))
     assert not details["d2d_secret_state"]
+
+
+# --- compat.langevin_clipping: the original's clipped chain ---------------------------------------
+
+# Measured side by side with the original code (Chien, Wang, Chen, Li, NeurIPS 2024,
+# Graph-COM/Langevin_unlearning at 5f8e712) on the mnist_5k_3v8 training split (n = 720),
+# m = 0.02, eta = 3.7037, sigma = 0.269239 (epsilon 0.5 at K = 1): the mean weight norm of
+# 30 chains after 10,000 steps was 63.0 for the original and 54.1 for this framework.
+ORIGINAL_NORM, OURS_NORM = 63.0, 54.1
+
+
+def chain_norms(tmp_path, clipping: str, seeds=range(4), steps=120):
+    """||theta|| after `steps` steps of the miniature's epsilon-0.5 chain, one per seed
+    (the initial law N(0, 2 sigma^2/m) is already at the stationary scale)."""
+    from src.data.datamodule import get_datamodule
+    from src.training.langevin import ChainConstants
+    from src.training.trainer import build_model
+
+    raw = langevin_config(tmp_path, tmp_path, **{"training.max_lr": 3.7037, "training.weight_decay": 0.02,
+                                                 "training.langevin.sigma": 0.269239, "unlearning.max_lr": 3.7037,
+                                                 "unlearning.weight_decay": 0.02, "compat": {"langevin_clipping": clipping}})
+    config = validate_config(raw)
+    data = get_datamodule(config, "cpu")
+    model = build_model(config, data.input_shape, "cpu")
+    chain = ChainConstants.from_config(config, n=len(data.train))
+    assert chain.clipping == clipping and len(data.train) == N_TRAIN
+    norms, threads = [], torch.get_num_threads()
+    torch.set_num_threads(1)  # small steps: one thread is ten times faster on a busy machine
+    try:
+        for seed in seeds:
+            norms.append(_one_chain_norm(model, chain, data, seed, steps))
+    finally:
+        torch.set_num_threads(threads)
+    return torch.tensor(norms)
+
+
+def _one_chain_norm(model, chain, data, seed, steps) -> float:
+    from src.training.langevin import initial_point_, langevin_step_
+
+    generator = torch.Generator().manual_seed(seed)
+    theta = model.theta
+    initial_point_(theta, chain, generator)
+    for _ in range(steps):
+        _, _, grad = chain.gradient(model, [(data.train.x, data.train.y)])
+        langevin_step_(theta, grad, chain.eta, chain.noise_std, lambda: torch.randn(theta.shape, generator=generator))
+    return float(torch.linalg.vector_norm(theta))
+
+
+def test_upstream_clipping_reproduces_the_original_s_larger_weight_norms(tmp_path):
+    ours, upstream = chain_norms(tmp_path, "none"), chain_norms(tmp_path, "upstream")
+    # seed noise: a chain's norm varies by ~1 (none) and ~1.6 (upstream); 4 seeds here, 30 there
+    for norms, target in ((ours, OURS_NORM), (upstream, ORIGINAL_NORM)):
+        assert abs(norms.mean().item() - target) < 2.5, (norms, target)
+    assert upstream.min() > ours.max()
+
+
+def test_upstream_clipping_is_the_clipped_regularised_gradient():
+    from src.training.langevin_clipping import upstream_clipped_grad
+
+    class Model:
+        theta = torch.tensor([30.0, -40.0, 0.5])
+
+    x = torch.tensor([[0.6, 0.8, 0.0], [0.0, 0.0, 1.0]])
+    y = torch.tensor([1, 0])
+    m, M = 0.02, 1.0
+    w = Model.theta
+    expected = []
+    for xi, yi in zip(x, y):
+        s = 1.0 if yi == 1 else -1.0
+        g = (torch.sigmoid(s * xi @ w) - 1) * s * xi + m * w  # the l2 term inside
+        expected.append(g * min(1.0, M / g.norm().item()))
+    _, _, grad = upstream_clipped_grad(Model, [(x, y)], m, M)
+    assert torch.allclose(grad, torch.stack(expected).mean(0), atol=1e-6)
+    assert grad.norm() <= M  # every term clipped: ||m w|| = 1 alone
+
+
+def test_upstream_clipping_voids_the_certificate_and_is_recorded(tmp_path):
+    plan = plan_of(langevin_config(tmp_path, tmp_path, **{"compat": {"langevin_clipping": "upstream"}})).privacy
+    assert not plan.certificate_valid and "compat.langevin_clipping" in plan.invalid_reasons[0]
+    from src.config import pretrained_key
+
+    a = validate_config(langevin_config(tmp_path, tmp_path))
+    b = validate_config(langevin_config(tmp_path, tmp_path, **{"compat": {"langevin_clipping": "upstream"}}))
+    assert pretrained_key(a) != pretrained_key(b) and "langevin_clipping" not in a.to_dict()["compat"]
+    message = refused(langevin_config(tmp_path, tmp_path, **{"compat": {"langevin_clipping": "upstream"},
+                                                              "dataset.name": "cifar10_feature_unit",
+                                                              "model.n_classes": 10}))
+    assert "compat.langevin_clipping: 'upstream'" in message and "n_classes: 2" in message

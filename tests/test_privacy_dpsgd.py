@@ -242,3 +242,14 @@ def test_full_reference_orders_match_dp_accounting():
     ours = poisson_gaussian_rdp(Q, sigma, 17600, REFERENCE_ORDERS)
     np.testing.assert_allclose(ours, accountant.rdp, rtol=1e-10, atol=0)
     assert dpsgd_epsilon(Q, sigma, 17600, delta1) == pytest.approx(accountant.get_epsilon(delta1), rel=1e-12)
+
+
+def test_a_group_epsilon_whose_per_example_delta_underflows_is_named():
+    """epsilon 1000 for 360 examples: delta1 = 1e-5 (e^(1000/360) - 1)/(e^1000 - 1) ~ 1e-438 was
+    0.0 in float64 and surfaced as "target_delta ... got 0.0"."""
+    from src.privacy.dpsgd import group_privacy_to_example
+
+    with pytest.raises(ValueError, match=r"epsilon 1000 for a group of 360: .* 10\^-438, .* below about 681"):
+        group_privacy_to_example(1000.0, 1e-5, 360)
+    eps1, delta1 = group_privacy_to_example(680.0, 1e-5, 360)  # just below the bound it names
+    assert eps1 == pytest.approx(680 / 360) and 1e-300 <= delta1 < 1e-290

@@ -14,6 +14,7 @@ from src.privacy.gaussian import (
     log_theta_eps,
     output_perturbation_sigma,
     theta_eps,
+    theta_eps_upper,
 )
 
 THETA_CASES = reference_cases("theta_epsilon")
@@ -198,3 +199,45 @@ def test_output_perturbation_analytic_option():
 def test_sigma_rejects_bad_arguments(fn, args, name):
     with pytest.raises(ValueError, match=name):
         fn(*args)
+
+
+# --- theta_eps_upper: an upper bound everywhere (issue 26) -------------------------------
+
+
+def test_theta_upper_bounds_the_exact_value_deep_in_the_tail():
+    """Against mpmath at 80 digits, with theta down to the float64 floor: the first bound
+    (relative error 6e-12 / r + 2e-12) fell short below ~1e-240, e.g. by 6e-11 at
+    theta_5.41(0.145) ~ 1e-305, inside the (r, epsilon) range it was validated on."""
+    for epsilon, r in ((5.407835166340009, 0.1450474924813028), (5.865756816598591, 0.16317032226588654),
+                       (11.98063548918059, 0.3573410748589418), (19.08104327074788, 0.5076143694250005)):
+        assert mpmath.mpf(theta_eps_upper(epsilon, r)) >= theta_high_precision(epsilon, r, 80)
+    rng = np.random.default_rng(26)
+    checked = 0
+    while checked < 300:
+        r, epsilon = 10 ** rng.uniform(-4, 1.6), rng.uniform(0, 100)
+        value = theta_eps(epsilon, r)
+        if not 0 < value < 1e-150:  # the far tail only: the range above is tested above
+            continue
+        exact = theta_high_precision(epsilon, r, 80)
+        upper = theta_eps_upper(epsilon, r)
+        assert mpmath.mpf(upper) >= exact, (epsilon, r)
+        assert upper <= float(exact) * (1 + 1e-6) + 1e-320  # and not needlessly loose
+        checked += 1
+
+
+def test_theta_upper_covers_subnormal_values():
+    epsilon, r = 38.0, 1.0  # theta ~ 1.2e-309, below the smallest normal float64
+    assert 0 < theta_eps(epsilon, r) < np.finfo(float).tiny
+    assert mpmath.mpf(theta_eps_upper(epsilon, r)) >= theta_high_precision(epsilon, r, 80)
+    # theta_39(1) ~ 1e-326 underflows to 0 in float64: its upper bound is not 0 (no pure-DP claim)
+    assert theta_eps(39.0, 1.0) == 0 and 0 < theta_eps_upper(39.0, 1.0) < 1e-322
+    assert mpmath.mpf(theta_eps_upper(39.0, 1.0)) >= theta_high_precision(39.0, 1.0, 80)
+    assert theta_eps_upper(1.0, 0.0) == 0 and theta_eps_upper(math.inf, 1.0) == 0  # exactly 0 there
+
+
+@pytest.mark.parametrize("delta", [1e-250, 1e-280, 1e-300])
+def test_analytic_sigma_certifies_far_in_the_tail_before_any_float32_rounding(delta):
+    """The float64 sigma itself certifies (exact theta <= delta), not only after float32 rounding."""
+    for epsilon in (0.5, 1.0, 4.0):
+        sigma = analytic_gaussian_sigma(epsilon, delta, 1.0)
+        assert theta_high_precision(epsilon, 1.0 / sigma, 80) <= delta

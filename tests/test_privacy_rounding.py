@@ -12,13 +12,13 @@ import torch
 
 from src.config import load_config
 from src.entropy import SeededRandomness
+from src.noise import NoiseSource, clip_l2, project_l2_
 from src.privacy.dpsgd_calibration import calibrate_dp_sgd
 from src.privacy.gaussian import analytic_gaussian_sigma, theta_eps, theta_eps_upper
 from src.privacy.rounding import (SAFETY_MARGIN, bernoulli_rate_bound, below_target, float32_at_least,
                                   float32_at_most, radius_inside, round_up)
 from src.runner import attach_run, make_plan
 from src.training.trainer import build_model
-from src.unlearning.base import NoiseSource, clip_l2, project_l2_
 from tests.conftest import QUICKSTART
 
 

@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-import src.request_stream.run as stream_run
-import src.training.trainer as trainer_module
+from src.audit.stream_request import request_starting_points
 from src.config import load_config, run_id
 from src.data.datamodule import get_datamodule
 from src.errors import ConfigError
 from src.privacy.composition import gaussian_composition
 from src.privacy.rdp import linear_rdp_to_dp
 from src.privacy.rounding import round_up
-from src.request_stream.audit import request_starting_points
 from src.request_stream.schedule import make_schedule
 from src.runner import attach_run, make_plan, resolve_device, run
 from src.training.trainer import Console, Trainer, build_model
+import src.request_stream.run as stream_run
+import src.training.trainer as trainer_module
 from tests.conftest import QUICKSTART, run_main
 
 GC = ["unlearning.algorithm=iteration"]
@@ -282,7 +282,7 @@ def test_request_k_starts_from_the_deployed_model_against_a_model_that_never_saw
         data.forget.x[torch.as_tensor(schedule.deleted_through(2))] = float("nan")
         return data
 
-    import src.request_stream.audit as audit
+    import src.audit.stream_request as audit
 
     monkeypatch.setattr(audit, "get_datamodule", poisoned)
     assert torch.equal(request_starting_points(run_dir, 2).retrained, start.retrained)

@@ -123,8 +123,9 @@ def test_tiny_models_take_one_thread_and_convolutions_take_the_cores():
 def test_ceilings_cap_the_choice_and_requests_override_everything():
     assert threads.ThreadBudget(cores=16, ceiling=1, requested=None).choose(cifar_step()) == 1  # run_exp's share
     assert threads.ThreadBudget(cores=1, ceiling=8, requested=None).choose(cifar_step()) == 1   # quota beats the env
-    assert threads.ThreadBudget(cores=2, ceiling=None, requested=3).choose(mnist_step()) == 3
-    assert threads.ThreadBudget(cores=2, ceiling=1, requested=4).choose(None) == 4
+    assert threads.ThreadBudget(cores=4, ceiling=None, requested=3).choose(mnist_step()) == 3
+    assert threads.ThreadBudget(cores=4, ceiling=1, requested=4).choose(None) == 4  # asked for: above the ceiling
+    assert threads.ThreadBudget(cores=2, ceiling=None, requested=3).choose(mnist_step()) == 2  # never above the cores
     assert threads.ThreadBudget(cores=6, ceiling=4, requested=None).choose(None) == 4  # GPU runs: the whole limit
 
 
@@ -156,9 +157,10 @@ def recorded_threads(monkeypatch):
 
 @pytest.mark.parametrize("flags, config_threads, expected", [
     ([], None, 1),                           # tiny_net: one thread on any machine
-    (["--threads", "3"], None, 3),           # --threads is exact
+    (["--threads", "3"], None, 3),           # --threads is exact (up to the cores)
     ([], 2, 2),                              # so is the config's threads:
     (["--threads", "3"], 2, 3),              # and --threads wins over the config
+    (["--threads", "10000"], None, 10000),   # cut to the cores: never 10,000 OpenMP threads
     (["--max-threads", "1"], None, 1),
 ])
 def test_experiment_sets_the_chosen_threads(make_config, recorded_threads, flags, config_threads, expected):
@@ -169,7 +171,7 @@ def test_experiment_sets_the_chosen_threads(make_config, recorded_threads, flags
         overrides["threads"] = config_threads
     path, _ = make_config("threads", overrides)
     assert experiment.main(["--config", str(path), "--pretrain-only", "--quiet", *flags]) == 0
-    assert recorded_threads == [expected]
+    assert recorded_threads == [min(expected, threads.available_cores(quota=threads.cgroup_cpu_limit()))]
 
 
 def test_thread_flags_refuse_non_positive_numbers(capsys):

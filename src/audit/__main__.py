@@ -24,6 +24,13 @@ from pathlib import Path
 EXCEEDED = 3
 
 
+def positive_int(text: str) -> int:
+    """--threads as experiment.py reads it: a whole number >= 1 (no 0 meaning "choose")."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m src.audit", description=__doc__.splitlines()[0])
     what = parser.add_mutually_exclusive_group(required=True)
@@ -52,7 +59,7 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, help="seed of the chains (default: the config's global_seed)")
     parser.add_argument("--out", default="audits", help="results folder (default audits/)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides the config's device")
-    parser.add_argument("--threads", type=int,
+    parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="CPU threads for torch (default: the cores this process may use, src/threads.py)")
     parser.add_argument("--quiet", action="store_true", help="only the result line")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors too")
@@ -70,6 +77,12 @@ def check_args(args) -> None:
         raise UserError(f"--noise-scale: {args.noise_scale} must be a finite number >= 0")
     if not 0 < args.confidence < 1:
         raise UserError(f"--confidence: {args.confidence} must be in (0, 1)")
+    from src.audit.bounds import check_chain_count  # numpy only: torch is not loaded yet
+    from src.preflight import check_output_dir
+
+    # At delta 0 (the run's delta only raises the count needed; audit() checks it again).
+    check_chain_count(args.chains, 0.0, args.confidence)
+    check_output_dir(args.out, "--out")  # before any chain runs, not after
     if args.stream_run is not None and args.request is None:
         raise UserError("--stream-run: which request to audit? add --request K (1 = the first request)")
     if args.request is not None and args.stream_run is None:
@@ -103,14 +116,14 @@ def variant_suffix(args) -> str:
 def audit_config(config, config_file, args, console):
     """Audit one config; returns (result, audit.json path)."""
     from src.audit.audit import audit, check_auditable
-    from src.audit.report import write_audit
-    from src.audit.report import code_commit
+    from src.audit.report import code_commit, write_audit
     from src.audit.worlds import adversarial_starts, pretrained_start_a, pretrained_starts
     from src.data.datamodule import get_datamodule
     from src.runner import make_plan, resolve_device
 
     check_auditable(config)
-    make_plan(config)  # every refusal before any training
+    plan = make_plan(config)  # every refusal before any training
+    check_before_audit(config, plan.privacy, plan.num_parameters, args, audit_id(config, args))
     device = resolve_device(config.device)
     data = get_datamodule(config, device)
     clock = time.perf_counter()
@@ -146,6 +159,18 @@ def audit_config(config, config_file, args, console):
     return result, path
 
 
+def check_before_audit(config, privacy, num_parameters: int, args, name: str) -> None:
+    """What audit() would refuse after the pretrained models are trained, refused before."""
+    from src.audit.audit import check_chains_fit, check_noise_scale
+    from src.audit.bounds import check_chain_count
+    from src.preflight import check_output_dir
+
+    check_chain_count(args.chains, max(config.unlearning.delta, privacy.certified_delta or 0.0), args.confidence)
+    check_chains_fit(args.chains, num_parameters)
+    check_noise_scale(args.noise_scale, list(privacy.sigma_t) + [privacy.init_sigma])
+    check_output_dir(Path(args.out) / name, "--out")
+
+
 _RETRAINED: dict = {}
 
 
@@ -158,6 +183,7 @@ def violated(result, noise_scale: float) -> bool:
 
 
 def run_one(args, console) -> int:
+    from src import catalogue  # noqa: F401  (fills the registries the config is checked against)
     from src.config import load_config
 
     config = load_config(args.config, _overrides(args))
@@ -244,6 +270,8 @@ def main(argv=None) -> int:
         # before torch is imported (waiting threads sleep); the chains' vectorised steps are
         # long enough that every core this process may use pays
         budget = threads.prepare(args.threads)
+        if budget.note():
+            print(budget.note(), file=sys.stderr)
         import torch
 
         from src.training.trainer import Console

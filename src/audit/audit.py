@@ -17,25 +17,26 @@ stream's k-th request, a worst case) can audit what it starts from.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from src.audit.bounds import GaussianEstimate, LowerBound, gaussian_estimate, lower_bound
+from src.audit.bounds import GaussianEstimate, LowerBound, check_chain_count, gaussian_estimate, lower_bound
+from src.audit.chains import GROUP, chain_seeds
 from src.audit.scores import FAMILY, chain_scores, score_names, summary
 from src.audit.slack import slack, slack_line
 from src.audit.worlds import projected
 from src.errors import UserError
+from src.registry import UNLEARNING_ALGORITHMS
 from src.runner import attach_run, make_plan
-from src.seeds import derive_seed
 from src.training.ensemble import EnsembleModel, EnsembleTrainer, attach_ensemble, default_chunk
 from src.training.trainer import Console, Trainer, build_model
-from src.unlearning.base import UnlearningAlgorithm, algorithm_class
+from src.unlearning.base import UnlearningAlgorithm
 
-# Chains run as one ensemble at a time (memory: theta, noise and batches of a group).
-GROUP = 512
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class WeakenedNoise:
@@ -56,7 +57,7 @@ class WeakenedNoise:
 
 
 def auditable(config) -> bool:
-    return algorithm_class(config.unlearning.algorithm).noise_after_pretraining
+    return UNLEARNING_ALGORITHMS.get(config.unlearning.algorithm).noise_after_pretraining
 
 
 def check_auditable(config) -> None:
@@ -64,6 +65,12 @@ def check_auditable(config) -> None:
         raise UserError(f"unlearning.algorithm: '{config.unlearning.algorithm}' cannot be audited here: its "
                         "certificate rests on noise drawn in training, not only after it (auditing it needs N noisy "
                         "trainings per world, not two fixed pretrained starts)")
+    from src.data.datamodule import check_dataset_config
+    from src.models.buffers import require_no_running_stats
+    from src.models.model import ModelFactory
+
+    module = ModelFactory.create_model(config.model.name, config.model.n_classes, check_dataset_config(config))
+    require_no_running_stats(module, "the audit (its chains run as one ensemble)")
 
 
 def runs_own_epochs(algorithm) -> bool:
@@ -110,9 +117,44 @@ def own_epoch_outputs(config, data, start: torch.Tensor, seeds, device, sizes=No
     return torch.stack(outputs), 0
 
 
-def chain_seeds(seed: int, world: str, n: int) -> list[int]:
-    """Independent chains: no two chains, in one world or across the two, share a seed."""
-    return [derive_seed(seed, f"audit-{world}-chain-{i}") for i in range(n)]
+# Bytes an audit keeps per chain and world besides theta: its seed, scores, bookkeeping.
+CHAIN_OVERHEAD_BYTES = 1024
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux MemAvailable), None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_chains_fit(chains: int, num_parameters: int, available: int | None = None) -> None:
+    """Refuse, before any work, a chain count whose outputs cannot be held: both worlds keep
+    theta (float32, and a copy while the groups are joined) of every chain."""
+    available = available_memory() if available is None else available
+    per_chain = 2 * (2 * 4 * num_parameters + CHAIN_OVERHEAD_BYTES)
+    if available is not None and chains * per_chain > available:
+        most = max(0, available // per_chain)
+        raise UserError(f"--chains: {chains} chains per world would hold about {chains * per_chain / 1e9:.3g} GB "
+                        f"(2 worlds x {chains} chains x {num_parameters} parameters), more than the "
+                        f"{available / 1e9:.3g} GB of memory available; at most {most} fit")
+
+
+def check_noise_scale(noise_scale: float, sigmas) -> None:
+    """A scaled sigma must stay a float32 number, in which the noise is drawn."""
+    largest = max([abs(float(s)) for s in sigmas] + [0.0])
+    if largest * noise_scale > FLOAT32_MAX / 1e3:
+        raise UserError(f"--noise-scale: {noise_scale:g} times the largest sigma of the plan ({largest:g}) is beyond "
+                        f"float32 ({FLOAT32_MAX:.3g}), in which the noise is drawn; use a scale below "
+                        f"{FLOAT32_MAX / 1e3 / largest:.3g}")
 
 
 def noisy_phase_outputs(config, data, start: torch.Tensor, seeds, device, noise_scale: float = 1.0,
@@ -243,6 +285,10 @@ def audit(config, start_a: torch.Tensor, start_b: torch.Tensor, chains: int, *, 
         raise UserError(f"--confidence: {confidence} must be in (0, 1)")
     plan = make_plan(config, sizes or data.sizes)
     privacy = plan.privacy
+    # Before any chain runs: a count that can show something, fits in memory, noise that fits float32.
+    check_chain_count(chains, max(config.unlearning.delta, privacy.certified_delta or 0.0), confidence)
+    check_chains_fit(chains, plan.num_parameters)
+    check_noise_scale(noise_scale, list(privacy.sigma_t) + [privacy.init_sigma])
     seed = config.global_seed if seed is None else seed
     seconds = {}
     outputs, steps = {}, 0

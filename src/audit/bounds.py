@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
+from src.errors import UserError
+
 
 def clopper_pearson(k, n: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
     """One-sided Clopper-Pearson bounds for a binomial proportion, each at level `alpha`.
@@ -262,3 +264,33 @@ def gaussian_estimate(score_a, score_b, delta: float, confidence: float = 0.95) 
     return GaussianEstimate(epsilon=gaussian_epsilon(mu, delta), mu=mu, point_epsilon=gaussian_epsilon(point, delta),
                             point_mu=point, threshold=threshold, counts=(false_neg, false_pos),
                             chains=(len(a), len(b)), confidence=confidence, delta=delta)
+
+
+def smallest_useful_chains(delta: float, confidence: float) -> int | None:
+    """The fewest chains per world whose ceiling (the bound of a perfect separation) is above
+    0: with fewer the audit can never show anything. Half the chains choose the test and
+    the other n - n // 2 evaluate it, so n = 2 m - 1 for the smallest useful m. None when
+    no count is useful (delta so large that even certainty shows nothing)."""
+    useful = lambda m: ceiling(m, delta, confidence) > 0  # noqa: E731  (increasing in m)
+    high = 2
+    while not useful(high):
+        high *= 2
+        if high > 2**40:
+            return None
+    low = high // 2  # not useful (or 1)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if useful(middle) else (middle, high)
+    return max(4, 2 * high - 1)
+
+
+def check_chain_count(chains: int, delta: float, confidence: float) -> None:
+    """Refuse a chain count whose ceiling is at or below 0, naming the smallest useful one."""
+    needed = smallest_useful_chains(delta, confidence)
+    if needed is None:
+        raise UserError(f"delta {delta:g}: no number of chains can show a lower bound above 0 at confidence "
+                        f"{confidence:g}")
+    if chains < needed:
+        raise UserError(f"--chains: {chains} chains per world can never show a lower bound above 0 (their ceiling, "
+                        f"the bound of a perfect separation, is {ceiling(chains - chains // 2, delta, confidence):.3f} "
+                        f"at confidence {confidence:g}); use at least {needed}")

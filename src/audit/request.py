@@ -20,11 +20,12 @@ import json
 import time
 from pathlib import Path
 
-from src.audit.audit import audit, check_auditable
+from src.audit.audit import audit, check_auditable, check_chains_fit
 from src.audit.report import code_commit, write_audit
+from src.audit.stream_request import finished_stream_config, request_starting_points
 from src.audit.worlds import adversarial_starts
 from src.errors import UserError
-from src.request_stream.audit import finished_stream_config, request_starting_points
+from src.preflight import check_output_dir
 from src.request_stream.run import deployed_model_path
 from src.runner import make_plan, resolve_device
 
@@ -70,6 +71,9 @@ def audit_request(run_dir, k: int, args, console, name_suffix: str = ""):
     num_requests = len(logged_requests(run_dir))
     if not 1 <= k <= num_requests:  # before anything is trained
         raise UserError(f"request {k}: the stream in {run_dir} has requests 1 to {num_requests}")
+    # Also before world B's start is trained: the chains must fit, the results folder be writable.
+    check_chains_fit(args.chains, make_plan(config).num_parameters)
+    check_output_dir(Path(args.out) / f"{run_dir.resolve().name}-request-{k}{name_suffix}", "--out")
     clock = time.perf_counter()
     console.line(f"request {k}: loading M_{k - 1} and training world B's start (the recipe on D_{k} alone)")
     start = request_starting_points(run_dir, k, device, console)

@@ -48,4 +48,7 @@ def folder_configs(folder, overrides=(), match=()) -> list[tuple[Path, object]]:
         if key not in seen:
             seen.add(key)
             chosen.append((path, config))
+    if not chosen:  # an empty table with status 0 would read as "audited, nothing wrong"
+        raise UserError(f"--folder: none of the {len(paths)} configs in '{folder}' can be audited (methods whose "
+                        "noise is drawn in pretraining, such as dp-sgd, are left out)")
     return chosen

@@ -52,9 +52,9 @@ def projected(config, theta: torch.Tensor) -> torch.Tensor:
     """`theta` after the algorithm's initial projection without its noise: where the noisy
     phase really starts. Methods without one (their `prepare` does not project) start
     where they are."""
-    from src.unlearning.base import algorithm_class
+    from src.registry import UNLEARNING_ALGORITHMS
 
-    if not getattr(algorithm_class(config.unlearning.algorithm), "projects_initially", False):
+    if not getattr(UNLEARNING_ALGORITHMS.get(config.unlearning.algorithm), "projects_initially", False):
         return theta
     from src.unlearning.initial_projection import initial_projection_
 
@@ -84,7 +84,7 @@ def trained_starts(config, data, device, chains: int, seed: int) -> tuple[torch.
     what they are): every chain of each world starts from its own training run."""
     import dataclasses
 
-    from src.audit.audit import GROUP, chain_seeds
+    from src.audit.chains import GROUP, chain_seeds
     from src.training.ensemble import pretrain_ensemble
 
     def train(split_data, world: str) -> torch.Tensor:

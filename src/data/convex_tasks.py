@@ -8,6 +8,8 @@ is label 1 (y = +1 of the logistic loss), the second label 0 (y = -1).
 * `mnist_3v8`: MNIST digits 3 (label 1) and 8 (label 0) from the IDX files under
   dataset.root: pixels / 255 - 0.5, flattened to 784, unit-normed. 11,982 train, 1,984 test.
 * `mnist_5k_3v8`: the same task on the bundled mnist_5k digits (offline): 800 train, 200 test.
+* `mnist_5k_unit`: all ten classes of the bundled mnist_5k digits, unit-normed (offline):
+  4,000 train, 1,000 test; the 10-class miniature of Langevin unlearning.
 * `cifar10_feature_3v8`: cat (3, label 1) vs ship (8, label 0) on the ResNet-18 feature
   files; 10,000 train, 2,000 test.
 * `cifar10_feature_unit`: all ten classes of the same feature files, unit-normed.
@@ -79,6 +81,16 @@ class MNIST5k3v8(MNIST3v8):
         from src.data.mnist5k_files import load_mnist_5k
 
         return load_mnist_5k()
+
+
+class MNIST5kUnit(MNIST5k3v8):
+    official_sizes = (4000, 1000)
+    num_classes = 10
+
+    def load(self, config, device) -> RawDataset:
+        train_images, train_labels, test_images, test_labels = self.images(config)
+        return _as_raw(_mnist_pixels(train_images), torch.from_numpy(train_labels).long(),
+                       _mnist_pixels(test_images), torch.from_numpy(test_labels).long(), 10, device)
 
 
 class UnitFeatures(FeatureDataset):

@@ -6,10 +6,11 @@ import torch
 
 from src.data.base_datamodule import DataModule, Split, SplitSizes
 from src.data.forget_sets import build_split
-from src.data.cifar_dataset import CIFAR10
-from src.data.convex_tasks import MNIST3v8, MNIST5k3v8, UnitFeatures
+from src.data.cifar_dataset import CIFAR10, CIFAR100
+from src.data.convex_tasks import MNIST3v8, MNIST5k3v8, MNIST5kUnit, UnitFeatures
 from src.data.feature_dataset import FeatureDataset
-from src.data.mnist_dataset import MNIST, MNIST5k
+from src.data.file_dataset import ArrayFile, ImageFolder
+from src.data.mnist_dataset import MNIST, KMNIST, FashionMNIST, MNIST5k
 from src.data.worst_case import WorstCase
 from src.errors import ConfigError
 
@@ -22,10 +23,17 @@ DATASETS = {
     # unit-norm features for the convex models (Langevin unlearning)
     "mnist_3v8": MNIST3v8(),
     "mnist_5k_3v8": MNIST5k3v8(),
+    "mnist_5k_unit": MNIST5kUnit(),
     "cifar10_feature_3v8": UnitFeatures(binary=True),
     "cifar10_feature_unit": UnitFeatures(binary=False),
     # the audit's synthetic worst case (src/data/worst_case.py)
     "worst_case": WorstCase(),
+    # torchvision's files in MNIST's and CIFAR's formats, and the user's own files
+    "fashion_mnist": FashionMNIST(),
+    "kmnist": KMNIST(),
+    "cifar100": CIFAR100(),
+    "arrays": ArrayFile(),
+    "image_folder": ImageFolder(),
 }
 
 
@@ -37,6 +45,12 @@ def input_shape(config) -> tuple[int, ...]:
     """dataset.input_shape when given (it must agree with the data), else the dataset's own."""
     family = dataset_family(config)
     given = config.dataset.input_shape
+    if hasattr(family, "shape_for"):  # the user's files: the shape they hold
+        own = family.shape_for(config)
+        if given is not None and tuple(given) != tuple(own):
+            raise ConfigError(f"dataset.input_shape: {list(given)} does not match {config.dataset.path}, whose "
+                              f"inputs are {list(own)} (channels-last)")
+        return tuple(own)
     # Feature files may have any width; their shape is checked against the files on load.
     if given is not None and family.fixed_shape and tuple(given) != tuple(family.input_shape):
         raise ConfigError(
@@ -49,7 +63,7 @@ def input_shape(config) -> tuple[int, ...]:
 def check_dataset_config(config) -> tuple[int, ...]:
     """Refuse a model/dataset mismatch before anything is loaded or written."""
     family = dataset_family(config)
-    if config.model.n_classes != family.num_classes:
+    if family.num_classes is not None and config.model.n_classes != family.num_classes:
         raise ConfigError(
             f"model.n_classes: {config.model.n_classes} does not match dataset '{config.dataset.name}', "
             f"which has {family.num_classes} classes"
@@ -82,9 +96,10 @@ def split_sizes(config) -> tuple[SplitSizes, bool]:
     """
     family = dataset_family(config)
     present = family.files_present(config)
-    pool, test = family.official_sizes
     if present and hasattr(family, "probe_sizes"):
         pool, test = family.probe_sizes(config)
+    else:
+        pool, test = family.official_sizes
     return SplitSizes.from_pool(pool, test, config.dataset.val_split, config.dataset.forget_split), present
 
 

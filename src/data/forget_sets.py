@@ -8,7 +8,7 @@ dataset seed (`dataset.forget`).
   chosen by memorization score (Feldman & Zhang), as RUM builds its forget sets: `high`
   (top scores), `low` (bottom), `mid` (closest to 0.5, or to the median for proxies) or
   `mix` (a third of each). Scores come from a file or are estimated here by subsampling
-  (src/data/memorization.py), cached per dataset seed.
+  (src/evaluation/memorization.py), cached per dataset seed.
 
 The validation and test sets never change with the strategy, so every method (and the
 retrain reference) of one dataset seed sees the same five splits.
@@ -23,6 +23,7 @@ import torch
 
 from src.data.base_datamodule import SplitIndices, split_indices
 from src.errors import ConfigError, UserError
+from src.registry import MEMORIZATION_ESTIMATORS
 
 
 def build_split(config, raw, device=None) -> SplitIndices:
@@ -83,13 +84,26 @@ def memorization_group(scores: np.ndarray, n: int, group: str, mid_rule: str = "
         return np.sort(mid[:n])
     if group != "mix":
         raise ValueError(f"unknown memorization group {group!r}")
+    return np.sort(np.concatenate(list(mix_parts(scores, n, mid_rule).values())))
+
+
+def mix_parts(scores: np.ndarray, n: int, mid_rule: str = "closest_to_half") -> dict[str, np.ndarray]:
+    """RUM's `mix` forget set by part, positions into `scores` in selection order:
+    `high` the top n//3, `mid` the first n//3 of the mid ranking not already taken, `low`
+    the lowest n - 2 (n//3) of the rest (the reference's "last N/3 of low")."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if not 0 < n <= scores.shape[0]:
+        raise ConfigError(f"dataset.forget_split: a forget set of {n} examples cannot be drawn from {scores.shape[0]}")
+    descending = np.argsort(-scores, kind="stable")
+    centre = 0.5 if mid_rule == "closest_to_half" else float(np.median(scores))
+    mid = descending[np.argsort(np.abs(scores[descending] - centre), kind="stable")]
     third = n // 3
-    taken = list(descending[:third])
-    seen = set(taken)
-    taken += [i for i in mid if i not in seen][:third]
-    seen = set(taken)
-    taken += [i for i in descending[::-1] if i not in seen][:n - len(taken)]
-    return np.sort(np.asarray(taken, dtype=np.int64))
+    high = descending[:third]
+    seen = set(high.tolist())
+    middle = np.asarray([i for i in mid if i not in seen][:third], dtype=np.int64)
+    seen.update(middle.tolist())
+    low = np.asarray([i for i in descending[::-1] if i not in seen][:n - 2 * third], dtype=np.int64)
+    return {"low": low, "mid": middle, "high": np.asarray(high, dtype=np.int64)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -101,9 +115,10 @@ def memorization_scores(config, raw, train: torch.Tensor, device=None) -> np.nda
     mem = config.dataset.forget.memorization
     if mem.source == "file":
         return scores_from_file(mem.path, mem.key, mem.index_space, train, raw.train_y.shape[0])
-    from src.data.memorization import cached_subsample_scores
-
-    return cached_subsample_scores(config, raw, train, device or raw.train_x.device)
+    # An estimate trains models: it lives above the data (src/evaluation/memorization.py),
+    # reached through the registry src/catalogue.py fills.
+    estimate = MEMORIZATION_ESTIMATORS.get(mem.source)
+    return estimate(config, raw, train, device or raw.train_x.device)
 
 
 def scores_from_file(path: str, key: str, index_space: str, train: torch.Tensor, pool: int) -> np.ndarray:
@@ -120,7 +135,15 @@ def scores_from_file(path: str, key: str, index_space: str, train: torch.Tensor,
         if key not in data.files:
             raise UserError(f"dataset.forget.memorization.key: '{key}' is not in '{path}', which holds "
                             f"{sorted(data.files)}")
-        data = data[key]
+        try:
+            data = data[key]
+        except Exception as e:  # an object array (pickled), a damaged member
+            raise UserError(f"{where}: cannot read '{key}' of '{path}': {e}") from None
+    # Real numbers only: strings and objects do not convert, complex ones would lose their
+    # imaginary part with no more than a numpy warning.
+    if np.asarray(data).dtype.kind not in "iuf":
+        raise UserError(f"{where}: '{path}' holds {np.asarray(data).dtype} values; memorization scores are real "
+                        "numbers (a float or integer array)")
     scores = np.asarray(data, dtype=np.float64).reshape(-1) if np.ndim(data) <= 1 else None
     expected = pool if index_space == "original" else train.shape[0]
     if scores is None or scores.shape[0] != expected:

@@ -34,15 +34,16 @@ def cifar_augmentation(mean, std, device) -> CifarAugmentation:
     return CifarAugmentation(black_pixel(mean, std, device))
 
 
-def image_dataset(train, test, mean, std, augmentation, input_shape, device) -> RawDataset:
-    """Official train and test (images uint8, labels) -> normalised tensors on the device."""
+def image_dataset(train, test, mean, std, augmentation, input_shape, device, num_classes: int = 10) -> RawDataset:
+    """Official train and test (images uint8, labels) -> normalised tensors on the device.
+    `augmentation`: a maker of the training augmentation, or None for none."""
     (train_images, train_labels), (test_images, test_labels) = train, test
     return RawDataset(
         train_x=normalise_images(train_images, mean, std, device),
         train_y=torch.as_tensor(train_labels, dtype=torch.long, device=device),
         test_x=normalise_images(test_images, mean, std, device),
         test_y=torch.as_tensor(test_labels, dtype=torch.long, device=device),
-        num_classes=10,
+        num_classes=num_classes,
         input_shape=input_shape,
-        augmentation=augmentation(mean, std, device),
+        augmentation=augmentation(mean, std, device) if augmentation is not None else None,
     )

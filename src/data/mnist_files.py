@@ -1,9 +1,12 @@
-"""MNIST as torchvision stores it on disk, read with numpy (no torchvision dataset object).
+"""MNIST as torchvision stores it on disk, read with numpy (no torchvision dataset object);
+also Fashion-MNIST and KMNIST, which torchvision stores in the same format.
 
 Layout (what ``torchvision.datasets.MNIST(root, download=True)`` leaves behind)::
 
     <root>/MNIST/raw/train-images-idx3-ubyte[.gz]   train-labels-idx1-ubyte[.gz]
     <root>/MNIST/raw/t10k-images-idx3-ubyte[.gz]    t10k-labels-idx1-ubyte[.gz]
+
+and the same four names under ``<root>/FashionMNIST/raw/`` and ``<root>/KMNIST/raw/``.
 
 Each file is in LeCun's IDX format: a big-endian header (magic number, then one uint32 per
 dimension) followed by the raw uint8 values. The uncompressed file is read when present,
@@ -49,6 +52,36 @@ OFFICIAL_RAW_MD5 = {
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
 
+# torchvision.datasets.FashionMNIST.resources and KMNIST.resources (torchvision 0.29.1;
+# tests/test_data_files.py checks that they still agree). No md5s of their decompressed
+# files are published, so for these the .gz file is read when both are there.
+FASHION_MNIST_GZ_MD5 = {
+    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+KMNIST_GZ_MD5 = {
+    "train-images-idx3-ubyte.gz": "bdb82020997e1d708af4cf47b453dcf7",
+    "train-labels-idx1-ubyte.gz": "e144d726b3acfaa3e44228e80efcd344",
+    "t10k-images-idx3-ubyte.gz": "5c965bf0a639b31b8f53240b1b52f4d7",
+    "t10k-labels-idx1-ubyte.gz": "7320c461ea6c1c855c0b718fb2a4b134",
+}
+# family -> (folder under root, torchvision class, where the files come from)
+FAMILIES = {
+    "mnist": ("MNIST", "MNIST", "https://ossci-datasets.s3.amazonaws.com/mnist/"),
+    "fashion_mnist": ("FashionMNIST", "FashionMNIST", "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"),
+    "kmnist": ("KMNIST", "KMNIST", "http://codh.rois.ac.jp/kmnist/dataset/kmnist/"),
+}
+
+
+def _official_md5s(family: str) -> tuple[dict, dict]:
+    """(md5 of the .gz files, md5 of the decompressed files), read when called."""
+    if family == "mnist":
+        return OFFICIAL_GZ_MD5, OFFICIAL_RAW_MD5
+    return {"fashion_mnist": FASHION_MNIST_GZ_MD5, "kmnist": KMNIST_GZ_MD5}[family], {}
+
+
 IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension
 
@@ -86,28 +119,31 @@ def try_torchvision_download(download: Callable[[], object]) -> str | None:
     return None
 
 
-def _raw_dir(root: str | Path) -> Path:
-    return Path(root) / "MNIST" / "raw"
+def _raw_dir(root: str | Path, family: str = "mnist") -> Path:
+    return Path(root) / FAMILIES[family][0] / "raw"
 
 
-def _find(raw: Path, stem: str) -> Path | None:
-    """The uncompressed file if present, else the .gz file, else None."""
-    for candidate in (raw / stem, raw / f"{stem}.gz"):
+def _find(raw: Path, stem: str, gz_first: bool = False) -> Path | None:
+    """The uncompressed file if present, else the .gz file (the other way round when only
+    the .gz has an official md5), else None."""
+    candidates = (raw / stem, raw / f"{stem}.gz")
+    for candidate in reversed(candidates) if gz_first else candidates:
         if candidate.is_file():
             return candidate
     return None
 
 
-def _read_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
+def _read_idx(path: Path, magic: int, ndim: int, family: str = "mnist") -> np.ndarray:
+    gz_md5, raw_md5 = _official_md5s(family)
     data = path.read_bytes()
     if path.suffix == ".gz":
-        check_official_md5(path, data, OFFICIAL_GZ_MD5.get(path.name))
+        check_official_md5(path, data, gz_md5.get(path.name))
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:
             raise UserError(f"{path}: not a readable gzip file ({exc}); delete it and download again") from None
     else:
-        check_official_md5(path, data, OFFICIAL_RAW_MD5.get(path.name))
+        check_official_md5(path, data, raw_md5.get(path.name))
     header_len = 4 * (1 + ndim)
     if len(data) < header_len:
         raise UserError(f"{path}: {len(data)} bytes, too short for an IDX header ({header_len} bytes)")
@@ -128,38 +164,43 @@ def _read_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header_len).reshape(shape).copy()
 
 
-def _missing_message(root: str | Path, raw: Path, missing: list[str], download_error: str | None) -> str:
+def _missing_message(root: str | Path, raw: Path, missing: list[str], download_error: str | None,
+                     family: str = "mnist") -> str:
     files = ", ".join(missing)
+    folder, cls, url = FAMILIES[family]
     return (
-        f"MNIST files not found under {raw} (missing: {files}); the download attempt failed "
+        f"{cls} files not found under {raw} (missing: {files}); the download attempt failed "
         f"({download_error}). On a machine with network run "
-        f"python -c 'import torchvision; torchvision.datasets.MNIST(\"{root}\", download=True)' "
-        f"and copy the MNIST/ folder it creates into {root} on this machine, or put the four files "
+        f"python -c 'import torchvision; torchvision.datasets.{cls}(\"{root}\", download=True)' "
+        f"and copy the {folder}/ folder it creates into {root} on this machine, or put the four files "
         "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
-        f"t10k-labels-idx1-ubyte.gz (from https://ossci-datasets.s3.amazonaws.com/mnist/) into {raw}"
+        f"t10k-labels-idx1-ubyte.gz (from {url}) into {raw}"
     )
 
 
-def load_mnist(root: str | Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The official MNIST train (60,000) or test (10,000) split.
+def load_mnist(root: str | Path, train: bool, family: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
+    """The official train (60,000) or test (10,000) split of MNIST, or of `family`
+    ("fashion_mnist", "kmnist": the same format and sizes).
 
     Returns ``images`` uint8 [N, 28, 28] and ``labels`` int64 [N], in torchvision's index order.
     """
-    raw = _raw_dir(root)
+    raw = _raw_dir(root, family)
     prefix = "train" if train else "t10k"
     stems = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
-    paths = [_find(raw, s) for s in stems]
+    gz_first = not _official_md5s(family)[1]
+    paths = [_find(raw, s, gz_first) for s in stems]
     if any(p is None for p in paths):
         import torchvision  # only needed here: importing it costs about a second
 
-        error = try_torchvision_download(lambda: torchvision.datasets.MNIST(str(root), train=train, download=True))
-        paths = [_find(raw, s) for s in stems]
+        cls = getattr(torchvision.datasets, FAMILIES[family][1])
+        error = try_torchvision_download(lambda: cls(str(root), train=train, download=True))
+        paths = [_find(raw, s, gz_first) for s in stems]
         missing = [f"{s}[.gz]" for s, p in zip(stems, paths) if p is None]
         if missing:
-            raise DataNotFoundError(_missing_message(root, raw, missing, error or "it did not produce them"))
+            raise DataNotFoundError(_missing_message(root, raw, missing, error or "it did not produce them", family))
     images_path, labels_path = paths
-    images = _read_idx(images_path, IMAGES_MAGIC, 3)
-    labels = _read_idx(labels_path, LABELS_MAGIC, 1)
+    images = _read_idx(images_path, IMAGES_MAGIC, 3, family)
+    labels = _read_idx(labels_path, LABELS_MAGIC, 1, family)
     if images.shape[1:] != (28, 28):
         raise UserError(f"{images_path}: images of shape {images.shape[1:]}, expected (28, 28)")
     if len(images) != len(labels):

@@ -2,6 +2,7 @@
 summary.json's `evaluation`:
 
     eval/{forget,retain,val,test}_accuracy
+    eval/forget_{low,mid,high}_accuracy       on a `mix` forget set: each part (its indices in summary.json)
     eval/mia_efficacy                         the SVC efficacy of evaluation.mia.svc.report_feature
     eval/mia_svc/<feature>
     eval/mia_threshold/<feature>/{efficacy,auc,tpr@fpr=<level>}
@@ -27,6 +28,31 @@ from src.seeds import derive_seed
 REFERENCE_ALGORITHM = "retrain"
 
 
+# The membership attacks fit an SVC (and per-class thresholds) on shadow sets of
+# min(n_shadow, |retain|, |non-member split|) examples a side: below this there is no boundary
+# to learn, and what they would report (efficacy, ToW-MIA) means nothing.
+MIN_SHADOW = 5
+
+
+def check_sizes(config, sizes) -> None:
+    """Refuse, before anything is written, splits too small for the configured metrics."""
+    from src.errors import ConfigError
+
+    mia = config.evaluation.mia
+    if not (mia.svc.enabled or mia.threshold.enabled):
+        return
+    other = getattr(sizes, mia.svc.shadow_nonmember)
+    n = min(mia.svc.n_shadow, sizes.retain, other)
+    if n < MIN_SHADOW:
+        ds = config.dataset
+        raise ConfigError(
+            f"dataset.forget_split: {ds.forget_split} (val_split {ds.val_split}) leaves {sizes.retain} retain and "
+            f"{other} {mia.svc.shadow_nonmember} examples: the membership attacks would be fit on {n} shadow "
+            f"example(s) a side, at least {MIN_SHADOW} are needed to fit a member/non-member boundary; choose a "
+            "smaller forget_split or turn the attacks off (evaluation.mia.svc.enabled and "
+            "evaluation.mia.threshold.enabled: false)")
+
+
 def evaluate_run(config, data, model, log, console=None) -> dict:
     ev = config.evaluation
     outputs = {split: softmax_outputs(model, getattr(data, split)) for split in SPLITS}
@@ -45,6 +71,9 @@ def evaluate_run(config, data, model, log, console=None) -> dict:
                                                    nonmembers)
     if ev.tow.enabled:
         result["tow"] = tug_of_war(config, result)
+    groups = mix_groups_of(config, data, outputs["forget"])
+    if groups is not None:
+        result["forget_groups"] = groups
     log(flat_row(result))
     if console is not None:
         tow_value = (result.get("tow") or {}).get("tow")
@@ -84,8 +113,24 @@ def tow_against(result: dict, reference: dict, cfg, reference_id=None) -> dict:
     return out
 
 
+def mix_groups_of(config, data, forget_outputs) -> dict | None:
+    """On a `mix` forget set: each part's accuracy and (research mode) its indices in the
+    official train split's numbering; release mode (secure_rng) keeps only the sizes."""
+    from src.data.forget_groups import mix_forget_groups
+
+    groups = mix_forget_groups(config, data, data.forget.y.device)
+    if groups is None:
+        return None
+    p, y = forget_outputs
+    official = data.indices.forget.cpu().numpy()
+    return {"accuracy": {g: float((p[pos].argmax(1) == y[pos]).mean()) for g, pos in groups.items()},
+            "indices": {g: (len(pos) if config.secure_rng else official[pos].tolist()) for g, pos in groups.items()}}
+
+
 def flat_row(result: dict) -> dict:
     row = {f"eval/{s}_accuracy": v for s, v in result["accuracy"].items()}
+    parts = (result.get("forget_groups") or {}).get("accuracy", {})
+    row.update({f"eval/forget_{g}_accuracy": a for g, a in parts.items()})
     if "mia_svc" in result:
         row["eval/mia_efficacy"] = result["mia_efficacy"]
         row.update({f"eval/mia_svc/{k}": v for k, v in result["mia_svc"].items()})

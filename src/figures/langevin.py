@@ -11,7 +11,10 @@ Reads the finished runs of configs under `--folder` whose path holds fig3a/, fig
   3c  K against sigma at epsilon 1 (the accountant's curve, the runs as markers), and the
       accuracy of the unlearned, retrained and learned chains.
 
-Points are the mean over runs (seeds), bars one standard deviation. Writes
+Points are the mean over runs (seeds), bars one standard deviation. Beside them, in orange
+and dotted, the paper's own numbers ("published": the arrays its figures were drawn from,
+tests/data/langevin_published.json, 100 chains each; `--published none` leaves them out);
+where our runs use the bundled subset the panel says so. Writes
 <out>/<prefix>langevin_figure3.png, .pdf and .csv (one row per plotted point).
 """
 
@@ -29,9 +32,14 @@ from pathlib import Path
 import numpy as np
 
 from src.figures.cli import run_figure
-from src.figures.runs import FigureInputError, load_runs
+from src.figures.runs import FigureInputError, is_number, load_runs
 
 FIGURES = ("fig3a", "fig3b", "fig3c")
+PUBLISHED = Path(__file__).resolve().parents[2] / "tests" / "data" / "langevin_published.json"
+# Our dataset -> the paper's stored results for the same task.
+PUBLISHED_DATASET = {"mnist_3v8": "MNIST", "mnist_5k_3v8": "MNIST", "cifar10_feature_3v8": "CIFAR10",
+                     "cifar10_feature_unit": "CIFAR10_MULTI"}
+SUBSET_NOTE = {"mnist_5k_3v8": "ours: bundled 5k subset, n = 720;\npublished: full MNIST 3 vs 8, n = 11,982"}
 # Only these lines of metrics.jsonl matter here (the rest are per-step rows).
 RELEVANT = ('"request"', '"Test (Learned)_accuracy"', '"Test (Langevin Retrain)_accuracy"')
 CSV_COLUMNS = ("figure", "dataset", "series", "x", "mean", "std", "runs")
@@ -60,19 +68,54 @@ def figure_of(config_file: str) -> str | None:
 def read_langevin_rows(run) -> tuple[list, float | None, float | None]:
     requests, learned, retrained = [], None, None
     path = run.path / "metrics.jsonl"
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not any(key in line for key in RELEVANT):
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise FigureInputError(f"{path}, line {number}: not valid JSON ({err.msg})") from None
-            if "request" in row:
-                requests.append(row)
-            learned = row.get("Test (Learned)_accuracy", learned)
-            retrained = row.get("Test (Langevin Retrain)_accuracy", retrained)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            lines = list(handle)
+    except OSError as err:  # EIO, permissions, missing: one line naming the file
+        raise FigureInputError(f"{path}: cannot be read ({err.strerror or err})") from None
+    for number, line in enumerate(lines, start=1):
+        if not any(key in line for key in RELEVANT):
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise FigureInputError(f"{path}, line {number}: not valid JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise FigureInputError(f"{path}, line {number}: expected a JSON object, got {type(row).__name__}")
+        if "request" in row:
+            requests.append(row)
+        learned = row.get("Test (Learned)_accuracy", learned)
+        retrained = row.get("Test (Langevin Retrain)_accuracy", retrained)
     return requests, learned, retrained
+
+
+# What each figure reads of a run's request rows (metrics.jsonl) and its method's section.
+ROW_KEYS = {"fig3a": ("Test (Request)_accuracy",), "fig3b": ("request_size", "state_step", "Test (Request)_accuracy"),
+            "fig3c": ("Test (Request)_accuracy",)}
+
+
+def check_langevin_run(run, figure: str, requests: list) -> None:
+    """Everything the figure reads of a run, checked before anything is drawn: a run without
+    its method's section or without request accuracies is one line naming its files."""
+    unlearning = run.config.get("unlearning")
+    section = unlearning.get(run.algorithm) if isinstance(unlearning, dict) else None
+    if not isinstance(section, dict):
+        raise FigureInputError(f"{run.path}/config.yaml: no unlearning.{run.algorithm} section; rerun it")
+    needed = {"fig3a": ["epsilon_target"] + (["steps"] if run.algorithm == "d2d" else [])}.get(figure, [])
+    for key in needed:
+        if not is_number(section.get(key)):
+            raise FigureInputError(f"{run.path}/config.yaml: unlearning.{run.algorithm} has no number under "
+                                   f"'{key}'; rerun it")
+    if figure == "fig3c":
+        langevin = (run.config.get("training") or {}).get("langevin")
+        if not (isinstance(langevin, dict) and is_number(langevin.get("sigma"))):
+            raise FigureInputError(f"{run.path}/config.yaml: no number under training.langevin.sigma; rerun it")
+    keys = ROW_KEYS[figure] + (("request_steps",) if figure == "fig3a" and run.algorithm == "langevin" else ())
+    for row in (requests if figure == "fig3b" else requests[-1:]):
+        for key in keys:
+            if not is_number(row.get(key)):
+                raise FigureInputError(f"{run.path}/metrics.jsonl: request {row.get('request')} has no number under "
+                                       f"'{key}'; rerun it")
 
 
 def load_langevin_runs(logs, folder=None) -> tuple[list[LangevinRun], dict]:
@@ -89,6 +132,7 @@ def load_langevin_runs(logs, folder=None) -> tuple[list[LangevinRun], dict]:
         if not requests:
             dropped["no request rows in metrics.jsonl"] += 1
             continue
+        check_langevin_run(run, figure, requests)
         runs.append(LangevinRun(figure, run.dataset, run.algorithm, run.config, run.summary, requests, learned,
                                 retrained))
     return runs, dict(dropped)
@@ -106,13 +150,77 @@ class Series:
     points: dict = field(default_factory=lambda: defaultdict(list))  # x -> values
 
     def add(self, x, value):
-        if value is not None and math.isfinite(value):
+        if is_number(value) and math.isfinite(value):  # a missing or non-numeric value is no point
             self.points[x].append(value)
 
     def rows(self):
         for x in sorted(self.points):
             values = np.asarray(self.points[x], dtype=float)
             yield x, float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0, len(values)
+
+
+@dataclass
+class PublishedSeries(Series):
+    """The paper's numbers: (mean, std, chains) per x, as stored."""
+
+    stats: dict = field(default_factory=dict)  # x -> (mean, std, n)
+
+    def put(self, x, mean, std=0.0, n=1):
+        self.stats[float(x)] = (float(mean), float(std), int(n))
+        self.points[float(x)] = [float(mean)]
+
+    def rows(self):
+        for x in sorted(self.stats):
+            yield (x, *self.stats[x])
+
+
+def load_published(path) -> dict:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))["datasets"]
+    except (OSError, ValueError, KeyError) as err:
+        raise FigureInputError(f"--published {path}: cannot read the paper's numbers ({err})") from None
+
+
+def published_groups(published: dict, datasets) -> dict:
+    """{(figure, dataset, panel): {label: PublishedSeries}} for our datasets that the paper ran."""
+    out: dict = defaultdict(dict)
+    for dataset in datasets:
+        paper = published.get(PUBLISHED_DATASET.get(dataset, ""))
+        if not paper:
+            continue
+
+        def series(figure, panel, label):
+            key = (figure, dataset, panel)
+            return out[key].setdefault(label, PublishedSeries(figure, dataset, f"published: {label}"))
+
+        a = paper.get("fig3a", {})
+        for eps, st in a.get("lmc_unlearn", {}).items():
+            series("fig3a", "accuracy", "Langevin (K=1)").put(eps, st["mean"], st["std"], st["n"])
+        for steps, cells in sorted(a.get("d2d", {}).items()):
+            if steps in ("1", "5"):
+                for eps, st in cells.items():
+                    series("fig3a", "accuracy", f"D2D (I={steps})").put(eps, st["mean"], st["std"], st["n"])
+        b = paper.get("fig3b", {})
+        for nr, ks in b.get("lmc_k_lists", {}).items():
+            # k_list[0] is 0; k_list[s] is the K of request s (requests of nr replaced examples)
+            for s, total in enumerate(np.cumsum(ks[1:]), start=1):
+                series("fig3b", "steps", f"Langevin, {nr} per request").put(s * int(nr), total)
+        for nr, cells in b.get("lmc_accuracy", {}).items():
+            for i, st in enumerate(cells):  # stage i ran on (i + 1) nr replaced examples
+                if (i + 1) * int(nr) <= 100:
+                    series("fig3b", "accuracy", f"Langevin, {nr} per request").put((i + 1) * int(nr), st["mean"],
+                                                                                  st["std"], st["n"])
+        if "1" in b.get("d2d_steps", {}):
+            for i, total in enumerate(np.cumsum(b["d2d_steps"]["1"]), start=1):
+                series("fig3b", "steps", "D2D, f=1").put(i, total)
+        for i, st in b.get("d2d_accuracy", {}).get("1", {}).items():
+            series("fig3b", "accuracy", "D2D, f=1").put(int(i), st["mean"], st["std"], st["n"])
+        c = paper.get("fig3c", {})
+        for sigma, K in c.get("K", {}).items():
+            series("fig3c", "steps", "K").put(sigma, K)
+        for sigma, st in c.get("lmc_unlearn", {}).items():
+            series("fig3c", "accuracy", "Langevin unlearning").put(sigma, st["mean"], st["std"], st["n"])
+    return out
 
 
 def aggregate(runs: list[LangevinRun]) -> dict:
@@ -179,8 +287,9 @@ AXES = {("fig3a", "accuracy"): ("epsilon", "test accuracy"),
         ("fig3b", "steps"): ("examples deleted", "cumulative unlearning steps"),
         ("fig3b", "accuracy"): ("examples deleted", "test accuracy after the request"),
         ("fig3c", "steps"): ("sigma", "K (epsilon = 1)"), ("fig3c", "accuracy"): ("sigma", "test accuracy")}
-DATASET_TITLES = {"mnist_3v8": "MNIST 3 vs 8", "mnist_5k_3v8": "MNIST-5k 3 vs 8", "cifar10_feature_3v8":
-                  "CIFAR-10 cat vs ship (features)", "cifar10_feature_unit": "CIFAR-10, 10 classes (features)"}
+DATASET_TITLES = {"mnist_3v8": "MNIST 3 vs 8", "mnist_5k_3v8": "MNIST-5k 3 vs 8",
+                  "mnist_5k_unit": "MNIST-5k, 10 classes", "cifar10_feature_3v8": "CIFAR-10 cat vs ship (features)",
+                  "cifar10_feature_unit": "CIFAR-10, 10 classes (features)"}
 
 
 def colour(label: str, shade: float):
@@ -194,7 +303,8 @@ def colour(label: str, shade: float):
     return plt.get_cmap("Blues" if label.startswith("D2D") else "Greens")(shade)
 
 
-def draw(groups: dict, runs: list[LangevinRun], out_base: Path, subtitle: str) -> list[Path]:
+def draw(groups: dict, runs: list[LangevinRun], out_base: Path, subtitle: str, published: dict | None = None
+         ) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -202,6 +312,7 @@ def draw(groups: dict, runs: list[LangevinRun], out_base: Path, subtitle: str) -
     import matplotlib.ticker  # noqa: F401  (matplotlib.ticker below)
 
     datasets = sorted({d for (_, d, _) in groups})
+    published = published or {}
     fig, axes = plt.subplots(len(datasets), len(PANELS), figsize=(3.1 * len(PANELS), 2.9 * len(datasets)),
                              squeeze=False, layout="constrained")
     with plt.rc_context({"font.size": 7}):
@@ -215,6 +326,8 @@ def draw(groups: dict, runs: list[LangevinRun], out_base: Path, subtitle: str) -
                     continue
                 shades = iter(np.linspace(0.45, 0.95, max(len(found), 2)))
                 for label, s in found.items():
+                    if not s.points:  # e.g. no learned-chain row logged: nothing to draw
+                        continue
                     xs, means, stds, _ = zip(*s.rows())
                     if figure == "fig3c" and panel == "steps":
                         ax.plot(xs, means, "o", color="black", label="runs", zorder=3)
@@ -228,9 +341,18 @@ def draw(groups: dict, runs: list[LangevinRun], out_base: Path, subtitle: str) -
                     grid = np.geomspace(min(xs) / 1.5, max(xs) * 1.5, 60)
                     ax.plot(grid, accountant_curve(example, grid), color="tab:purple", linewidth=1,
                             label="accountant")
+                paper = published.get((figure, dataset, panel), {})
+                paper_shades = iter(np.linspace(0.5, 0.95, max(len(paper), 2)))
+                for label, s in paper.items():
+                    xs, means, stds, _ = zip(*s.rows())
+                    ax.errorbar(xs, means, yerr=stds, marker="x", markersize=3, capsize=1.5, linestyle=":",
+                                linewidth=0.9, label=s.label, color=plt.get_cmap("Oranges")(next(paper_shades)))
+                if paper and dataset in SUBSET_NOTE:
+                    ax.text(0.02, 0.02, SUBSET_NOTE[dataset], transform=ax.transAxes, fontsize=5, va="bottom",
+                            color="tab:orange")
                 if figure in ("fig3a", "fig3c"):
                     ax.set_xscale("log")
-                    ticks = sorted({x for s in found.values() for x in s.points})
+                    ticks = sorted({x for s in (*found.values(), *paper.values()) for x in s.points})
                     ax.set_xticks(ticks, [f"{x:g}" for x in ticks])
                     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
                 xlabel, ylabel = AXES[(figure, panel)]
@@ -249,12 +371,14 @@ def draw(groups: dict, runs: list[LangevinRun], out_base: Path, subtitle: str) -
     return paths
 
 
-def write_csv(groups: dict, path: Path) -> None:
+def write_csv(groups: dict, path: Path, published: dict | None = None) -> None:
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
-        for (figure, dataset, panel), found in sorted(groups.items()):
-            for label, s in found.items():
+        for key in sorted(set(groups) | set(published or {})):
+            figure, dataset, panel = key
+            for s in (*groups.get(key, {}).values(), *(published or {}).get(key, {}).values()):
+                label = s.label
                 for x, mean, std, n in s.rows():
                     writer.writerow([f"{figure}-{panel}", dataset, label, f"{x:g}", f"{mean:.6g}", f"{std:.6g}", n])
 
@@ -266,6 +390,9 @@ def parse_args(argv=None):
     p.add_argument("--folder", help="only runs launched from configs under this folder")
     p.add_argument("--out", default="figures", help="output directory (default: figures)")
     p.add_argument("--prefix", default="", help="prefix of the output file names")
+    p.add_argument("--published", default=str(PUBLISHED),
+                   help="the paper's numbers to draw beside ours (default: the repository's "
+                        "tests/data/langevin_published.json); 'none' leaves them out")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p.parse_args(argv)
 
@@ -278,9 +405,13 @@ def make_figure(args) -> list[Path]:
         where = args.logs + (f" (folder {args.folder})" if args.folder else "")
         raise FigureInputError(f"no finished Langevin or D2D runs from fig3a/, fig3b/ or fig3c/ configs in {where}")
     groups = aggregate(runs)
+    paper = {}
+    if args.published != "none":
+        paper = published_groups(load_published(args.published), {d for (_, d, _) in groups})
     out_base = Path(args.out) / f"{args.prefix}langevin_figure3"
-    paths = draw(groups, runs, out_base, f"Langevin unlearning, Figure 3 ({len(runs)} runs; mean +- 1 std over seeds)")
-    write_csv(groups, out_base.with_suffix(".csv"))
+    paths = draw(groups, runs, out_base, f"Langevin unlearning, Figure 3 ({len(runs)} runs; mean +- 1 std over seeds; "
+                 "orange: the paper's published numbers, 100 chains)", paper)
+    write_csv(groups, out_base.with_suffix(".csv"), paper)
     return [*paths, out_base.with_suffix(".csv")]
 
 

@@ -77,9 +77,14 @@ def stream_runs(runs: list[Run]) -> tuple[list[Run], int]:
     """Finished runs of deletion-request streams; the count of other runs left out."""
     kept = [r for r in runs if r.config.get("requests") and isinstance(r.summary.get("requests"), list)
             and r.summary["requests"]]
+    # Every value the figure and both tables read, checked before anything is drawn or written.
     for run in kept:
-        for record in run.summary["requests"]:
-            for key in ("request", "test_accuracy", "epochs", "cumulative_steps", "cumulative_epochs"):
+        for number, record in enumerate(run.summary["requests"], start=1):
+            if not isinstance(record, dict):
+                raise FigureInputError(f"{run.path}/summary.json: request record {number} is "
+                                       f"{type(record).__name__}, not an object; rerun it")
+            for key in ("request", "test_accuracy", "epochs", "cumulative_steps", "cumulative_epochs",
+                        "cumulative_seconds"):
                 if not is_number(record.get(key)):
                     raise FigureInputError(f"{run.path}/summary.json: request record {record.get('request')} has no "
                                            f"number under '{key}'; rerun it")

@@ -20,9 +20,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from src.errors import UserError
+from src import config_yaml
+from src.errors import ConfigError, UserError
 
 
 class FigureInputError(UserError):
@@ -113,44 +112,65 @@ def _shown(value) -> str:
 
 def read_metrics(path: Path, run: Run) -> None:
     """Fill run.rows / mins / maxs / certificate_valid from a metrics.jsonl file."""
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            if line[0] == "{" and line[-1] == "}" and not any(s in line for s in RELEVANT) \
-                    and "NaN" not in line and "Infinity" not in line:
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise FigureInputError(
-                    f"{path}, line {number}: not valid JSON ({err.msg}); "
-                    "each line of metrics.jsonl must be one JSON object. "
-                    "Fix or delete the line, or remove the run directory."
-                ) from None
-            if not isinstance(row, dict):
-                raise FigureInputError(
-                    f"{path}, line {number}: expected a JSON object, got {type(row).__name__}"
-                )
-            for key, value in row.items():
-                problem = value_problem(key, value)
-                if problem:
-                    run.problems.append(f"{path}, line {number}: {problem}")
-            for key in EXTREME_KEYS:
-                value = row.get(key)
-                if is_number(value):
-                    run.mins[key] = min(value, run.mins.get(key, value))
-                    run.maxs[key] = max(value, run.maxs.get(key, value))
-            if row.get("certificate_valid") is False:
-                run.certificate_valid = False
-            if any(key in row for key in KEPT_ROW_KEYS):
-                run.rows.append(row)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            lines = list(handle)
+    except OSError as err:  # EIO, permissions: one line naming the file
+        raise FigureInputError(f"{path}: cannot be read ({err.strerror or err}); fix or remove the run "
+                               "directory") from None
+    for number, line in enumerate(lines, start=1):
+        line = line.strip()
+        if not line:
+            continue
+        if line[0] == "{" and line[-1] == "}" and not any(s in line for s in RELEVANT) \
+                and "NaN" not in line and "Infinity" not in line:
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise FigureInputError(
+                f"{path}, line {number}: not valid JSON ({err.msg}); "
+                "each line of metrics.jsonl must be one JSON object. "
+                "Fix or delete the line, or remove the run directory."
+            ) from None
+        if not isinstance(row, dict):
+            raise FigureInputError(
+                f"{path}, line {number}: expected a JSON object, got {type(row).__name__}"
+            )
+        for key, value in row.items():
+            problem = value_problem(key, value)
+            if problem:
+                run.problems.append(f"{path}, line {number}: {problem}")
+        for key in EXTREME_KEYS:
+            value = row.get(key)
+            if is_number(value):
+                run.mins[key] = min(value, run.mins.get(key, value))
+                run.maxs[key] = max(value, run.maxs.get(key, value))
+        if row.get("certificate_valid") is False:
+            run.certificate_valid = False
+        if any(key in row for key in KEPT_ROW_KEYS):
+            run.rows.append(row)
+
+
+def read_text(path: Path) -> str:
+    """A run's file as UTF-8 text; a file that is not UTF-8 or cannot be read (EIO,
+    permissions) is one line naming it, not a traceback."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise FigureInputError(f"{path}: cannot be read ({err.strerror or err}); fix or remove the run "
+                               "directory") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise FigureInputError(f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at line {line}); fix or "
+                               "remove the run directory") from None
 
 
 def _read_json(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise FigureInputError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
     if not isinstance(data, dict):
@@ -161,10 +181,11 @@ def _read_json(path: Path) -> dict:
 def _read_config(path: Path) -> dict:
     if not path.is_file():
         raise FigureInputError(f"{path}: missing; every finished run directory needs its config.yaml")
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise FigureInputError(f"{path}: not valid YAML ({err})") from None
+    read_text(path)  # unreadable or not UTF-8: said as for the other files of a run
+    try:  # the bounded reader of configs: an alias bomb in a run's config.yaml is refused, not expanded
+        config = config_yaml.read_file(path)
+    except ConfigError as err:
+        raise FigureInputError(f"{err}") from None
     if not isinstance(config, dict):
         raise FigureInputError(f"{path}: expected a YAML mapping at the top level")
     return config

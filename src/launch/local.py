@@ -134,7 +134,12 @@ class LocalScheduler:
         has just finished), done (a pretraining someone else has just cached), or waits (a
         pretraining someone else trains now)."""
         target = claim_target(job)
-        claim = claims.try_claim(target, f"run_exp.py, {job.name}")
+        try:
+            claim = claims.try_claim(target, f"run_exp.py, {job.name}")
+        except OSError as e:  # its folder cannot be written (made read-only or a file since planning)
+            self._finish(job, FAILED, None, [f"error: cannot claim {target}: {e.strerror or e}"])
+            self._block_orphans()
+            return None
         if claim is None:
             who = claims.holder(target) or "another process"
             if job.kind == "pretrain":

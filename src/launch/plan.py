@@ -120,6 +120,7 @@ def pretrained_cache_model(checkpoints_dir: Path, key: str) -> Path:
 def read_config(file: ConfigFile, cwd: Path, full_check: bool = False) -> ConfigInfo:
     """Validate a config as experiment.py would; `full_check` also runs make_plan (the
     algorithms' rules and the certificate; imports torch), as experiment.py --dry-run does."""
+    from src import catalogue  # noqa: F401  (fills the registries the config is checked against)
     from src.config import load_config, pretrained_key, run_id
     from src.errors import UserError
 
@@ -127,6 +128,13 @@ def read_config(file: ConfigFile, cwd: Path, full_check: bool = False) -> Config
     path = file.path if file.path.is_absolute() else cwd / file.path
     try:
         config = load_config(path)
+        # A logs_dir that is a file (or under one) would fail in the claims code of every
+        # launch: one invalid config instead (experiment.py checks the same before writing).
+        from src.preflight import check_output_dir
+
+        check_output_dir(_absolute(config.logs_dir, cwd), "logs_dir")
+        if config.training.pretrained == "auto":
+            check_output_dir(_absolute(config.checkpoints_dir, cwd), "checkpoints_dir")
         if full_check:
             from src.runner import make_plan
 

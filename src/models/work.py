@@ -41,13 +41,3 @@ def forward_flops(module: nn.Module, input_shape) -> int:
 def training_step_flops(module: nn.Module, input_shape, batch_size: int) -> int:
     """Forward and backward (about twice the forward) of one batch."""
     return 3 * batch_size * forward_flops(module, input_shape)
-
-
-def config_step_flops(config) -> int:
-    """A training step of the config's model on its dataset, at its batch size."""
-    from src.data.datamodule import check_dataset_config
-    from src.models.model import ModelFactory
-
-    shape = check_dataset_config(config)
-    module = ModelFactory.create_model(config.model.name, config.model.n_classes, shape, seed=0)
-    return training_step_flops(module, shape, config.dataset.batch_size)

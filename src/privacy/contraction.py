@@ -50,6 +50,13 @@ def _check_delta_in_unit_interval(name: str, value) -> None:
         raise ValueError(f"{name} must be a number in [0, 1], got {name}={value!r}")
 
 
+# The smallest delta the accountant states. A true delta below it (1e-549 for a tiny
+# model_clip) underflows float64 to 0.0, which would read as pure DP; any upper bound on
+# delta_t is a valid input to the next step of the recursion (a mechanism that is
+# (eps, delta)-DP is (eps, delta')-DP for delta' > delta), so the floor stays sound.
+DELTA_FLOOR = 1e-300
+
+
 def eps_tilde(epsilon, delta) -> float:
     """eps~ = log(1 + (e^eps - 1)/delta), the order of the E_gamma divergence whose
     contraction bounds the next delta (Balle et al. 2019, Thm 1, (gamma, eps~)-Dobrushin).
@@ -63,7 +70,9 @@ def eps_tilde(epsilon, delta) -> float:
         return math.inf
     if epsilon == 0:
         return 0.0
-    return float(np.logaddexp(0.0, math.log(math.expm1(epsilon)) - math.log(delta)))
+    # log(e^eps - 1) = eps + log(1 - e^-eps): expm1 itself overflows above eps ~ 709
+    log_expm1 = math.log(math.expm1(epsilon)) if epsilon < 30 else epsilon + math.log1p(-math.exp(-epsilon))
+    return float(np.logaddexp(0.0, log_expm1 - math.log(delta)))
 
 
 def initial_delta(epsilon, init_model_clip, init_sigma, *, upstream: bool = False) -> float:
@@ -80,7 +89,7 @@ def initial_delta(epsilon, init_model_clip, init_sigma, *, upstream: bool = Fals
         return 1.0
     if upstream:
         return theta_eps(epsilon, 2.0 * init_model_clip / init_sigma, upstream=True)
-    return theta_eps_upper(epsilon, 2.0 * init_model_clip / init_sigma)
+    return max(theta_eps_upper(epsilon, 2.0 * init_model_clip / init_sigma), DELTA_FLOOR)
 
 
 def step_radius(
@@ -217,6 +226,8 @@ def delta_trajectory(
             gamma = contraction_gamma(epsilon, delta, r, upstream=upstream)
             previous = (delta, r, gamma)
         new_delta = gamma * delta
+        if not upstream:  # never below what float64 holds: an underflow to 0 would claim pure DP
+            new_delta = max(new_delta, DELTA_FLOOR)
         trajectory.deltas.append(new_delta)
         trajectory.gammas.append(gamma)
         trajectory.steps_evaluated = n

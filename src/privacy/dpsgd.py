@@ -123,6 +123,9 @@ def _check_rule(rule: str) -> None:
         raise ValueError(f"rule must be 'tight' or 'upstream', got rule={rule!r}")
 
 
+_LOG_SMALLEST_DELTA = math.log(1e-300)
+
+
 def group_privacy_to_example(eps_group, delta_group, k, *, rule: str = "tight") -> tuple[float, float]:
     """Per-example (eps1, delta1) that guarantees (eps_k, delta_k) for groups of size k.
 
@@ -147,7 +150,15 @@ def group_privacy_to_example(eps_group, delta_group, k, *, rule: str = "tight") 
     if eps1 == 0:
         # limit of (e^eps1 - 1)/(e^(k eps1) - 1) as eps1 -> 0
         return eps1, delta_group / k
-    return eps1, math.exp(math.log(delta_group) + _log_expm1(eps1) - _log_expm1(k * eps1))
+    log_delta1 = math.log(delta_group) + _log_expm1(eps1) - _log_expm1(k * eps1)
+    if log_delta1 < _LOG_SMALLEST_DELTA:
+        # e^-eps_group shrinks delta1 below float64: an accountant at delta 0 has no answer
+        largest = (_LOG_SMALLEST_DELTA - math.log(delta_group)) * -k / (k - 1)
+        raise ValueError(f"epsilon {eps_group:g} for a group of {k}: the group lemma's per-example delta, "
+                         f"delta (e^(eps/k) - 1) / (e^eps - 1) = 10^{log_delta1 / math.log(10):.0f}, is below the "
+                         f"smallest delta an accountant can represent (1e-300); use a group epsilon below about "
+                         f"{largest:.0f}")
+    return eps1, math.exp(log_delta1)
 
 
 def group_privacy_to_group(eps1, delta1, k, *, rule: str = "tight") -> tuple[float, float]:

@@ -203,6 +203,11 @@ def _certificate_of(prefactor: Callable, steps: int, chain: Chain, delta, alpha_
     return StepChoice(int(steps), epsilon, alpha, float(renyi(np.array([alpha]))[0]))
 
 
+# The most steps a search may choose (and a config may ask for): far beyond any run that
+# finishes (a full-batch step each), small enough that a plan's per-step list fits in memory.
+MAX_STEPS = 10**7
+
+
 def smallest_steps(epsilon: float, S: int, chain: Chain, delta: float, alpha_range=(1.0001, 1e4),
                    conversion: str = "mironov", min_steps: int = 1, step_lattice: int = 1) -> StepChoice:
     """The smallest K (>= min_steps, on the lattice min_steps + j * step_lattice) whose
@@ -233,14 +238,35 @@ def _smallest_steps_of(prefactor: Callable, epsilon, chain: Chain, delta, alpha_
     if not math.isfinite(k_min):
         raise ValueError(f"epsilon={epsilon!r} cannot be reached at delta={delta!r} with orders alpha in "
                          f"({lo:g}, {hi:g}]: even K -> infinity leaves the conversion term above epsilon")
+    if k_min > MAX_STEPS:  # a tiny eta m (weight_decay 1e-300) would otherwise walk K up from ~1e300
+        raise ValueError(f"epsilon={epsilon!r} needs about K = {k_min:.3g} steps, more than {MAX_STEPS:.0e}: the "
+                         f"chain contracts too slowly (eta m = {chain.eta_m:.3g}); a larger weight_decay or step "
+                         "size needs fewer")
     k = max(min_steps, math.ceil(k_min - 1e-9 * max(1.0, abs(k_min))))
     k = min_steps + step_lattice * math.ceil((k - min_steps) / step_lattice)
     # The closed form is a real-valued minimum; confirm on the certificate itself, and
-    # step up (never down) if rounding left it a hair above the target.
+    # step up (never down) if rounding left it a hair above the target: by 1, 2, 4, ...
+    # lattice points, then back by bisection to the first that certifies (the certificate
+    # falls with K), so that the search is bounded.
     choice = _certificate_of(prefactor, k, chain, delta, alpha_range, conversion)
-    while choice.epsilon > epsilon:
-        k += step_lattice
-        choice = _certificate_of(prefactor, k, chain, delta, alpha_range, conversion)
+    if choice.epsilon <= epsilon:
+        return choice
+    low, jump = k, 1
+    while True:
+        high = low + jump * step_lattice
+        if high > max(MAX_STEPS, k):
+            raise ValueError(f"epsilon={epsilon!r} is not certified by any K up to {MAX_STEPS:.0e} steps")
+        choice = _certificate_of(prefactor, high, chain, delta, alpha_range, conversion)
+        if choice.epsilon <= epsilon:
+            break
+        low, jump = high, jump * 2
+    while high - low > step_lattice:  # low fails, high certifies
+        middle = low + step_lattice * ((high - low) // step_lattice // 2)
+        trial = _certificate_of(prefactor, middle, chain, delta, alpha_range, conversion)
+        if trial.epsilon <= epsilon:
+            high, choice = middle, trial
+        else:
+            low = middle
     return choice
 
 

@@ -2,4 +2,4 @@
 a pass through the unlearning phases starting from the model the previous one deployed
 (docs/requests.md). schedule.py says which examples each request deletes; plan.py plans
 and certifies every request before any data are touched; run.py is the loop the runner
-calls; audit.py hands request k to the empirical audit."""
+calls. Handing request k to the empirical audit is src/audit/stream_request.py's job."""

@@ -15,10 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable
 
+from src.certificates import ComposedCertificate
 from src.data.base_datamodule import SplitSizes
 from src.errors import ConfigError
+from src.registry import UNLEARNING_ALGORITHMS
 from src.request_stream.schedule import RequestSchedule, make_schedule
-from src.unlearning.base import ComposedCertificate, algorithm_class, registered_algorithms
 
 
 @dataclass
@@ -75,9 +76,9 @@ def request_sizes(sizes: SplitSizes, schedule: RequestSchedule, r: int) -> Split
 
 
 def check_stream_algorithm(config) -> None:
-    cls = algorithm_class(config.unlearning.algorithm)
+    cls = UNLEARNING_ALGORITHMS.get(config.unlearning.algorithm)
     if not cls.sequential_requests:
-        able = sorted(name for name, c in registered_algorithms().items() if c.sequential_requests)
+        able = sorted(name for name, c in UNLEARNING_ALGORITHMS.builtins().items() if c.sequential_requests)
         raise ConfigError(
             f"requests: unlearning.algorithm '{cls.name}' cannot serve a stream of deletion requests: its certificate "
             "is not shown to hold from whatever model the previous request deployed (docs/requests.md); "
@@ -90,7 +91,7 @@ def plan_stream(config, sizes: SplitSizes, plan_pass: Callable, forget_labels=No
     check_stream_algorithm(config)
     section = config.requests
     schedule = make_schedule(section, sizes.forget, forget_labels)
-    cls = algorithm_class(config.unlearning.algorithm)
+    cls = UNLEARNING_ALGORITHMS.get(config.unlearning.algorithm)
     pass_config = request_config(config, section.epochs)
     requests, privacy = [], []
     for r in range(1, len(schedule) + 1):

@@ -14,27 +14,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from decimal import ROUND_CEILING, Decimal
 
 import torch
 
 from src.data.base_datamodule import DataModule, Split, SplitIndices
 from src.request_stream.plan import StreamPlan
 from src.request_stream.schedule import RequestSchedule
-from src.tracking import fmt
+from src.tracking import fmt, fmt_up  # noqa: F401  (fmt_up: the stream and RUM print bounds with it)
 from src.training.checkpoints import save_checkpoint
-from src.training.trainer import Evaluator, Trainer
-
-
-def fmt_up(value) -> str:
-    """A bound for the console: 4 significant digits, rounded up (never below the value)."""
-    if value is None:
-        return "-"
-    exact = Decimal(repr(float(value)))
-    if not exact.is_finite() or exact == 0:
-        return str(value)
-    quantum = Decimal(1).scaleb(exact.adjusted() - 3)
-    return f"{exact.quantize(quantum, rounding=ROUND_CEILING).normalize():g}"
+from src.training.evaluate import Evaluator
+from src.training.trainer import Trainer
 
 
 def seed_tag(r: int) -> str:

@@ -50,8 +50,8 @@ def enabled() -> bool:
 
 
 def for_model(model) -> "CompiledForward | None":
-    if _batch_size is None or model.device.type != "cpu":
-        return None
+    if _batch_size is None or model.device.type != "cpu" or model.buffers:
+        return None  # buffers (BatchNorm statistics) change in a training forward: eager
     return CompiledForward(model, _batch_size)
 
 

@@ -9,14 +9,15 @@ import math
 
 import torch
 
+from src.data.datamodule import check_dataset_config, split_sizes
+from src.models.model import ModelFactory
+from src.models.work import training_step_flops
 from src.training import compiled
 
 
 def run_steps(config) -> int:
     """Optimizer steps of the whole run at most: pretraining (if it has to be done) and the
     unlearning budget, at the official split sizes."""
-    from src.data.datamodule import split_sizes
-
     sizes, _ = split_sizes(config)
     batch = config.dataset.batch_size
     return (config.training.epochs * math.ceil(sizes.train / batch)
@@ -30,8 +31,6 @@ def configure(config, budget, device: torch.device) -> tuple[int, bool]:
         threads = budget.choose(None)
         torch.set_num_threads(threads)
         return threads, False
-    from src.models.work import config_step_flops
-
     step_flops = config_step_flops(config)
     threads = budget.choose(step_flops)
     torch.set_num_threads(threads)
@@ -41,3 +40,10 @@ def configure(config, budget, device: torch.device) -> tuple[int, bool]:
     if choice:
         compiled.enable(config.dataset.batch_size)
     return threads, bool(choice)
+
+
+def config_step_flops(config) -> int:
+    """A training step of the config's model on its dataset, at its batch size."""
+    shape = check_dataset_config(config)
+    module = ModelFactory.create_model(config.model.name, config.model.n_classes, shape, seed=0)
+    return training_step_flops(module, shape, config.dataset.batch_size)

@@ -8,6 +8,9 @@ expected batch size (Poisson sampling, what the accountant assumes) or the actua
 (`compat.dp_sgd_sampling: shuffle`, the reference's loader). The configured optimizer,
 with the training weight decay, then takes the step.
 
+DPSGDTraining is the training algorithm `dp_sgd` (src/training/algorithm.py): the SGD
+loop of src/training/sgd.py with these batches and steps.
+
 The noise multiplier comes from src/privacy/dpsgd_calibration.py for the guarantee the
 forget set (a group of k examples) requires.
 """
@@ -25,6 +28,7 @@ from src.entropy import randomness
 from src.privacy.dpsgd_calibration import DPSGDCalibration, calibrate_dp_sgd
 from src.privacy.rounding import float32_at_least, radius_inside
 from src.seeds import derive_seed
+from src.training.sgd import SGDTraining
 
 
 def calibration_for(config, train_size: int, forget_size: int) -> DPSGDCalibration:
@@ -175,3 +179,24 @@ def clipped_gradient_sum(model, x, y, clip: float, weight: torch.Tensor):
     # aimed a hair inside the clip, so that float32 rounding leaves every norm <= clip
     factors = (torch.clamp(radius_inside(clip) / norms, max=1.0) * weight).to(flat[0].dtype)
     return torch.cat([factors @ g for g in flat]), losses, logits
+
+
+class DPSGDTraining(SGDTraining):
+    """`training.dp_sgd:` the SGD loop with DP-SGD's batches (Poisson, from the mechanism's
+    own source) and steps (clipped per-example gradients plus noise); the calibration is
+    the checkpoint's record, which the DP-SGD unlearning baseline reads."""
+
+    name = "dp_sgd"
+    records_learning_events = False  # its per-example clipped steps feed no logits to record
+
+    def start(self, data, model, optimizer, log) -> None:
+        self.dp = DPSGD.from_config(self.config, data.train, len(data.forget), model, log)
+
+    def record(self) -> dict:
+        return self.dp.record()
+
+    def batches(self, data, generator, device):
+        return self.dp.batches(generator)
+
+    def step(self, idx, optimizer, generator):
+        return self.dp.step(idx, optimizer)  # feature datasets: no augmentation

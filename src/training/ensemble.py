@@ -8,7 +8,7 @@ the same parameters, bit for bit on CPU (tests/test_ensemble.py).
 
 A step is one `torch.func.vmap` over members of the network's `functional_call`. The
 algorithms of src/unlearning/ see an EnsembleModel where a single run has a FlatModel:
-theta is [N, d], norms are per member (base.py), the noise source returns [N, d]; their
+theta is [N, d], norms are per member (src/noise.py), the noise source returns [N, d]; their
 noisy steps are unchanged. The phases mirror src/training/trainer.py (pretrain, noisy
 phase, fine-tuning); the audit (src/audit/) stops at the end of the noisy phase.
 
@@ -32,15 +32,17 @@ from torch import nn
 from torch.func import functional_call, vmap
 from torch.nn import functional as F
 
+from src.certificates import certificate_scope
 from src.data.base_datamodule import DataModule, Split
 from src.data.batches import make_generator, num_batches, shuffled_batches
 from src.entropy import randomness
 from src.errors import ConfigError
+from src.models.buffers import require_no_running_stats
 from src.models.model import ModelFactory
+from src.noise import NoiseSource, project_l2_
 from src.seeds import derive_seed
 from src.training.flat_model import FlatModel
 from src.training.optim import ScheduledOptimizer, make_optimizer, make_schedule
-from src.unlearning.base import NoiseSource, certificate_scope, project_l2_
 
 EVAL_CHUNK = 2048
 # Examples of all members of one chunk gathered at once on a CPU (measured on 2 cores:
@@ -97,6 +99,8 @@ class EnsembleModel:
     """theta [N, d] of one network; the network's forward vmapped over members."""
 
     def __init__(self, network: FlatModel, thetas: torch.Tensor, chunk: int | None = None):
+        # one module's buffers for every member: BatchNorm statistics cannot be vmapped
+        require_no_running_stats(network.module, "an ensemble (the audit's chains)")
         if thetas.dim() != 2 or thetas.shape[1] != network.num_parameters:
             raise ValueError(f"thetas must be [N, {network.num_parameters}], got {list(thetas.shape)}")
         self.network = network  # the layout (names, shapes) and the module; its own theta is unused

@@ -10,6 +10,7 @@ whose law Langevin unlearning certifies (Chien et al. 2024): the initial varianc
 eta <= 1/L makes each gradient step a (1 - eta m)-contraction. sigma = 0 is noise-free
 gradient descent, the training of the D2D baseline.
 
+LangevinTraining is the training algorithm `langevin` (src/training/algorithm.py).
 Validation lives here too (`check_training`): everything the certificate assumes of the
 training, refused with the key, the value and what is needed (spec section 8.5).
 """
@@ -28,7 +29,10 @@ from src.models.linear import gradient_bound, smoothness_bound
 from src.models.model import ModelFactory
 from src.seeds import derive_seed
 from src.tracking import fmt
+from src.training.algorithm import TrainingAlgorithm, refuse_foreign_keys
 from src.training.checkpoints import checkpoint_name, save_checkpoint
+from src.training.evaluate import Evaluator
+from src.training.langevin_clipping import upstream_clipped_grad
 
 INIT = "gaussian_lsi"  # N(init_mean, 2 sigma^2 / m): the only initial law the certificate covers
 
@@ -47,6 +51,8 @@ class ChainConstants:
     init_mean: float
     n: int  # training examples
     seed: int
+    # compat.langevin_clipping: "upstream" is the original's clipped chain (recorded only then)
+    clipping: str = "none"
 
     @classmethod
     def from_config(cls, config, n: int) -> "ChainConstants":
@@ -56,10 +62,20 @@ class ChainConstants:
         bound = gradient_bound(config.model.n_classes) if lv.gradient_bound == "auto" else float(lv.gradient_bound)
         return cls(eta=float(t.max_lr), sigma=float(lv.sigma), m=float(t.weight_decay), L=smooth + float(t.weight_decay),
                    M=bound, T=int(t.epochs), init=INIT, init_mean=float(lv.init_mean), n=int(n),
-                   seed=int(config.global_seed))
+                   seed=int(config.global_seed), clipping=config.compat.langevin_clipping)
 
     def record(self) -> dict:
-        return asdict(self)
+        record = asdict(self)
+        if self.clipping == "none":  # checkpoints from before the switch stay valid
+            del record["clipping"]
+        return record
+
+    def gradient(self, model, parts, theta: torch.Tensor | None = None):
+        """The step's gradient (loss, correct, grad): of the objective, or the original's
+        clipped one under compat.langevin_clipping: upstream."""
+        if self.clipping == "upstream":
+            return upstream_clipped_grad(model, parts, self.m, self.M, theta)
+        return objective_grad(model, parts, self.m, theta)
 
     @property
     def init_std(self) -> float:
@@ -114,11 +130,10 @@ def require_plain_descent(section, prefix: str, who: str, steps: str) -> None:
 def check_training(config, sizes=None) -> None:
     """Refuse a `training.algorithm: langevin` config the chain cannot run as analysed."""
     t = config.training
-    if t.algorithm != "langevin":
-        if t.langevin is not None:
-            raise ConfigError("training.langevin: given but training.algorithm is 'sgd'; set training.algorithm: "
-                              "langevin to train by full-batch (noisy) gradient descent, or remove the section")
-        return
+    if config.compat.langevin_clipping != "none" and config.model.n_classes != 2:
+        raise ConfigError(f"compat.langevin_clipping: '{config.compat.langevin_clipping}' reproduces the original "
+                          "Langevin code's binary chain: it needs model.n_classes: 2 (the original's multi-class code "
+                          "already added the l2 term after clipping)")
     who = "training.algorithm=langevin"
     if t.langevin is None:
         raise ConfigError("training.langevin: required when training.algorithm is 'langevin' (at least sigma, the "
@@ -164,6 +179,10 @@ def check_chain_record(meta: dict, expected: ChainConstants, who: str) -> None:
         raise CheckpointError(f"training.pretrained: {where} was not trained by full-batch Langevin gradient descent "
                               f"(its checkpoint has no Langevin record), so {who} cannot certify it; train it with "
                               "training.algorithm: langevin")
+    if record.get("clipping", "none") != expected.clipping:
+        raise CheckpointError(f"training.pretrained: {where} was trained with compat.langevin_clipping = "
+                              f"{record.get('clipping', 'none')!r}, but this run's config says {expected.clipping!r}; "
+                              f"{who} certifies only the chain it continues")
     # The seed is recorded but not compared: any draw of the chain is covered.
     for key, value in expected.record().items():
         if key == "seed":
@@ -213,37 +232,49 @@ def initial_point_(theta: torch.Tensor, chain: ChainConstants, generator: torch.
             theta.add_(chain.init_std * torch.randn(theta.shape, generator=generator, device=theta.device))
 
 
-def langevin_fit(config, data, model, log, console, ckpt_dir=None) -> dict:
-    """Train on the train split (retain + forget); returns the checkpoint's record."""
-    check_training(config)
-    require_full_batch(config, len(data.train), "training.algorithm=langevin")
-    chain = ChainConstants.from_config(config, n=len(data.train))
-    device = model.device
-    generator = make_generator(derive_seed(config.global_seed, "langevin-training"), device)
-    theta = model.theta
-    initial_point_(theta, chain, generator)
-    meta = {"epochs": chain.T, "dp_sgd": None, "langevin": chain.record()}
-    if ckpt_dir is not None:
-        save_checkpoint(ckpt_dir / checkpoint_name(0), model.state_dict(), {**meta, "epoch": 0})
-    parts = [(data.train.x, data.train.y)]
-    noise = lambda: torch.randn(theta.shape, generator=generator, device=device)  # noqa: E731
-    stride = max(1, chain.T // 100)  # a hundred log rows, not one per step
-    from src.training.trainer import Evaluator  # the trainer imports this module's caller
+class LangevinTraining(TrainingAlgorithm):
+    """`training.algorithm: langevin`: the chain above, on the train split (retain + forget)."""
 
-    evaluate = Evaluator(model)
-    for step in console.epochs(chain.T, "langevin training"):
-        loss, correct, grad = objective_grad(model, parts, chain.m)
-        langevin_step_(theta, grad, chain.eta, chain.noise_std, noise)
-        if step % stride == 0 or step == chain.T:
-            train_loss, train_acc = float(loss), float(correct) / len(data.train)
-            log({"train_loss": train_loss, "train_accuracy": train_acc, "epoch": step})
-            val_loss, val_acc = evaluate(data.val)
-            log({"Val (Train)_loss": val_loss, "Val (Train)_accuracy": val_acc, "epoch": step})
-            console.line(f"langevin step {step}/{chain.T}  loss {fmt(train_loss)} acc {fmt(train_acc)}  "
-                         f"val acc {fmt(val_acc)}")
-    if not torch.isfinite(theta).all():
-        raise ConfigError(f"training.max_lr: the chain diverged (non-finite weights after {chain.T} steps at step "
-                          f"{chain.eta}); lower training.max_lr")
-    if ckpt_dir is not None:
-        save_checkpoint(ckpt_dir / checkpoint_name(chain.T), model.state_dict(), {**meta, "epoch": chain.T})
-    return meta
+    name = "langevin"
+    section = "langevin"
+    trains_by = "full-batch (noisy) gradient descent"
+    compat_switches = ("langevin_clipping",)
+
+    @classmethod
+    def check_config(cls, config, sizes=None) -> None:
+        refuse_foreign_keys(config, cls)
+        check_training(config, sizes)
+
+    def fit(self, data, model, log, console, ckpt_dir=None, events=None) -> dict:
+        """Returns the checkpoint's record (the chain's constants, checked before unlearning)."""
+        config = self.config
+        check_training(config)
+        require_full_batch(config, len(data.train), "training.algorithm=langevin")
+        chain = ChainConstants.from_config(config, n=len(data.train))
+        device = model.device
+        generator = make_generator(derive_seed(config.global_seed, "langevin-training"), device)
+        theta = model.theta
+        initial_point_(theta, chain, generator)
+        meta = {"epochs": chain.T, "dp_sgd": None, "langevin": chain.record()}
+        if ckpt_dir is not None:
+            save_checkpoint(ckpt_dir / checkpoint_name(0), model.state_dict(), {**meta, "epoch": 0})
+        parts = [(data.train.x, data.train.y)]
+        noise = lambda: torch.randn(theta.shape, generator=generator, device=device)  # noqa: E731
+        stride = max(1, chain.T // 100)  # a hundred log rows, not one per step
+        evaluate = Evaluator(model)
+        for step in console.epochs(chain.T, "langevin training"):
+            loss, correct, grad = chain.gradient(model, parts)
+            langevin_step_(theta, grad, chain.eta, chain.noise_std, noise)
+            if step % stride == 0 or step == chain.T:
+                train_loss, train_acc = float(loss), float(correct) / len(data.train)
+                log({"train_loss": train_loss, "train_accuracy": train_acc, "epoch": step})
+                val_loss, val_acc = evaluate(data.val)
+                log({"Val (Train)_loss": val_loss, "Val (Train)_accuracy": val_acc, "epoch": step})
+                console.line(f"langevin step {step}/{chain.T}  loss {fmt(train_loss)} acc {fmt(train_acc)}  "
+                             f"val acc {fmt(val_acc)}")
+        if not torch.isfinite(theta).all():
+            raise ConfigError(f"training.max_lr: the chain diverged (non-finite weights after {chain.T} steps at "
+                              f"step {chain.eta}); lower training.max_lr")
+        if ckpt_dir is not None:
+            save_checkpoint(ckpt_dir / checkpoint_name(chain.T), model.state_dict(), {**meta, "epoch": chain.T})
+        return meta

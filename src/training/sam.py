@@ -27,10 +27,11 @@ def sam_perturbation(theta: torch.Tensor, grad: torch.Tensor, rho: float, adapti
     return rho * grad / (torch.linalg.vector_norm(grad) + NORM_FLOOR)
 
 
-def sam_gradient(loss_fn: Callable[[], tuple[torch.Tensor, object]], theta: torch.Tensor, sam):
+def sam_gradient(loss_fn: Callable[[], tuple[torch.Tensor, object]], theta: torch.Tensor, sam, adv_mask=None):
     """(loss, aux, g_hat) for `loss_fn()` -> (loss, aux) evaluated at `theta`; `sam` a
     SAMConfig, or None for the plain gradient. theta is restored exactly afterwards; loss and
-    aux are those at theta itself."""
+    aux are those at theta itself. `adv_mask` multiplies g_adv alone (sharp-unlearn's masked
+    SAM step, compat.sharp_minmax_mask: perturbed_only)."""
     loss, aux = loss_fn()
     (grad,) = torch.autograd.grad(loss, theta)
     if sam is None:
@@ -43,4 +44,6 @@ def sam_gradient(loss_fn: Callable[[], tuple[torch.Tensor, object]], theta: torc
     with torch.no_grad():
         theta.copy_(saved)
     sign = 1.0 if sam.sign == "min" else -1.0
+    if adv_mask is not None:
+        adv_grad = adv_grad * adv_mask
     return loss.detach(), aux, grad + sign * sam.lamb * (adv_grad - grad)

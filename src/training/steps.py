@@ -10,6 +10,8 @@ same generator as the eager step, so both paths follow the same random stream.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch.nn import functional as F
 
@@ -18,7 +20,34 @@ from src.training.optim import AdamW, ScheduledOptimizer
 from src.training.sam import sam_gradient
 
 
+@dataclass
+class StepResult:
+    """One step of the unlearning phase, noisy or not: its loss and accuracy on the device,
+    its batch size, and the noise scale and step size it used."""
+
+    loss: torch.Tensor  # 0-d, on the device (no host sync per step)
+    correct: torch.Tensor
+    count: int
+    sigma: float
+    eta: float
+
+
+@dataclass
+class EpochResult:
+    """What one `unlearn_epoch` did: its mean training loss and accuracy, and its compute in
+    gradient evaluations (one per example per loss gradient taken)."""
+
+    loss: float
+    accuracy: float
+    examples: int
+
+
 class EagerStep:
+    # A LearningEvents (src/evaluation/proxies.py): fed the logits of each step's forward
+    # pass, before the update (RUM's learning-event proxies, at no extra forward pass).
+    events = None
+    _record = None
+
     def __init__(self, model, split: Split, augmentation, optimizer: ScheduledOptimizer, l2: float = 0.0, sam=None):
         self.model = model
         self.split = split
@@ -32,6 +61,9 @@ class EagerStep:
         if self.augmentation is not None:
             x = self.augmentation.apply(x, choice)
         logits = self.model(x)
+        if self._record is not None:  # once per step (SAM evaluates the loss twice)
+            self._record.record(self._idx, logits, y)
+            self._record = None
         loss = F.cross_entropy(logits, y)
         if self.l2:
             loss = loss + 0.5 * self.l2 * self.model.theta.pow(2).sum()
@@ -41,6 +73,7 @@ class EagerStep:
         """One update; returns (loss, number correct) as device tensors."""
         choice = self.augmentation.draw(idx.shape[0], generator) if self.augmentation is not None else None
         x, y = self.split.x[idx], self.split.y[idx]
+        self._idx, self._record = idx, self.events
         # autograd.grad, not backward(): no gradient accumulator stays attached to theta,
         # which would tie later CUDA-graph captures to the stream it was created on.
         loss, correct, self.model.theta.grad = sam_gradient(lambda: self._loss(x, y, choice), self.model.theta,
@@ -103,10 +136,13 @@ class GraphedStep(EagerStep):
 
 
 def make_step(model, split: Split, augmentation, optimizer: ScheduledOptimizer, batch_size: int, l2: float = 0.0,
-              sam=None):
+              sam=None, events=None):
     """A CUDA graph where it pays (a CUDA device, an optimizer whose state is all tensors,
-    no SAM), the eager step elsewhere."""
-    graphable = model.device.type == "cuda" and not isinstance(optimizer.optimizer, AdamW) and sam is None
+    no SAM, no learning events recorded), the eager step elsewhere."""
+    graphable = (model.device.type == "cuda" and not isinstance(optimizer.optimizer, AdamW) and sam is None
+                 and events is None)
     if graphable:
         return GraphedStep(model, split, augmentation, optimizer, batch_size, l2)
-    return EagerStep(model, split, augmentation, optimizer, l2, sam)
+    step = EagerStep(model, split, augmentation, optimizer, l2, sam)
+    step.events = events
+    return step

@@ -1,10 +1,13 @@
 """The phases of one experiment: fit (pretrain or load) -> unlearn -> test.
 
+Pretraining runs the training algorithm the config names (src/training/algorithm.py,
+looked up in src/registry.py): the trainer names none of them.
+
 Unlearning follows the original code: the algorithm prepares the
 model, takes noisy steps on retain batches until its accountant reaches the target, and
 the rest of the budget (`unlearning.epochs` passes over the retain set, noisy steps
 included) is noise-free fine-tuning with a fresh optimizer. The trainer knows algorithms
-only through src/unlearning/base.py.
+only through the interface of src/unlearning/base.py, which it calls and does not import.
 
 Speed: data stay on the device, batches are index tensors, and per-step metrics stay on
 the device until a row has to be written, so a plain step does not wait for the host.
@@ -15,23 +18,22 @@ from __future__ import annotations
 import sys
 
 import torch
-from torch.nn import functional as F
 from tqdm import tqdm
 
+from src.certificates import certificate_scope
 from src.data.base_datamodule import DataModule, Split
 from src.data.batches import make_generator, num_batches, shuffled_batches
+from src.errors import ConfigError
 from src.models.model import ModelFactory
+from src.noise import project_l2_
+from src.registry import TRAINING_ALGORITHMS
 from src.seeds import derive_seed
 from src.tracking import fmt
-from src.training.checkpoints import checkpoint_name, save_checkpoint
+from src.training.evaluate import Evaluator
 from src.training.finite import require_finite
 from src.training.flat_model import FlatModel
 from src.training.optim import ScheduledOptimizer, make_optimizer, make_schedule
-from src.training.steps import make_step
-from src.unlearning.base import StepResult, UnlearningAlgorithm, certificate_scope, project_l2_
-
-EVAL_CHUNK = 2048
-
+from src.training.steps import StepResult, make_step
 
 def build_model(config, input_shape, device) -> FlatModel:
     module = ModelFactory.create_model(config.model.name, config.model.n_classes, input_shape,
@@ -53,29 +55,6 @@ class Console:
     def epochs(self, total: int, desc: str):
         return tqdm(range(1, total + 1), desc=desc, unit="epoch", disable=not self.bars, leave=False,
                     file=sys.stderr)
-
-
-class Evaluator:
-    """Sample-weighted loss and accuracy over a whole split (D17), in large chunks."""
-
-    def __init__(self, model: FlatModel, augmentation=None, generator=None):
-        self.model = model
-        self.augmentation = augmentation
-        self.generator = generator
-
-    @torch.no_grad()
-    def __call__(self, split: Split) -> tuple[float, float]:
-        loss_sum = torch.zeros((), device=self.model.device)
-        correct = torch.zeros((), device=self.model.device, dtype=torch.long)
-        for start in range(0, len(split), EVAL_CHUNK):
-            x, y = split.x[start:start + EVAL_CHUNK], split.y[start:start + EVAL_CHUNK]
-            if self.augmentation is not None:
-                x = self.augmentation(x, self.generator)
-            logits = self.model(x)
-            loss_sum += F.cross_entropy(logits, y, reduction="sum")
-            correct += (logits.argmax(1) == y).sum()
-        n = max(len(split), 1)
-        return float(loss_sum) / n, float(correct) / n
 
 
 class StepRows:
@@ -106,9 +85,10 @@ class StepRows:
 
 
 class Trainer:
-    def __init__(self, config, data: DataModule, model: FlatModel, algorithm: UnlearningAlgorithm, logger,
+    def __init__(self, config, data: DataModule, model: FlatModel, algorithm, logger,
                  console: Console, seed_tag: str = ""):
-        """`seed_tag` names this pass's random streams (data order, evaluation augmentation):
+        """`algorithm` is an unlearning algorithm (the interface of src/unlearning/base.py, which
+        the trainer only calls). `seed_tag` names this pass's random streams (data order, evaluation augmentation):
         several passes in one run (a stream of deletion requests) each draw their own."""
         self.config = config
         self.data = data
@@ -211,6 +191,13 @@ class Trainer:
                 self.console.line(f"unlearn epoch {epoch}/{u.epochs}  (noisy phase: no metrics in release mode)")
                 continue
             self._end_epoch(epoch, *((float(sum_loss) / seen, float(sum_correct) / seen) if seen else (None, None)))
+        self._statistics_from_retain()  # the released model's buffers
+
+    def _statistics_from_retain(self) -> None:
+        """model.batchnorm_stats: retain: BatchNorm statistics recomputed on the retain set,
+        so that they depend on retain data and theta only (src/models/buffers.py)."""
+        if self.config.model.batchnorm_stats == "retain":
+            self.model.recompute_running_stats(self.data.retain.x)
 
     def _own_epoch(self, epoch: int) -> bool:
         """An epoch the algorithm runs itself (UnlearningAlgorithm.unlearn_epoch), if it does."""
@@ -252,6 +239,7 @@ class Trainer:
         self.log(row)
         self.certificate = row
         self._announce_certificate(row)
+        self._statistics_from_retain()  # the certified model as released, for its measurements
         for split, prefix in ((self.data.val, "Val"), (self.data.forget, "Forget"), (self.data.retain, "Retain")):
             self.validate(split, f"{prefix} (Post Noise Addition)", unlearn_epoch=epoch)
         self._start_post_phase()
@@ -310,52 +298,13 @@ class Trainer:
 # Pretraining
 
 
-def pretrain(config, data: DataModule, model: FlatModel, log, console: Console, ckpt_dir=None) -> dict:
-    """Train on the train split (retain + forget) as the reference's fit(); returns the
-    record stored with the checkpoint."""
-    from src.training.dp_sgd import DPSGD
-
-    t = config.training
-    if t.algorithm == "langevin":  # full-batch (noisy) gradient descent: its own loop
-        from src.training.langevin import langevin_fit
-
-        return langevin_fit(config, data, model, log, console, ckpt_dir)
-    device = model.device
-    batch_size = config.dataset.batch_size
-    steps_per_epoch = num_batches(len(data.train), batch_size)
-    generator = make_generator(derive_seed(config.global_seed, "pretrain-data"), device)
-    dp = DPSGD.from_config(config, data.train, len(data.forget), model, log) if t.dp_sgd else None
-    optimizer = ScheduledOptimizer(make_optimizer(model.theta, t, t.weight_decay),
-                                   make_schedule(t, max(t.epochs, 1) * steps_per_epoch))
-    step = None if dp else make_step(model, data.train, data.augmentation, optimizer, batch_size, sam=t.sam)
-    evaluate = Evaluator(model)
-    # secure_rng: whether DP-SGD's noise came from OS entropy (release mode needs it).
-    meta = {"epochs": t.epochs, "dp_sgd": dp.record() if dp else None, "secure_rng": config.secure_rng}
-    if ckpt_dir is not None:
-        save_checkpoint(ckpt_dir / checkpoint_name(0), model.state_dict(), {**meta, "epoch": 0})
-
-    for epoch in console.epochs(t.epochs, "pretraining"):
-        sum_loss = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
-        batches = dp.batches(generator) if dp else shuffled_batches(len(data.train), batch_size, generator, device)
-        for idx in batches:
-            if dp:  # feature datasets: no augmentation
-                loss, c = dp.step(idx, optimizer)
-            else:
-                loss, c = step(idx, generator)
-            sum_loss += loss * len(idx)
-            correct += c
-            seen += len(idx)
-        train_loss, train_acc = float(sum_loss) / max(seen, 1), float(correct) / max(seen, 1)
-        advice = f"lower training.max_lr (now {t.max_lr})"
-        require_finite(f"in pretraining epoch {epoch}", advice, model.theta, train_loss=train_loss)
-        log({"train_loss": train_loss, "train_accuracy": train_acc, "epoch": epoch})
-        val_loss, val_acc = evaluate(data.val)
-        require_finite(f"in pretraining epoch {epoch}", advice, val_loss=val_loss)
-        log({"Val (Train)_loss": val_loss, "Val (Train)_accuracy": val_acc, "epoch": epoch})
-        console.line(f"pretrain epoch {epoch}/{t.epochs}  loss {fmt(train_loss)} acc {fmt(train_acc)}  val acc {fmt(val_acc)}")
-        # Saved when epoch % save_every == 0 and always at the last epoch (D7).
-        if ckpt_dir is not None and (epoch % config.save_every == 0 or epoch == t.epochs):
-            save_checkpoint(ckpt_dir / checkpoint_name(epoch), model.state_dict(), {**meta, "epoch": epoch})
-    return meta
+def pretrain(config, data: DataModule, model: FlatModel, log, console: Console, ckpt_dir=None, events=None) -> dict:
+    """Train on the train split (retain + forget) with the training algorithm the config asks
+    for (src/training/algorithm.py); returns the record stored with the checkpoint. `events`
+    (a LearningEvents) records every step's outputs per train example (the learning-event
+    proxies of src/evaluation/proxies.py), where the algorithm can (records_learning_events)."""
+    algorithm = TRAINING_ALGORITHMS.get(config.training.method)(config)
+    if events is not None and not algorithm.records_learning_events:
+        raise ConfigError(f"training.algorithm: '{config.training.method}' training records no learning events "
+                          "(its steps feed no outputs to them); cut the forget set's groups by another score")
+    return algorithm.fit(data, model, log, console, ckpt_dir, events=events)

@@ -22,11 +22,12 @@ from typing import Literal, Optional
 import torch
 from pydantic import Field, field_validator, model_validator
 
+from src.certificates import PrivacyPlan, certificate_row
 from src.config import FiniteFloat, Section
 from src.errors import ConfigError, UserError
 from src.privacy import d2d
 from src.training.langevin import objective_grad
-from src.unlearning.base import PrivacyPlan, certificate_row, register, require_section
+from src.unlearning.base import require_section
 from src.unlearning.full_batch import FullBatchRequests, RequestSchedule, accountant_delta, request_sizes
 
 KEY = "unlearning.d2d"
@@ -61,7 +62,6 @@ class D2DConfig(Section):
         return self
 
 
-@register
 class DescentToDelete(FullBatchRequests):
     name = "d2d"
     section = D2DConfig
@@ -124,7 +124,8 @@ class DescentToDelete(FullBatchRequests):
         eps = section.epsilon_target
         return PrivacyPlan(
             noisy_steps=schedule.total_steps, sigma_t=sigma_t, init_sigma=0.0, certified_epsilon=eps,
-            certified_delta=self.delta, epsilon_published=eps, certificate_valid=True,
+            certified_delta=self.delta, epsilon_published=eps, certificate_valid=not self.compat_reasons(),
+            invalid_reasons=self.compat_reasons(),
             details={"d2d_steps": list(schedule.steps) if len(sigmas) > 1 else schedule.steps[0],
                      "d2d_sigmas": sigmas if len(sigmas) > 1 else sigmas[0], "d2d_gamma": self.gamma,
                      "d2d_secret_state": section.steps is not None, "delta_rule": section.delta_rule,

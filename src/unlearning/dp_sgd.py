@@ -13,16 +13,16 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from src.certificates import PrivacyPlan, certificate_row
 from src.errors import CheckpointError, ConfigError
 from src.privacy.dpsgd_calibration import calibrate_dp_sgd
-from src.unlearning.base import PrivacyPlan, UnlearningAlgorithm, certificate_row, register
+from src.unlearning.base import UnlearningAlgorithm
 
 # Fields of the training record that the certificate depends on.
 _MUST_MATCH = ("noise_multiplier", "group_size", "sampling", "group_rule", "sampling_rate", "accounted_sampling_rate",
                "steps", "l2_norm_clip")
 
 
-@register
 class DPSGDGroupPrivacy(UnlearningAlgorithm):
     name = "dp-sgd"
     noise_after_pretraining = False

@@ -19,12 +19,14 @@ from functools import cached_property
 import torch
 from torch.nn import functional as F
 
+from src.certificates import PrivacyPlan, certificate_row
 from src.data.base_datamodule import Split
 from src.data.batches import make_generator, num_batches, shuffled_batches
 from src.seeds import derive_seed
+from src.training.evaluate import Evaluator
 from src.training.optim import ScheduledOptimizer, make_optimizer, make_schedule
 from src.training.sam import sam_gradient
-from src.unlearning.base import EpochResult, PrivacyPlan, UnlearningAlgorithm, certificate_row
+from src.unlearning.base import EpochResult, UnlearningAlgorithm
 
 EMPIRICAL = "empirical method"
 
@@ -51,10 +53,20 @@ class Batches:
         for idx in shuffled_batches(len(self.split), self.batch_size, self.generator, self.split.y.device):
             yield self.take(idx)
 
-    def cycle(self):
-        """Endless: a new permutation whenever one is used up (NegGrad+'s forget loader)."""
+    def cycle(self, cached: bool = False):
+        """Endless: a new permutation whenever one is used up (NegGrad+'s forget loader);
+        `cached`: one permutation's batches repeated, as the RUM / sharp-unlearn code cycles
+        a loader it iterated once (compat.neggrad_plus_forget_order: cached)."""
+        if not cached:
+            while True:
+                yield from self.epoch()
+        order = shuffled_batches(len(self.split), self.batch_size, self.generator, self.split.y.device)
         while True:
-            yield from self.epoch()
+            for idx in order:
+                yield self.take(idx)
+
+    def forget_cycle(self, compat):
+        return self.cycle(cached=compat.neggrad_plus_forget_order == "cached")
 
 
 class Tally:
@@ -116,17 +128,32 @@ class EmpiricalUnlearning(UnlearningAlgorithm):
         return ScheduledOptimizer(make_optimizer(self.model.theta, u, u.weight_decay),
                                   make_schedule(u, u.epochs * self.steps_per_epoch()))
 
+    def saliency(self, tally: Tally) -> torch.Tensor:
+        """The forget saliency at theta_o (src/unlearning/saliency.py); under
+        compat.saliency_mask: sgd_steps, summed while the unlearning optimizer ascends."""
+        from src.unlearning.saliency import forget_saliency
+
+        optimizer = None
+        if self.config.compat.saliency_mask == "sgd_steps":
+            u = self.config.unlearning
+            optimizer = ScheduledOptimizer(make_optimizer(self.model.theta, u, u.weight_decay),
+                                           make_schedule(u, num_batches(len(self.data.forget),
+                                                                        self.config.dataset.batch_size)))
+        tally.examples += len(self.data.forget)
+        return forget_saliency(self.model, self.data.forget, self.config.dataset.batch_size, optimizer)
+
     def setup(self, tally: Tally) -> None:
         """One-time work before the first epoch (a saliency mask, ...), counted in `tally`."""
 
     # -- steps ---------------------------------------------------------------------------
-    def descend(self, loss_fn, tally: Tally, count: int, optimizer=None, mask=None, sam="default"):
+    def descend(self, loss_fn, tally: Tally, count: int, optimizer=None, mask=None, sam="default", adv_mask=None):
         """One update on the gradient of `loss_fn()` -> (loss, correct), evaluated at theta;
         `count` examples entered the loss. SAM per `unlearning.sam` unless given; the gradient
-        multiplied by `mask` (1 = moves) when one is given. Returns (loss, correct)."""
+        multiplied by `mask` (1 = moves) when one is given; `adv_mask`: SAM's perturbed
+        gradient alone multiplied (src/training/sam.py). Returns (loss, correct)."""
         theta = self.model.theta
         sam = self.config.unlearning.sam if sam == "default" else sam
-        loss, correct, grad = sam_gradient(loss_fn, theta, sam)
+        loss, correct, grad = sam_gradient(loss_fn, theta, sam, adv_mask)
         if mask is not None:
             grad = grad * mask
         optimizer = optimizer or self.optimizer
@@ -156,8 +183,6 @@ class EmpiricalUnlearning(UnlearningAlgorithm):
         if epoch >= self.config.unlearning.epochs:
             self.finished = True
         if tally.count == 0:  # no retain batch this epoch (NegGrad): report the retain set as it is now
-            from src.training.trainer import Evaluator
-
             loss, accuracy = Evaluator(model)(self.data.retain)
             return EpochResult(loss, accuracy, tally.examples)
         return EpochResult(tally.loss / tally.count, tally.correct / tally.count, tally.examples)

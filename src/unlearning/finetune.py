@@ -3,11 +3,9 @@ CE(B_r) for every retain batch, `unlearning.epochs` times. No keys of its own.""
 
 from __future__ import annotations
 
-from src.unlearning.base import register
 from src.unlearning.empirical import EmpiricalUnlearning
 
 
-@register
 class FineTune(EmpiricalUnlearning):
     name = "ft"
 

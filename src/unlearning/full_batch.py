@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from src.errors import ConfigError
-from src.training.langevin import (ChainConstants, objective_grad, require_convex_setting, require_full_batch,
+from src.training.langevin import (ChainConstants, require_convex_setting, require_full_batch,
                                   require_plain_descent)
 from src.unlearning.base import StepResult, UnlearningAlgorithm
 
@@ -106,6 +106,13 @@ class FullBatchRequests(UnlearningAlgorithm):
             raise ConfigError(f"compat.reuse_noise: true is not allowed for {cls.who}: the certificate needs fresh "
                               "noise at every step")
 
+    def compat_reasons(self) -> list[str]:
+        """Why the certificate does not hold under a compat switch (empty: it holds)."""
+        if self.config.compat.langevin_clipping == "upstream":
+            return ["compat.langevin_clipping: upstream clips the l2 term with the per-example gradients, as the "
+                    "original code did: the steps are not gradient steps of a strongly convex objective"]
+        return []
+
     def check_plan(self, plan) -> None:
         sizes = self.context.sizes
         require_full_batch(self.config, sizes.train, self.who)
@@ -139,6 +146,7 @@ class FullBatchRequests(UnlearningAlgorithm):
         self.log = log
         chain = self.chain()
         self.m = chain.m
+        self._gradient = chain.gradient
         forget = data.forget
         offsets = [0, *itertools.accumulate(self.schedule.sizes)]
         # The forget examples still present while request s is served: those of later requests.
@@ -150,7 +158,7 @@ class FullBatchRequests(UnlearningAlgorithm):
     def noisy_step(self, model, x, y, step: int) -> StepResult:
         request = self.schedule.serving(step + 1)
         last = (step + 1) == self.schedule.ends[request]
-        loss, correct, grad = objective_grad(model, [(x, y), self._pending[request]], self.m)
+        loss, correct, grad = self._gradient(model, [(x, y), self._pending[request]])
         sigma = self.step_update(model.theta, grad, request, last)
         count = int(y.shape[0] + self._pending[request][1].shape[0])
         return StepResult(loss, correct, count, sigma, self.eta)

@@ -20,14 +20,15 @@ from typing import Optional
 
 from pydantic import Field, model_validator
 
+from src.certificates import ComposedCertificate, PrivacyPlan, certificate_row
 from src.config import FiniteFloat, Section
 from src.errors import ConfigError
+from src.noise import clip_l2
 from src.privacy.composition import linear_rdp_composition
 from src.privacy.pabi import (init_ball_radius, pabi_certificate, pabi_sigmas, pabi_steps, published_pabi_epsilon,
                               running_renyi_epsilons, scale_sigmas_to_renyi_epsilon)
 from src.privacy.rdp import calibrate_renyi_epsilon, linear_rdp_to_dp
-from src.unlearning.base import (ComposedCertificate, PrivacyPlan, StepResult, UnlearningAlgorithm,
-                                 batch_loss_and_grad, certificate_row, clip_l2, register, require_plain_sgd,
+from src.unlearning.base import (StepResult, UnlearningAlgorithm, batch_loss_and_grad, require_plain_sgd,
                                  require_positive_init_clip, require_section)
 from src.unlearning.initial_projection import initial_projection_
 
@@ -53,7 +54,6 @@ class IterationConfig(Section):
         return self
 
 
-@register
 class GradientClipping(UnlearningAlgorithm):
     name = "iteration"
     section = IterationConfig

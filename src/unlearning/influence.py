@@ -28,7 +28,7 @@ from pydantic import Field
 from torch.nn import functional as F
 
 from src.config import FiniteFloat, Section
-from src.unlearning.base import EpochResult, register
+from src.unlearning.base import EpochResult
 from src.unlearning.empirical import EmpiricalUnlearning
 
 CHUNK = 256
@@ -115,7 +115,6 @@ def influence_direction(model, forget, retain, cfg) -> tuple[torch.Tensor, dict]
     return k, {"examples": n + m, "retain_loss": retain_loss / n_r, "retain_accuracy": retain_correct / n_r}
 
 
-@register
 class Influence(EmpiricalUnlearning):
     name = "influence"
     section = InfluenceConfig

@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 
 from src.errors import DivergedError
-from src.training.finite import non_finite_count
+from src.noise import project_l2_
 from src.privacy.rounding import float32_at_most
-from src.unlearning.base import project_l2_
+from src.training.finite import non_finite_count
 
 
 def initial_projection_(theta: torch.Tensor, config, context, log, sigma0: float | None = None) -> None:

@@ -15,7 +15,6 @@ from pydantic import Field
 
 from src.config import FiniteFloat, Section
 from src.errors import ConfigError
-from src.unlearning.base import register
 from src.unlearning.empirical import EmpiricalUnlearning
 
 
@@ -32,7 +31,6 @@ def l1_coefficient(alpha: float, e: int, epochs: int, no_l1_epochs: int) -> floa
     return alpha * (1 - e / active) if e < active else 0.0
 
 
-@register
 class L1Sparse(EmpiricalUnlearning):
     name = "l1_sparse"
     section = L1SparseConfig

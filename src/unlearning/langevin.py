@@ -28,12 +28,14 @@ from typing import Literal, Optional
 import torch
 from pydantic import Field, field_validator, model_validator
 
+from src.certificates import PrivacyPlan, certificate_row
 from src.config import FiniteFloat, Section
 from src.errors import ConfigError
-from src.privacy.langevin import Chain, Request, certificate, learning_epsilon, lsi_constant, sequential_steps, smallest_steps
+from src.privacy.langevin import (MAX_STEPS, Chain, Request, certificate, learning_epsilon, lsi_constant,
+                                  sequential_steps, smallest_steps)
 from src.seeds import derive_seed
-from src.training.langevin import initial_point_, langevin_step_, objective_grad
-from src.unlearning.base import PrivacyPlan, certificate_row, register, require_section
+from src.training.langevin import initial_point_, langevin_step_
+from src.unlearning.base import require_section
 from src.unlearning.full_batch import FullBatchRequests, RequestSchedule, accountant_delta, accuracy, request_sizes
 
 KEY = "unlearning.langevin"
@@ -47,7 +49,7 @@ class LangevinConfig(Section):
 
     # Exactly one: a DP target (K is searched), or a fixed K (its epsilon is reported).
     epsilon_target: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
-    steps: Optional[int] = Field(None, ge=0)
+    steps: Optional[int] = Field(None, ge=0, le=MAX_STEPS)
     # Sizes of successive deletion requests; they must add up to the forget set. Absent:
     # one request of the whole forget set.
     requests: Optional[list[int]] = None
@@ -91,7 +93,6 @@ class LangevinConfig(Section):
         return self
 
 
-@register
 class LangevinUnlearning(FullBatchRequests):
     name = "langevin"
     section = LangevinConfig
@@ -126,10 +127,10 @@ class LangevinUnlearning(FullBatchRequests):
         chain = self.accountant_chain
         delta = accountant_delta(lv, self.config, chain.n)
         common = dict(alpha_range=lv.alpha_range, conversion=lv.conversion)
-        if len(sizes) > 1:
-            return sizes, sequential_steps(sizes, lv.epsilon_target, chain, delta, min_steps=lv.min_steps,
-                                           neighbouring="remove", **common)
         try:
+            if len(sizes) > 1:
+                return sizes, sequential_steps(sizes, lv.epsilon_target, chain, delta, min_steps=lv.min_steps,
+                                               neighbouring="remove", **common)
             if lv.steps is not None:
                 choice = certificate(lv.steps, sizes[0], chain, delta, **common)
             else:
@@ -176,7 +177,8 @@ class LangevinUnlearning(FullBatchRequests):
         published = lv.epsilon_target if lv.epsilon_target is not None else epsilon
         return PrivacyPlan(noisy_steps=total, sigma_t=[self.chain().noise_std] * total, init_sigma=0.0,
                            certified_epsilon=epsilon, certified_delta=delta, epsilon_published=published,
-                           certificate_valid=True, details=details)
+                           certificate_valid=not self.compat_reasons(), invalid_reasons=self.compat_reasons(),
+                           details=details)
 
     def plan(self) -> PrivacyPlan:
         return self._plan
@@ -224,7 +226,7 @@ class LangevinUnlearning(FullBatchRequests):
         noise = lambda: torch.randn(theta.shape, generator=generator, device=theta.device)  # noqa: E731
         steps = chain.T + self.schedule.total_steps
         for _ in range(steps):
-            _, _, grad = objective_grad(model, [(data.retain.x, data.retain.y)], chain.m, theta=theta)
+            _, _, grad = chain.gradient(model, [(data.retain.x, data.retain.y)], theta=theta)
             langevin_step_(theta, grad, chain.eta, chain.noise_std, noise)
         view = _ThetaView(model, theta.detach())
         return {"Test (Langevin Retrain)_accuracy": accuracy(view, data.test),

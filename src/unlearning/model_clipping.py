@@ -19,15 +19,15 @@ import torch
 
 from pydantic import Field
 
+from src.certificates import ComposedCertificate, PrivacyPlan, certificate_row
 from src.config import FiniteFloat, OptionalClip, Section
 from src.errors import ConfigError
+from src.noise import clip_l2, project_l2_
 from src.privacy.composition import gaussian_composition
-from src.privacy.contraction import delta_trajectory, initial_delta, step_radius
+from src.privacy.contraction import DELTA_FLOOR, delta_trajectory, initial_delta, step_radius
 from src.privacy.pabi import init_ball_radius
 from src.training.optim import make_schedule
-from src.unlearning.base import (ComposedCertificate, PrivacyPlan, StepResult, UnlearningAlgorithm,
-                                 batch_loss_and_grad, certificate_row, clip_l2, project_l2_, register,
-                                 require_plain_sgd, require_section)
+from src.unlearning.base import StepResult, UnlearningAlgorithm, batch_loss_and_grad, require_plain_sgd, require_section
 from src.unlearning.initial_projection import initial_projection_
 
 
@@ -42,7 +42,6 @@ class ContractiveConfig(Section):
     noise_addition_before_projection: bool = False
 
 
-@register
 class ModelClipping(UnlearningAlgorithm):
     name = "contractive_coefficients"
     section = ContractiveConfig
@@ -133,10 +132,14 @@ class ModelClipping(UnlearningAlgorithm):
                            "(docs/differences.md#fresh-noise); the contraction "
                            "argument needs independent noise, so no certificate follows")
             certified_epsilon = certified_delta = None
+        remarks = []
+        if certified_delta is not None and certified_delta <= DELTA_FLOOR:
+            remarks.append(f"delta is below {DELTA_FLOOR:g}, the smallest the accountant states (float64 cannot hold "
+                           f"the bound); {DELTA_FLOOR:g} is certified, never 0 (which would claim pure DP)")
         return PrivacyPlan(
             noisy_steps=steps, sigma_t=[cc.sigma] * steps, init_sigma=u.init_sigma,
             certified_epsilon=certified_epsilon, certified_delta=certified_delta, epsilon_published=cc.epsilon_target,
-            certificate_valid=not reasons, invalid_reasons=reasons,
+            certificate_valid=not reasons, invalid_reasons=reasons, remarks=remarks,
             details={"stop_unlearn": trajectory.stop_step, "delta_0": self._delta0,
                      "gamma": trajectory.gammas[:steps], "last_step_radius": self._last_step_radius(steps)})
 

@@ -4,7 +4,6 @@ rates (1e-4 in the SalUn/RUM recipes): the loss is unbounded. No keys of its own
 
 from __future__ import annotations
 
-from src.unlearning.base import register
 from src.unlearning.empirical import EmpiricalUnlearning
 
 
@@ -13,7 +12,6 @@ def ascent(loss_and_correct):
     return -loss, correct
 
 
-@register
 class NegGrad(EmpiricalUnlearning):
     name = "ga"
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from pydantic import Field
 
 from src.config import FiniteFloat, Section
-from src.unlearning.base import register
 from src.unlearning.empirical import EmpiricalUnlearning
 
 
@@ -29,7 +28,6 @@ def neggrad_plus_loss(method, alpha, xr, yr, xf, yf):
     return alpha * retain_loss - (1 - alpha) * forget_loss, (retain_loss.detach(), correct)
 
 
-@register
 class NegGradPlus(EmpiricalUnlearning):
     name = "neggrad_plus"
     section = NegGradPlusConfig
@@ -38,7 +36,7 @@ class NegGradPlus(EmpiricalUnlearning):
     def run_epoch(self, e, tally) -> None:
         alpha = self.config.unlearning.neggrad_plus.alpha
         if not hasattr(self, "_forget"):
-            self._forget = self.forget_batches.cycle()
+            self._forget = self.forget_batches.forget_cycle(self.config.compat)
         for xr, yr in self.retain_batches.epoch():
             xf, yf = next(self._forget)
             _, (retain_loss, correct) = self.descend(

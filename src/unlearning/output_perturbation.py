@@ -17,12 +17,12 @@ from typing import Literal
 
 from pydantic import Field
 
+from src.certificates import ComposedCertificate, PrivacyPlan, certificate_row
 from src.config import FiniteFloat, Section
 from src.privacy.composition import gaussian_composition
 from src.privacy.gaussian import output_perturbation_sigma, theta_eps_upper
 from src.privacy.pabi import init_ball_radius
-from src.unlearning.base import (ComposedCertificate, PrivacyPlan, UnlearningAlgorithm, certificate_row, register,
-                                 require_positive_init_clip, require_section)
+from src.unlearning.base import UnlearningAlgorithm, require_positive_init_clip, require_section
 from src.unlearning.initial_projection import initial_projection_
 
 
@@ -35,7 +35,6 @@ class DPBaselineConfig(Section):
     calibration: Literal["classical", "analytic"] = "classical"
 
 
-@register
 class OutputPerturbation(UnlearningAlgorithm):
     name = "dp-baseline"
     section = DPBaselineConfig

@@ -20,7 +20,6 @@ from src.config import Section
 from src.data.base_datamodule import Split
 from src.data.batches import make_generator, num_batches, shuffled_batches
 from src.seeds import derive_seed
-from src.unlearning.base import register
 from src.unlearning.empirical import EmpiricalUnlearning
 
 
@@ -37,6 +36,15 @@ def random_labels(y: torch.Tensor, num_classes: int, exclude_true: bool, generat
         shift = torch.randint(1, num_classes, y.shape, generator=generator, device=y.device)
         return (y + shift) % num_classes
     return torch.randint(0, num_classes, y.shape, generator=generator, device=y.device)
+
+
+def relabels(config) -> bool:
+    """Whether the forget set gets random labels. Always, unless compat.random_labels:
+    upstream, where, as RL_og in the RUM / sharp-unlearn code, only CIFAR-10 (and SVHN, not
+    here) is relabelled and every other dataset silently keeps its true labels
+    (docs/differences.md#random-labels-datasets)."""
+    name = config.dataset.name
+    return config.compat.random_labels == "always" or (name.startswith("cifar10") and not name.startswith("cifar100"))
 
 
 class RandomLabelLoop(EmpiricalUnlearning):
@@ -61,6 +69,8 @@ class RandomLabelLoop(EmpiricalUnlearning):
                 self._label_generator = make_generator(seed, self.data.forget.y.device)
             self._forget_labels = random_labels(self.data.forget.y, self.data.num_classes,
                                                 self.options.exclude_true_label, self._label_generator)
+            if not relabels(self.config):  # the upstream code's silent fall-through
+                self._forget_labels = self.data.forget.y.clone()
         return self._forget_labels
 
     def run_epoch(self, e, tally) -> None:
@@ -100,7 +110,6 @@ class RandomLabelLoop(EmpiricalUnlearning):
                 tally.retain(retain_loss, correct, kept)
 
 
-@register
 class RandomLabel(RandomLabelLoop):
     name = "random_label"
     section = RandomLabelConfig

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import torch
 
+from src.certificates import PrivacyPlan, certificate_row
 from src.config import Section
 from src.models.model import ModelFactory
+from src.noise import project_l2_
 from src.seeds import derive_seed
-from src.unlearning.base import PrivacyPlan, UnlearningAlgorithm, certificate_row, project_l2_, register
+from src.unlearning.base import UnlearningAlgorithm
 
 
 class RetrainConfig(Section):
@@ -21,7 +23,6 @@ class RetrainConfig(Section):
     clip_and_noise: bool = False
 
 
-@register
 class Retrain(UnlearningAlgorithm):
     name = "retrain"
     section = RetrainConfig

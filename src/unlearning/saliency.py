@@ -28,14 +28,26 @@ def saliency_mask(saliency: torch.Tensor, ratio: float, select: str = "largest")
     return mask
 
 
-def forget_saliency(model, forget, batch_size: int) -> torch.Tensor:
+def forget_saliency(model, forget, batch_size: int, optimizer=None) -> torch.Tensor:
     """|sum over forget batches of grad CE(B_f)| at the model's current parameters (the sign
-    of the loss does not matter after the absolute value)."""
+    of the loss does not matter after the absolute value).
+
+    `optimizer` (compat.saliency_mask: sgd_steps): as RUM's and sharp-unlearn's
+    generate_mask.py, a step on the gradient of -CE(B_f) after each batch, so each batch's
+    gradient is taken where the previous steps left the model; the model is put back after."""
     theta = model.theta
     total = torch.zeros_like(theta)
+    saved = theta.detach().clone() if optimizer is not None else None
     with torch.enable_grad():
         for b in range(num_batches(len(forget), batch_size)):
             x, y = forget.x[b * batch_size:(b + 1) * batch_size], forget.y[b * batch_size:(b + 1) * batch_size]
             (g,) = torch.autograd.grad(F.cross_entropy(model(x), y), theta)
             total += g
+            if optimizer is not None:
+                theta.grad = -g
+                optimizer.step()
+                theta.grad = None
+    if saved is not None:
+        with torch.no_grad():
+            theta.copy_(saved)
     return total.abs()

@@ -14,9 +14,8 @@ import torch
 from pydantic import Field
 
 from src.config import FiniteFloat
-from src.unlearning.base import register
 from src.unlearning.random_label import RandomLabelConfig, RandomLabelLoop
-from src.unlearning.saliency import forget_saliency, saliency_mask
+from src.unlearning.saliency import saliency_mask
 
 
 class SalUnConfig(RandomLabelConfig):
@@ -28,7 +27,6 @@ class SalUnConfig(RandomLabelConfig):
     restore_masked: bool = True
 
 
-@register
 class SalUn(RandomLabelLoop):
     name = "salun"
     section = SalUnConfig
@@ -39,8 +37,7 @@ class SalUn(RandomLabelLoop):
         return self.config.unlearning.salun
 
     def setup(self, tally) -> None:
-        saliency = forget_saliency(self.model, self.data.forget, self.config.dataset.batch_size)
-        tally.examples += len(self.data.forget)
+        saliency = self.saliency(tally)
         self.frozen = ~saliency_mask(saliency, self.options.mask_ratio, self.options.mask_select)
         self.mask = (~self.frozen).to(self.model.theta.dtype)
 

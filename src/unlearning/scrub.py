@@ -18,7 +18,6 @@ from __future__ import annotations
 from pydantic import Field
 
 from src.config import FiniteFloat, Section
-from src.unlearning.base import register
 from src.unlearning.empirical import EmpiricalUnlearning
 from torch.nn import functional as F
 
@@ -40,7 +39,6 @@ def distillation_kl(student_logits, teacher_logits, temperature: float):
                     log_target=True, reduction="batchmean") * temperature ** 2
 
 
-@register
 class Scrub(EmpiricalUnlearning):
     name = "scrub"
     section = ScrubConfig

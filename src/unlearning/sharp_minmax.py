@@ -20,9 +20,8 @@ from typing import Literal
 from pydantic import Field
 
 from src.config import FiniteFloat, SAMConfig, Section
-from src.unlearning.base import register
 from src.unlearning.empirical import EmpiricalUnlearning
-from src.unlearning.saliency import forget_saliency, saliency_mask
+from src.unlearning.saliency import saliency_mask
 
 
 class SharpMinMaxConfig(Section):
@@ -38,7 +37,6 @@ class SharpMinMaxConfig(Section):
     lamb: FiniteFloat = Field(1.0, ge=0)
 
 
-@register
 class SharpMinMax(EmpiricalUnlearning):
     name = "sharp_minmax"
     section = SharpMinMaxConfig
@@ -47,14 +45,13 @@ class SharpMinMax(EmpiricalUnlearning):
 
     def setup(self, tally) -> None:
         s = self.config.unlearning.sharp_minmax
-        saliency = forget_saliency(self.model, self.data.forget, self.config.dataset.batch_size)
-        tally.examples += len(self.data.forget)
+        saliency = self.saliency(tally)
         forget_params = saliency_mask(saliency, s.mask_ratio, s.mask_select).to(self.model.theta.dtype)
         self.masks = (1 - forget_params, forget_params)
         self.sams = tuple(SAMConfig(rho=s.rho, adaptive=s.adaptive, lamb=s.lamb, sign=sign)
                           for sign in (s.retain_sign, s.forget_sign))
         self.forget_optimizer = self.new_optimizer()
-        self._forget = self.forget_batches.cycle()
+        self._forget = self.forget_batches.forget_cycle(self.config.compat)
 
     def run_epoch(self, e, tally) -> None:
         alpha = self.config.unlearning.sharp_minmax.alpha
@@ -71,7 +68,16 @@ class SharpMinMax(EmpiricalUnlearning):
                 loss, correct = self.cross_entropy(xf, yf)
                 return -(1 - alpha) * loss, correct
 
-            _, (loss, correct) = self.descend(retain_loss, tally, yr.shape[0], mask=retain_mask, sam=retain_sam)
-            self.descend(forget_loss, tally, yf.shape[0], optimizer=self.forget_optimizer, mask=forget_mask,
-                         sam=forget_sam)
+            if self.config.compat.sharp_minmax_mask == "perturbed_only":
+                # sharp-unlearn: only g_adv is masked, so a frozen coordinate takes (1 - s lamb) g:
+                # 2g in the max step (docs/differences.md#sharp-minmax-mask)
+                _, (loss, correct) = self.descend(retain_loss, tally, yr.shape[0], sam=retain_sam,
+                                                  adv_mask=retain_mask)
+                self.descend(forget_loss, tally, yf.shape[0], optimizer=self.forget_optimizer, sam=forget_sam,
+                             adv_mask=forget_mask)
+            else:
+                _, (loss, correct) = self.descend(retain_loss, tally, yr.shape[0], mask=retain_mask,
+                                                  sam=retain_sam)
+                self.descend(forget_loss, tally, yf.shape[0], optimizer=self.forget_optimizer, mask=forget_mask,
+                             sam=forget_sam)
             tally.retain(loss, correct, yr.shape[0])

@@ -24,9 +24,10 @@ import numpy as np
 import torch
 from torch.func import vmap
 
-from src.config import stable_hash
+from src.config import model_label, stable_hash, user_files_by_content
 from src.data.batches import make_generator
 from src.errors import UserError
+from src.models.buffers import require_no_running_stats
 from src.models.model import ModelFactory
 from src.seeds import derive_seed
 from src.training.flat_model import FlatModel
@@ -48,18 +49,39 @@ def memorization_key(config) -> str:
                                                         "lr_schedule"}),
         "subsample": ds.forget.memorization.subsample.model_dump(mode="json"),
     }
-    return f"{ds.name}-{config.model.name}-{stable_hash(identity, 12)}"
+    if ds.path is not None:
+        identity["dataset"]["path"] = ds.path
+    identity["model"].pop("batchnorm_stats", None)  # acts after unlearning only
+    # the user's model and data files by content, and a model name fit for a file name
+    return f"{ds.name}-{model_label(config.model.name)}-{stable_hash(user_files_by_content(identity), 12)}"
 
 
 @contextmanager
 def _locked(path: Path):
+    """Hold `path`.lock exclusively; the lock file is removed again on the way out (no empty
+    .lock files left behind). A waiter that wakes up holding a lock file someone has since
+    removed tries again on the current one, so two runs never hold "the" lock at once."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as handle:
+    lock = path.with_suffix(".lock")
+    while True:
+        handle = open(lock, "a")
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            current = os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        handle.close()
+    try:
+        yield
+    finally:
+        try:
+            os.unlink(lock)
+        except FileNotFoundError:
+            pass
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def cached_subsample_scores(config, raw, train: torch.Tensor, device) -> np.ndarray:
@@ -93,6 +115,7 @@ def subsample_scores(model_name, num_classes, input_shape, x, y, augmentation, o
         raise UserError(f"dataset.forget.memorization.subsample.fraction: {fraction} of {n} examples leaves no "
                         "example in or out of the subsets")
     template = FlatModel(ModelFactory.create_model(model_name, num_classes, input_shape), device)
+    require_no_running_stats(template.module, "the memorization estimate (dataset.forget.memorization.source: subsample)")
     thetas = torch.stack([
         FlatModel(ModelFactory.create_model(model_name, num_classes, input_shape,
                                             seed=derive_seed(seed, f"init-{k}")), device).theta.detach()
