@@ -16,30 +16,19 @@ FINE_TUNE_ONE_EPOCH = {"unlearning.algorithm": "ft", "unlearning.iteration": Non
                        "unlearning.max_lr": 0.01, "unlearning.weight_decay": 0.0005}
 
 
-def test_plain_fine_tuning_for_one_epoch_leaks(make_config, tmp_path, capsys):
-    """One epoch of fine-tuning on the retain set from the model trained on all the data
-    (world A) and from the model trained without the forget set (world B): the outputs stay
-    apart, so even 16 runs per world bound epsilon above 0 (no certificate to exceed)."""
-    path, _ = make_config("ft-leaks", FINE_TUNE_ONE_EPOCH)
-    code = audit_main(["--config", str(path), "--chains", "16", "--out", str(tmp_path / "out"), "--quiet"])
-    out = capsys.readouterr().out
-    assert code == 0
-    (directory,) = list((tmp_path / "out").iterdir())
-    result = json.loads((directory / "audit.json").read_text())
-    assert result["algorithm"] == "ft" and result["certified_epsilon"] is None and result["noisy_steps"] == 0
-    assert result["lower_bound"] > 0 and result["lower_bound"] <= result["ceiling"]
-    assert out.startswith("certified epsilon none, empirical lower bound")
-    # weakening noise it does not draw is refused
-    assert audit_main(["--config", str(path), "--chains", "8", "--noise-scale", "0.5", "--out",
+def test_weakening_noise_a_method_does_not_draw_is_refused(make_config, tmp_path, capsys):
+    path, _ = make_config("ft-weak", FINE_TUNE_ONE_EPOCH)
+    assert audit_main(["--config", str(path), "--chains", "12", "--noise-scale", "0.5", "--out",
                        str(tmp_path / "weak"), "--quiet"]) == 2
     assert "draws no noise" in capsys.readouterr().err
+    assert not (tmp_path / "weak").exists()
 
 
 @pytest.mark.parametrize("name", ["lmc-K_1-eps_0.5-g1.yaml", "d2d-I_1-eps_0.5-g0.yaml"])
 def test_langevin_and_d2d_are_refused_before_anything_is_trained(name, tmp_path, capsys):
     config = REPO / "langevin_runs" / "mini-mnist5k" / "fig3a" / name
     checkpoints = tmp_path / "checkpoints"
-    code = audit_main(["--config", str(config), "--chains", "8", "--out", str(tmp_path / "out"), "--quiet",
+    code = audit_main(["--config", str(config), "--chains", "12", "--out", str(tmp_path / "out"), "--quiet",
                        "--override", f"checkpoints_dir={checkpoints}"])
     captured = capsys.readouterr()
     assert code == 2 and captured.err.startswith("error: unlearning.algorithm:")
@@ -55,14 +44,15 @@ RETRAIN = {"unlearning.algorithm": "retrain", "unlearning.iteration": None, "unl
                                "max_lr": 0.06}}
 
 
-def closeness_of(make_config, tmp_path, capsys, name, overrides) -> dict:
+def closeness_of(make_config, tmp_path, capsys, name, overrides) -> tuple[dict, str]:
+    """(audit.json, the printed lines) of one --closeness audit."""
     path, _ = make_config(name, {**SMALL_FORGET, **overrides})
     out = tmp_path / f"out-{name}"
     code = audit_main(["--config", str(path), "--chains", "16", "--closeness", "--out", str(out), "--quiet"])
-    line = capsys.readouterr().out
-    assert code == 0 and "closeness to retrain: forgetting quality" in line
+    lines = capsys.readouterr().out
+    assert code == 0 and "closeness to retrain: forgetting quality" in lines
     (directory,) = list(out.iterdir())
-    return json.loads((directory / "audit.json").read_text())["closeness_to_retrain"]
+    return json.loads((directory / "audit.json").read_text()), lines
 
 
 def test_retrain_is_at_the_optimum_of_closeness_to_retrain_and_fine_tuning_is_not(make_config, tmp_path, capsys):
@@ -71,11 +61,18 @@ def test_retrain_is_at_the_optimum_of_closeness_to_retrain_and_fine_tuning_is_no
     (the estimator's optimum at this N; below 1 by chance, the challenge has no confidence
     intervals) and no valid bound separates it from them. One epoch of fine-tuning from the
     model trained on all the data stays far from them, and a valid bound says so."""
-    retrain = closeness_of(make_config, tmp_path, capsys, "rt-close", RETRAIN)
+    retrain = closeness_of(make_config, tmp_path, capsys, "rt-close", RETRAIN)[0]["closeness_to_retrain"]
     assert retrain["models_per_side"] == 16 and len(retrain["example_epsilons"]) == 72
     assert retrain["forgetting_quality_against_half"] == pytest.approx(retrain["null_forgetting_quality"], abs=0.06)
     assert retrain["lower_bound"] == 0.0
-    tuned = closeness_of(make_config, tmp_path, capsys, "ft-close", FINE_TUNE_ONE_EPOCH)
+    result, lines = closeness_of(make_config, tmp_path, capsys, "ft-close", FINE_TUNE_ONE_EPOCH)
+    # the audit of the same runs against its own reference: one epoch of fine-tuning from
+    # world A's model and from world B's stay apart, so even 16 runs per world bound
+    # epsilon above 0 (no certificate to exceed)
+    assert result["algorithm"] == "ft" and result["certified_epsilon"] is None and result["noisy_steps"] == 0
+    assert result["lower_bound"] > 0 and result["lower_bound"] <= result["ceiling"]
+    assert lines.startswith("certified epsilon none, empirical lower bound")
+    tuned = result["closeness_to_retrain"]
     assert tuned["forgetting_quality_against_half"] < retrain["forgetting_quality_against_half"] - 0.05
     assert tuned["forgetting_quality"] < retrain["forgetting_quality"]
     assert tuned["lower_bound"] > 0 and tuned["median_example_epsilon"] > retrain["median_example_epsilon"]

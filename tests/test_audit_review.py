@@ -46,7 +46,7 @@ def test_clamp_projections_score_along_the_projected_starts(make_config, tmp_pat
     score loses most of the separation (the clamp removes the coordinates in which the
     pretrained models differ most)."""
     path, _ = make_config("clamp-op", OP_CLAMP)
-    code, _, _ = run_audit(capsys, path, tmp_path, "--chains", 8, "--noise-scale", 1e-5)
+    code, _, _ = run_audit(capsys, path, tmp_path, "--chains", 12, "--noise-scale", 1e-5)
     assert code == 0
     result = only_audit(tmp_path)
     config = load_config(path)
@@ -68,21 +68,21 @@ def test_audit_ids_name_n_and_the_confidence_and_audit_json_says_how_it_was_made
     fresh = tmp_path / "fresh-checkpoints"
     path, _ = make_config("ids", {"checkpoints_dir": str(fresh)})
     out = tmp_path / "out"
-    for args in (["--chains", 8], ["--chains", 12], ["--chains", 8, "--confidence", 0.9]):
-        code, _, _ = run_audit(capsys, path, out, "--start", "adversarial", "--override", "unlearning.epochs=3",
+    for args in (["--chains", 12], ["--chains", 14], ["--chains", 12, "--confidence", 0.9]):
+        code, _, _ = run_audit(capsys, path, out, "--start", "adversarial", "--override", "unlearning.epochs=1",
                                *args)
         assert code == 0
     names = sorted(p.name for p in out.iterdir())
     assert len(names) == 3 and {n.split("-adversarial")[0].rsplit("-n", 1)[1] for n in names} == \
-        {"8-conf0.9", "8-conf0.95", "12-conf0.95"}
-    result = json.loads((out / [n for n in names if "-n12-" in n][0] / "audit.json").read_text())
-    assert result["chains_per_world"] == 12 and result["overrides"] == ["unlearning.epochs=3"]
+        {"12-conf0.9", "12-conf0.95", "14-conf0.95"}
+    result = json.loads((out / [n for n in names if "-n14-" in n][0] / "audit.json").read_text())
+    assert result["chains_per_world"] == 14 and result["overrides"] == ["unlearning.epochs=1"]
     assert result["device"] == "cpu"
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     assert result["commit"].split("+")[0] == head
     for world in ("A", "B"):
         assert set(result["chain_scores"][world]) == {"projection", "forget_loss", "mean_margin"}
-        assert all(len(v) == 12 for v in result["chain_scores"][world].values())
+        assert all(len(v) == 14 for v in result["chain_scores"][world].values())
     # world A's checkpoint fixed the direction; world B's was never trained
     direction_from = result["starts"]["direction_from"]
     assert direction_from.startswith(str(fresh)) and "-retain-" not in direction_from
@@ -111,15 +111,15 @@ def test_exit_3_when_a_bound_exceeds_a_wrong_certificate_even_under_a_compat_swi
     upstream marks the certificate invalid, but its certified epsilon is the theory's for
     the noise drawn). With the true certificate the audit passes; with a certificate made
     1,000 times too small on purpose, the bound exceeds it: exit status 3."""
-    path, _ = make_config("exit3", ORIGINAL_LABEL)
-    code, lines, err = run_audit(capsys, path, tmp_path / "true", "--chains", 64, "--start", "adversarial")
+    path, _ = make_config("exit3", {**ORIGINAL_LABEL, "unlearning.epochs": 1})  # recalibrated: same target
+    code, lines, err = run_audit(capsys, path, tmp_path / "true", "--chains", 32, "--start", "adversarial")
     honest = only_audit(tmp_path / "true")
     assert code == 0 and "EXCEEDED" not in err
     assert not honest["certificate_valid"] and honest["lower_bound"] > 1.0
     assert honest["lower_bound"] <= honest["certified_epsilon"]
 
     wrong_certificate(monkeypatch, 1e-3)
-    code, lines, err = run_audit(capsys, path, tmp_path / "wrong", "--chains", 64, "--start", "adversarial")
+    code, lines, err = run_audit(capsys, path, tmp_path / "wrong", "--chains", 32, "--start", "adversarial")
     wrong = only_audit(tmp_path / "wrong")
     assert wrong["certified_epsilon"] == pytest.approx(honest["certified_epsilon"] * 1e-3)
     assert not wrong["certificate_valid"] and wrong["exceeds_certificate"]

@@ -38,7 +38,7 @@ def test_the_original_calibrations_slack_is_conversion_then_unused_drift(make_co
     config = load_config(path)
     u = config.unlearning
     privacy = make_plan(config).privacy
-    chains = 128
+    chains = 64
     result = audit_json(capsys, path, tmp_path, "--chains", chains)
     s = result["slack"]
     assert s["certificate"] == pytest.approx(7.08, abs=0.005)

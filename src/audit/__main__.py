@@ -135,8 +135,14 @@ def audit_config(config, config_file, args, console):
     elif args.start == "trained":
         from src.audit.worlds import trained_starts
 
+        from src.config import pretrained_key
+
         seed = config.global_seed if args.seed is None else args.seed
-        start_a, start_b, starts = trained_starts(config, data, device, args.chains, seed)
+        # one pair of ensembles per training recipe and forget set (a folder's methods share it)
+        key = (pretrained_key(config), pretrained_key(config, without_forget=True), args.chains, seed, str(device))
+        if key not in _TRAINED:
+            _TRAINED[key] = trained_starts(config, data, device, args.chains, seed)
+        start_a, start_b, starts = _TRAINED[key]
     else:
         start_a, start_b, starts = pretrained_starts(config, data, device, console)
     pretrained_seconds = time.perf_counter() - clock
@@ -172,6 +178,7 @@ def check_before_audit(config, privacy, num_parameters: int, args, name: str) ->
 
 
 _RETRAINED: dict = {}
+_TRAINED: dict = {}
 
 
 def violated(result, noise_scale: float) -> bool:

@@ -75,14 +75,16 @@ def audit_request(run_dir, k: int, args, console, name_suffix: str = ""):
     check_chains_fit(args.chains, make_plan(config).num_parameters)
     check_output_dir(Path(args.out) / f"{run_dir.resolve().name}-request-{k}{name_suffix}", "--out")
     clock = time.perf_counter()
-    console.line(f"request {k}: loading M_{k - 1} and training world B's start (the recipe on D_{k} alone)")
-    start = request_starting_points(run_dir, k, device, console)
+    adversarial = args.start == "adversarial"  # world B's start is then never used: not trained
+    console.line(f"request {k}: loading M_{k - 1}" + ("" if adversarial else
+                                                      f" and training world B's start (the recipe on D_{k} alone)"))
+    start = request_starting_points(run_dir, k, device, console, retrained=not adversarial)
     privacy = start.plan.privacy
     # Request k's pass as a single run: its config without the stream, planned for its sizes.
     pass_config = start.config.model_copy(update={"requests": None})
     check_same_certificate(run_dir, k, privacy, pass_config, start.request.sizes)
     retain = len(start.data.retain)
-    if args.start == "adversarial":
+    if adversarial:
         start_a, start_b, starts = adversarial_starts(pass_config, start.deployed)
         starts["direction_from"] = f"M_{k - 1}, deployed before request {k}"
     else:
