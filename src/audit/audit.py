@@ -75,8 +75,13 @@ def check_auditable(config) -> None:
 
 def runs_own_epochs(algorithm) -> bool:
     """An empirical method: it chooses its own batches (UnlearningAlgorithm.unlearn_epoch)
-    instead of taking noisy steps on the trainer's, so it runs as single runs, one per chain."""
-    return type(algorithm).unlearn_epoch is not UnlearningAlgorithm.unlearn_epoch
+    instead of taking noisy steps on the trainer's, so it runs as single runs, one per chain.
+    An outside method's wrapper (src/unlearning/outside.py) passes every epoch on to the
+    user's class: that class decides."""
+    cls = type(algorithm)
+    while getattr(cls, "outside", False) and "outside" in vars(cls):
+        cls = cls.__bases__[0]
+    return cls.unlearn_epoch is not UnlearningAlgorithm.unlearn_epoch
 
 
 class _NoLog:
