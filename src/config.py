@@ -36,6 +36,9 @@ MODEL_NAMES = ("two_layer_net", "three_layer_net", "tiny_net", "tinier_net", "ti
 # Langevin unlearning (issue #16): unit-norm feature tasks and the convex linear model.
 DATASET_NAMES += ("mnist_3v8", "mnist_5k_3v8", "mnist_5k_unit", "cifar10_feature_3v8", "cifar10_feature_unit")
 MODEL_NAMES += ("linear",)
+# The audit's synthetic worst case (docs/audit.md).
+DATASET_NAMES += ("worst_case",)
+MODEL_NAMES += ("worst_case",)
 # Datasets from the user's files (issue #25): arrays in a .npz / .pt file, torchvision's
 # ImageFolder layout, and torchvision datasets in MNIST's and CIFAR's on-disk formats.
 FILE_DATASETS = ("arrays", "image_folder")

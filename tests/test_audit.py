@@ -52,7 +52,8 @@ def test_weakened_noise_makes_the_audit_of_a_real_config_exceed_its_certificate(
     assert real["lower_bound"] <= real["certified_epsilon"] and not real["exceeds_certificate"]
     down = lambda x: f"{math.floor(x * 1000) / 1000:.3f}"  # noqa: E731  (printed rounded down)
     assert lines == [f"certified epsilon 1.000, empirical lower bound {down(real['lower_bound'])} (95%), "
-                     f"ceiling {down(real['ceiling'])}"]
+                     f"ceiling {down(real['ceiling'])}; Gaussian-DP estimate "
+                     f"{real['gaussian_estimate']['epsilon']:.3f} (assumes Gaussian scores)"]
 
     code, lines, err = run_audit(capsys, path, tmp_path / "weak", "--chains", 64, "--start", "adversarial",
                                  "--noise-scale", 0.01)
@@ -72,7 +73,7 @@ def test_the_audit_json_says_what_was_audited(make_config, tmp_path, capsys):
     assert result["noisy_steps"] == 0  # output perturbation: the output is the noisy initial point
     assert "-retain-" in result["starts"]["world_B"] and "-retain-" not in result["starts"]["world_A"]
     assert result["delta"] == pytest.approx(1e-5) and result["confidence"] == 0.95
-    for key in ("projection", "forget_loss", "margin"):
+    for key in ("projection", "forget_loss", "mean_margin", "margin"):
         assert key in result["scores"]
     assert result["lower_bound_details"]["selection_chains"] == 8
     assert set(result["seconds"]) >= {"chains_A", "chains_B", "scores", "bound"}
@@ -122,7 +123,7 @@ def test_scores_are_the_projection_the_forget_loss_and_the_logit_scaled_confiden
     outputs = 0.1 * torch.randn(5, network.num_parameters, generator=generator)
     a, b = outputs[0] + 1.0, outputs[0] - 1.0
     scores = chain_scores(network, outputs, a, b, data.forget, chunk=2)
-    assert scores.shape == (5, 2 + len(data.forget))
+    assert scores.shape == (5, 3 + len(data.forget))
     assert len(score_names(data.indices.forget)) == scores.shape[1]
     for i in range(5):
         unit = (a - b) / (a - b).norm()
@@ -130,7 +131,8 @@ def test_scores_are_the_projection_the_forget_loss_and_the_logit_scaled_confiden
         logits = network(data.forget.x, outputs[i]).double()
         assert scores[i, 1] == pytest.approx(float(F.cross_entropy(logits, data.forget.y)), rel=1e-6)
         p = torch.softmax(logits, 1).gather(1, data.forget.y[:, None]).squeeze(1)
-        assert np.allclose(scores[i, 2:], (p.log() - (1 - p).log()).numpy(), rtol=1e-6, atol=1e-6)
+        assert np.allclose(scores[i, 3:], (p.log() - (1 - p).log()).numpy(), rtol=1e-6, atol=1e-6)
+        assert scores[i, 2] == pytest.approx(float((p.log() - (1 - p).log()).mean()), rel=1e-6)
 
 
 def test_noise_scale_is_audit_only(make_config, tmp_path):
@@ -166,9 +168,10 @@ def test_refusals_are_one_line_errors(make_config, tmp_path, capsys):
 
 def test_folder_audits_one_config_per_method(make_config, tmp_path, capsys):
     folder = tmp_path / "folder"
-    make_config("gc-a", {"global_seed": 1234}, directory=folder)
-    make_config("gc-b", {"global_seed": 9153}, directory=folder)
-    make_config("op-a", OP, directory=folder)
+    small = {"dataset.forget_split": 0.02}  # 72 forget examples: closeness to retrain stays quick
+    make_config("gc-a", {"global_seed": 1234, **small}, directory=folder)
+    make_config("gc-b", {"global_seed": 9153, **small}, directory=folder)
+    make_config("op-a", {**OP, **small}, directory=folder)
     code = audit_main(["--folder", str(folder), "--chains", "12", "--out", str(tmp_path / "out"), "--quiet"])
     out = capsys.readouterr().out
     assert code == 0
@@ -176,5 +179,9 @@ def test_folder_audits_one_config_per_method(make_config, tmp_path, capsys):
     assert table in out
     rows = [line for line in table.splitlines()[2:]]
     assert len(rows) == 2 and "| iteration | gc-a |" in rows[0] and "| dp-baseline | op-a |" in rows[1]
-    header = "| method | config | certified epsilon | lower bound | ratio | ceiling | N | seconds |"
+    header = ("| method | config | certified epsilon | after conversion | exact instance | Gaussian estimate | "
+              "lower bound | ratio | Gaussian ratio | ceiling | forgetting quality | closeness lower bound | N | "
+              "seconds |")
     assert table.splitlines()[0] == header
+    # every row has closeness to retrain (the same retrained models for both methods)
+    assert all(row.split("|")[11].strip() not in ("-", "") for row in rows)

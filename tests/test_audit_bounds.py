@@ -128,3 +128,54 @@ def test_epsilon_from_rates_is_the_kairouz_inequality():
     assert epsilon_from_rates(0.5, 0.1, 0.0) == pytest.approx(math.log(5))
     assert epsilon_from_rates(0.5, 0.1, 0.05) == pytest.approx(math.log(4.5))
     assert epsilon_from_rates(1e-6, 0.1, 1e-5) == -np.inf
+
+
+# -- the Gaussian-DP estimate ----------------------------------------------------------------
+
+
+def test_gaussian_epsilon_inverts_the_hockey_stick_divergence():
+    from src.privacy.gaussian import gaussian_epsilon as library
+
+    for mu, delta in ((0.268, 1e-5), (0.788, 1e-5), (1.505, 1e-5), (0.5, 1e-2), (3.0, 1e-6)):
+        assert library(mu, delta) == pytest.approx(gaussian_epsilon(mu, delta), rel=1e-8)
+    assert library(0.0, 1e-5) == 0.0 and library(1e-9, 1e-5) == 0.0  # theta_0 below delta: no epsilon needed
+    # the original's calibration: its certified 7.08 is mu = 1.505; 1 is mu = 0.268 (delta = 1e-5)
+    assert library(1.505, 1e-5) == pytest.approx(7.08, abs=0.01) and library(0.268, 1e-5) == pytest.approx(1.0, abs=0.01)
+
+
+def mu_for(epsilon: float, delta: float) -> float:
+    return optimize.brentq(lambda mu: gaussian_epsilon(mu, delta) - epsilon, 1e-3, 5)
+
+
+def test_the_gaussian_estimate_recovers_the_epsilon_of_an_exact_gaussian_mechanism():
+    """N(mu, 1) against N(0, 1) with 4,096 samples per world, at the original's calibration's
+    certificate (7.08 at delta 1e-5): the estimate is within 10% of the true epsilon, and
+    above it in no more than 5% of the audits (it is a lower confidence limit on mu)."""
+    from src.audit.bounds import gaussian_estimate
+
+    rng = np.random.default_rng(11)
+    delta, n = 1e-5, 4096
+    mu = mu_for(7.08, delta)
+    estimates = np.array([gaussian_estimate(rng.normal(mu, 1, n), rng.normal(0, 1, n), delta).epsilon
+                          for _ in range(40)])
+    assert np.median(estimates) == pytest.approx(7.08, rel=0.10)
+    assert np.mean(estimates > 7.08) <= 0.05
+    one = gaussian_estimate(rng.normal(mu, 1, n), rng.normal(0, 1, n), delta)
+    assert one.point_mu == pytest.approx(mu, rel=0.1) and one.mu < one.point_mu  # the confidence costs mu
+    assert sum(one.chains) == 2 * n and one.as_dict()["assumption"].startswith("Gaussian")
+
+
+@pytest.mark.parametrize("n, expected", [(1024, 2.6), (4096, 2.9), (16384, 3.1)])
+def test_the_gaussian_estimate_of_the_original_calibration_instance(n, expected):
+    """The instance the original's calibration audits from the two starts is a Gaussian of
+    exact epsilon 3.33 (mu = 0.788); an independent computation expects the estimate at
+    about 2.6, 2.9 and 3.1 with 1,024, 4,096 and 16,384 chains per world."""
+    from src.audit.bounds import gaussian_estimate
+
+    rng = np.random.default_rng(n)
+    delta = 1e-5
+    mu = mu_for(3.33, delta)
+    estimates = [gaussian_estimate(rng.normal(mu / 2, 1, n), rng.normal(-mu / 2, 1, n), delta).epsilon
+                 for _ in range(30)]
+    assert np.median(estimates) == pytest.approx(expected, abs=0.15)
+    assert max(estimates) < 3.33 * 1.1

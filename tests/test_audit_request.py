@@ -51,7 +51,7 @@ def test_the_audit_of_request_k_stays_below_its_certificate_and_exceeds_it_with_
 
     code, lines, err = audit_request(capsys, run_dir, tmp_path / "real", "--request", K, "--chains", 128)
     assert code == 0 and "EXCEEDED" not in err
-    directory = tmp_path / "real" / f"{run_dir.name}-request-{K}"
+    directory = tmp_path / "real" / f"{run_dir.name}-request-{K}-n128-conf0.95"
     assert (directory / "audit.png").stat().st_size > 10_000
     real = json.loads((directory / "audit.json").read_text())
     # The certificate compared is request K's own, as the stream logged it, and the
@@ -69,14 +69,15 @@ def test_the_audit_of_request_k_stays_below_its_certificate_and_exceeds_it_with_
     assert 0.0 <= real["lower_bound"] <= real["certified_epsilon"] and not real["exceeds_certificate"]
     assert real["ceiling"] > real["certified_epsilon"]  # 128 chains could have shown more than 1
     assert lines == [f"request {K} of 3, per-request certificate: certified epsilon 1.000, empirical lower bound "
-                     f"{down(real['lower_bound'])} (95%), ceiling {down(real['ceiling'])}"]
+                     f"{down(real['lower_bound'])} (95%), ceiling {down(real['ceiling'])}; Gaussian-DP estimate "
+                     f"{real['gaussian_estimate']['epsilon']:.3f} (assumes Gaussian scores)"]
 
     # The same request with every sigma multiplied by 0.01: the bound rises above the
     # certificate (the audit of a request can fail), without being called a certificate bug.
     code, lines, err = audit_request(capsys, run_dir, tmp_path / "weak", "--request", K, "--chains", 128,
                                      "--noise-scale", 0.01)
     assert code == 0 and "EXCEEDED" not in err
-    weak = json.loads((tmp_path / "weak" / f"{run_dir.name}-request-{K}-noise0.01" / "audit.json").read_text())
+    weak = json.loads((tmp_path / "weak" / f"{run_dir.name}-request-{K}-n128-conf0.95-noise0.01" / "audit.json").read_text())
     assert weak["noise_scale"] == 0.01 and weak["certified_epsilon"] == real["certified_epsilon"]
     assert weak["lower_bound"] > weak["certified_epsilon"] and weak["exceeds_certificate"]
     assert weak["lower_bound"] <= weak["ceiling"]

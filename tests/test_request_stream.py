@@ -287,6 +287,9 @@ def test_request_k_starts_from_the_deployed_model_against_a_model_that_never_saw
     monkeypatch.setattr(audit, "get_datamodule", poisoned)
     assert torch.equal(request_starting_points(run_dir, 2).retrained, start.retrained)
     monkeypatch.undo()
+    # an adversarial audit never uses world B's start: it is not trained
+    adversarial = request_starting_points(run_dir, 2, retrained=False)
+    assert adversarial.retrained is None and torch.equal(adversarial.deployed, start.deployed)
     # request 1 starts from the pretrained model
     first = request_starting_points(run_dir, 1)
     pretrained = torch.load(make_plan(config).pretrained_description()["pretrained_path"],

@@ -2,13 +2,16 @@
 
 Runs N independent noisy phases from each of the two worlds of the definition (A: the
 model trained on all the data; B: the model trained without the forget set) and prints
-one line: `certified epsilon X, empirical lower bound Y (95%), ceiling Z`. Writes
-audits/<id>/audit.json and audit.png. --folder audits one config per method of a folder
+one line: `certified epsilon X, empirical lower bound Y (95%), ceiling Z; Gaussian-DP
+estimate G` (and whether the bound refutes the original code's label). Writes
+audits/<id>/audit.json and audit.png (the id names N and the confidence). --folder audits one config per method of a folder
 and writes the tightness table audits/tightness-<folder>.md. --stream-run with --request K
 audits request K of a finished stream against its own per-request certificate (A: the
 model deployed before request K; B: the same recipe trained on what remains after it;
-src/audit/request.py), in audits/<run_id>-request-<K>/. A lower bound above a valid
-certificate (noise not weakened) is a bug in that certificate: exit status 3.
+src/audit/request.py), in audits/<run_id>-request-<K>-.../. A lower bound above a
+certified epsilon (noise not weakened) is a bug in that certificate: exit status 3, whether
+or not compat switches mark the run's certificate invalid (its certified epsilon is still
+the theory's for the noise drawn).
 """
 
 from __future__ import annotations
@@ -37,16 +40,22 @@ def parse_args(argv=None):
                       help="a finished stream of deletion requests (LOGS/<run_id>); audit its request --request K")
     parser.add_argument("--request", type=int, metavar="K",
                         help="with --stream-run: the request to audit (1 = the first), against its own certificate")
+    parser.add_argument("--match", action="append", default=[], metavar="PATTERN",
+                        help="with --folder: audit only configs whose file name matches (fnmatch; repeatable)")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                         help="set a dotted config key (repeatable)")
     parser.add_argument("--chains", type=int, default=1024, help="noisy phases per world (default 1024)")
-    parser.add_argument("--start", choices=["pretrained", "adversarial"], default="pretrained",
+    parser.add_argument("--start", choices=["pretrained", "adversarial", "trained"], default="pretrained",
                         help="pretrained: the two worlds' pretrained models (default); adversarial: two points "
-                             "2 C0 apart on the initial projection's ball")
+                             "2 C0 apart on the initial projection's ball; trained: the training randomness "
+                             "included, every chain from its own model trained with and without the forget set")
     parser.add_argument("--noise-scale", type=float, default=1.0,
                         help="audit only: multiply every sigma drawn (weakened noise; the certificate no longer "
                              "applies, the audit should see it)")
     parser.add_argument("--confidence", type=float, default=0.95, help="of the lower bound (default 0.95)")
+    parser.add_argument("--closeness", action="store_true",
+                        help="also measure closeness to retrain (the NeurIPS 2023 challenge's forgetting quality "
+                             "against --chains models retrained from scratch); always on with --folder")
     parser.add_argument("--seed", type=int, help="seed of the chains (default: the config's global_seed)")
     parser.add_argument("--out", default="audits", help="results folder (default audits/)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides the config's device")
@@ -78,6 +87,8 @@ def check_args(args) -> None:
         raise UserError("--stream-run: which request to audit? add --request K (1 = the first request)")
     if args.request is not None and args.stream_run is None:
         raise UserError(f"--request {args.request}: only with --stream-run RUN_DIR (a finished stream)")
+    if args.match and args.folder is None:
+        raise UserError(f"--match {args.match[0]}: only with --folder")
     if args.stream_run is not None and args.override:
         raise UserError(f"--override {args.override[0]}: not with --stream-run; request K is audited as the stream "
                         "ran it (its config.yaml)")
@@ -90,8 +101,9 @@ def audit_id(config, args) -> str:
 
 
 def variant_suffix(args) -> str:
-    """What an audit id says besides what was audited: the start, weakened noise, the seed."""
-    name = ""
+    """What an audit id says besides what was audited: N, the confidence, the start,
+    weakened noise, the seed (audits that differ in any of them never overwrite each other)."""
+    name = f"-n{args.chains}-conf{args.confidence:g}"
     if args.start != "pretrained":
         name += f"-{args.start}"
     if args.noise_scale != 1.0:
@@ -104,8 +116,8 @@ def variant_suffix(args) -> str:
 def audit_config(config, config_file, args, console):
     """Audit one config; returns (result, audit.json path)."""
     from src.audit.audit import audit, check_auditable
-    from src.audit.report import write_audit
-    from src.audit.worlds import adversarial_starts, pretrained_starts
+    from src.audit.report import code_commit, write_audit
+    from src.audit.worlds import adversarial_starts, pretrained_start_a, pretrained_starts
     from src.data.datamodule import get_datamodule
     from src.runner import make_plan, resolve_device
 
@@ -115,15 +127,40 @@ def audit_config(config, config_file, args, console):
     device = resolve_device(config.device)
     data = get_datamodule(config, device)
     clock = time.perf_counter()
-    start_a, start_b, starts = pretrained_starts(config, data, device, console)
     if args.start == "adversarial":
-        start_a, start_b, starts = adversarial_starts(config, start_a)
+        # only world A's model is needed: it fixes the direction (world B's is never trained)
+        theta, path_a = pretrained_start_a(config, data, device, console)
+        start_a, start_b, starts = adversarial_starts(config, theta)
+        starts["direction_from"] = path_a
+    elif args.start == "trained":
+        from src.audit.worlds import trained_starts
+
+        from src.config import pretrained_key
+
+        seed = config.global_seed if args.seed is None else args.seed
+        # one pair of ensembles per training recipe and forget set (a folder's methods share it)
+        key = (pretrained_key(config), pretrained_key(config, without_forget=True), args.chains, seed, str(device))
+        if key not in _TRAINED:
+            _TRAINED[key] = trained_starts(config, data, device, args.chains, seed)
+        start_a, start_b, starts = _TRAINED[key]
+    else:
+        start_a, start_b, starts = pretrained_starts(config, data, device, console)
     pretrained_seconds = time.perf_counter() - clock
-    describe = {"audit_id": audit_id(config, args), "config_file": config_file, "start": args.start,
-                "starts": starts}
+    describe = {"audit_id": audit_id(config, args), "config_file": config_file, "overrides": _overrides(args),
+                "commit": code_commit(), "start": args.start, "starts": starts}
     result = audit(config, start_a, start_b, args.chains, data=data, device=device, confidence=args.confidence,
                    noise_scale=args.noise_scale, seed=args.seed, describe=describe, console=console)
     result.seconds["pretrained_models"] = round(pretrained_seconds, 3)
+    if (args.closeness or args.folder) and args.start != "adversarial":  # released from A(D) itself
+        from src.audit.audit import closeness_to_retrain
+        from src.config import pretrained_key
+
+        # one set of retrained models per recipe and retain set (a folder's methods share it)
+        key = (pretrained_key(config, without_forget=True), args.chains, args.seed)
+        seed = config.global_seed if args.seed is None else args.seed
+        result.closeness, _RETRAINED[key] = closeness_to_retrain(
+            config, data, start_a, start_b, args.chains, device=device, seed=seed, delta=result.bound.delta,
+            confidence=args.confidence, retrained=_RETRAINED.get(key), console=console)
     path = write_audit(result, Path(args.out) / describe["audit_id"])
     return result, path
 
@@ -140,8 +177,16 @@ def check_before_audit(config, privacy, num_parameters: int, args, name: str) ->
     check_output_dir(Path(args.out) / name, "--out")
 
 
+_RETRAINED: dict = {}
+_TRAINED: dict = {}
+
+
 def violated(result, noise_scale: float) -> bool:
-    return result.exceeds_certificate and noise_scale == 1.0 and result.certificate_valid
+    """A lower bound above the certified epsilon with the config's own noise. Not gated on
+    certificate_valid: compat switches that mark a run invalid (the original's Renyi
+    conversion) still certify the epsilon of the noise drawn, and where no certificate
+    follows (reused noise) certified_epsilon is None."""
+    return result.exceeds_certificate and noise_scale == 1.0
 
 
 def run_one(args, console) -> int:
@@ -180,17 +225,33 @@ def run_folder(args, console) -> int:
     from src.audit.tightness import folder_configs
 
     rows, status = [], 0
-    for path, config in folder_configs(args.folder, _overrides(args)):
+    for path, config in folder_configs(args.folder, _overrides(args), args.match):
         clock = time.perf_counter()
         result, _ = audit_config(config, str(path), args, console)
         seconds = time.perf_counter() - clock
         print(f"{path.stem}: {result.line()}", flush=True)
         certified = result.certified_epsilon
+        slack = result.slack
+
+        def optional(x):
+            return "-" if x is None else f"{x:.3f}"
+
         rows.append({"method": config.unlearning.algorithm, "config": path.stem,
                      "certified epsilon": "none" if certified is None else rounded_up(certified),
+                     "after conversion": optional(slack.get("after_conversion")),
+                     "exact instance": optional(slack.get("exact_instance")) + (
+                         "" if slack.get("exact_instance_interval") is None else
+                         " [{:.2f}, {:.2f}]".format(*slack["exact_instance_interval"])),
+                     "Gaussian estimate": f"{result.gaussian.epsilon:.3f}",
                      "lower bound": rounded_down(result.bound.epsilon),
                      "ratio": f"{result.bound.epsilon / certified:.3f}" if certified else "-",
-                     "ceiling": rounded_down(result.bound.ceiling), "N": result.chains, "seconds": f"{seconds:.0f}"})
+                     "Gaussian ratio": f"{result.gaussian.epsilon / certified:.3f}" if certified else "-",
+                     "ceiling": rounded_down(result.bound.ceiling),
+                     "forgetting quality": "-" if result.closeness is None else
+                     f"{result.closeness['forgetting_quality']:.3f}",
+                     "closeness lower bound": "-" if result.closeness is None else
+                     rounded_down(result.closeness["lower_bound"]),
+                     "N": result.chains, "seconds": f"{seconds:.0f}"})
         if violated(result, args.noise_scale):
             status = EXCEEDED
     table = tightness_table(rows)

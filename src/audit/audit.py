@@ -3,9 +3,12 @@
 `audit(config, start_a, start_b, chains)` runs `chains` independent noisy phases of the
 config from each starting point (the same config, every chain with its own data order,
 augmentation and noise streams), vectorised as ensembles (src/training/ensemble.py),
-scores each output (scores.py) and bounds epsilon from below (bounds.py). The audited
-output is the end of the noisy phase: the fine-tuning after it is post-processing on
-retain data, which can only lower the bound.
+scores each output (scores.py) and bounds epsilon from below (bounds.py) with a test
+chosen among a small pre-registered family of scores. Beside the bound, which alone
+decides whether a certificate is exceeded, it reports a Gaussian-DP estimate from the
+projection score of all chains (bounds.gaussian_estimate), labelled as resting on a
+Gaussian assumption. The audited output is the end of the noisy phase: the fine-tuning
+after it is post-processing on retain data, which can only lower the bound.
 
 The entry point takes a config and two starting points, so that any caller (a request
 stream's k-th request, a worst case) can audit what it starts from.
@@ -21,19 +24,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from src.audit.bounds import LowerBound, check_chain_count, lower_bound
-from src.audit.scores import chain_scores, score_names, summary
+from src.audit.bounds import GaussianEstimate, LowerBound, check_chain_count, gaussian_estimate, lower_bound
+from src.audit.chains import GROUP, chain_seeds
+from src.audit.scores import FAMILY, chain_scores, score_names, summary
+from src.audit.slack import slack, slack_line
+from src.audit.worlds import projected
 from src.errors import UserError
 from src.registry import UNLEARNING_ALGORITHMS
-from src.runner import make_plan
-from src.seeds import derive_seed
+from src.runner import attach_run, make_plan
 from src.training.ensemble import EnsembleModel, EnsembleTrainer, attach_ensemble, default_chunk
-from src.training.trainer import build_model
+from src.training.trainer import Console, Trainer, build_model
+from src.unlearning.base import UnlearningAlgorithm
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-# Chains run as one ensemble at a time (memory: theta, noise and batches of a group).
-GROUP = 512
 
 
 class WeakenedNoise:
@@ -59,14 +62,64 @@ def auditable(config) -> bool:
 
 def check_auditable(config) -> None:
     if not auditable(config):
-        raise UserError(f"unlearning.algorithm: '{config.unlearning.algorithm}' cannot be audited here: its noise is "
-                        "drawn in pretraining, not after it (auditing it needs N noisy pretrainings per world)")
+        raise UserError(f"unlearning.algorithm: '{config.unlearning.algorithm}' cannot be audited here: its "
+                        "certificate rests on noise drawn in training, not only after it (auditing it needs N noisy "
+                        "trainings per world, not two fixed pretrained starts)")
     from src.data.datamodule import check_dataset_config
     from src.models.buffers import require_no_running_stats
     from src.models.model import ModelFactory
 
     module = ModelFactory.create_model(config.model.name, config.model.n_classes, check_dataset_config(config))
     require_no_running_stats(module, "the audit (its chains run as one ensemble)")
+
+
+def runs_own_epochs(algorithm) -> bool:
+    """An empirical method: it chooses its own batches (UnlearningAlgorithm.unlearn_epoch)
+    instead of taking noisy steps on the trainer's, so it runs as single runs, one per chain.
+    An outside method's wrapper (src/unlearning/outside.py) passes every epoch on to the
+    user's class: that class decides."""
+    cls = type(algorithm)
+    while getattr(cls, "outside", False) and "outside" in vars(cls):
+        cls = cls.__bases__[0]
+    return cls.unlearn_epoch is not UnlearningAlgorithm.unlearn_epoch
+
+
+class _NoLog:
+    def log(self, row: dict) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+def chain_start(start: torch.Tensor, i: int) -> torch.Tensor:
+    """Chain i's start: one start for every chain ([d]) or each chain its own ([chains, d],
+    the training randomness included)."""
+    return start[i] if start.dim() == 2 else start
+
+
+def projected_start(config, start: torch.Tensor) -> torch.Tensor:
+    """Where the noisy phases start, projected; the mean over chains of their own starts."""
+    if start.dim() == 2:
+        return torch.stack([projected(config, row) for row in start]).mean(0)
+    return projected(config, start)
+
+
+def own_epoch_outputs(config, data, start: torch.Tensor, seeds, device, sizes=None) -> tuple[torch.Tensor, int]:
+    """theta [len(seeds), d] after an empirical method's whole unlearning (it has no noisy
+    phase to stop at), each chain a run of the real trainer from `start` with its own
+    global seed (the method's batch orders, random labels, ...)."""
+    outputs = []
+    for i, seed in enumerate(seeds):
+        chain = config.model_copy(update={"global_seed": seed})
+        plan = make_plan(chain, sizes or data.sizes)
+        algorithm = attach_run(plan, device, data=data)
+        model = build_model(chain, data.input_shape, device)
+        with torch.no_grad():
+            model.theta.copy_(chain_start(start, i).to(device))
+        Trainer(chain, data, model, algorithm, _NoLog(), Console(quiet=True)).unlearn()
+        outputs.append(model.theta.detach().cpu().clone())
+    return torch.stack(outputs), 0
 
 
 # Bytes an audit keeps per chain and world besides theta: its seed, scores, bookkeeping.
@@ -109,14 +162,11 @@ def check_noise_scale(noise_scale: float, sigmas) -> None:
                         f"{FLOAT32_MAX / 1e3 / largest:.3g}")
 
 
-def chain_seeds(seed: int, world: str, n: int) -> list[int]:
-    """Independent chains: no two chains, in one world or across the two, share a seed."""
-    return [derive_seed(seed, f"audit-{world}-chain-{i}") for i in range(n)]
-
-
 def noisy_phase_outputs(config, data, start: torch.Tensor, seeds, device, noise_scale: float = 1.0,
-                        chunk: int | None = None, group: int = GROUP, sizes=None) -> tuple[torch.Tensor, int]:
-    """theta [len(seeds), d] at the end of each chain's noisy phase, and the noisy steps taken
+                        chunk: int | None = None, group: int = GROUP, sizes=None,
+                        stop_after_noisy_phase: bool = True) -> tuple[torch.Tensor, int]:
+    """theta [len(seeds), d] at the end of each chain's noisy phase (or, not stopping there,
+    after the fine-tuning that follows it: the released model), and the noisy steps taken
     (planned for `sizes`, default the data's own)."""
     network = build_model(config, data.input_shape, device)
     chunk = chunk or default_chunk(device, config.dataset.batch_size)
@@ -127,9 +177,10 @@ def noisy_phase_outputs(config, data, start: torch.Tensor, seeds, device, noise_
         algorithm = attach_ensemble(plan, device, members)
         if noise_scale != 1.0:
             algorithm.context.noise = WeakenedNoise(algorithm.context.noise, noise_scale)
-        model = EnsembleModel(network, start.to(device).expand(len(members), -1), chunk)
+        starts = start[g0:g0 + len(members)] if start.dim() == 2 else start.expand(len(members), -1)
+        model = EnsembleModel(network, starts.to(device).contiguous(), chunk)
         trainer = EnsembleTrainer(config, data, model, algorithm, members, evaluate_splits=False)
-        outputs.append(trainer.unlearn(stop_after_noisy_phase=True).cpu())
+        outputs.append(trainer.unlearn(stop_after_noisy_phase=stop_after_noisy_phase).cpu())
         steps = trainer.noisy_steps
     return torch.cat(outputs), steps
 
@@ -146,6 +197,13 @@ class AuditResult:
     bound: LowerBound
     scores: dict
     seconds: dict
+    gaussian: GaussianEstimate | None = None
+    # the family's score of every chain of each world: {"A": {name: [...]}, "B": {...}}
+    chain_scores: dict = field(default_factory=dict)
+    # where the certificate's slack is (slack.py)
+    slack: dict = field(default_factory=dict)
+    # closeness to retrain (closeness.py), when measured
+    closeness: dict | None = None
     invalid_reasons: list = field(default_factory=list)
     # what is audited, when not a single run's certificate (e.g. "request 2 of 3 (per-request
     # certificate)"): it starts the printed line
@@ -158,6 +216,11 @@ class AuditResult:
     def exceeds_certificate(self) -> bool:
         return self.certified_epsilon is not None and self.bound.epsilon > self.certified_epsilon
 
+    @property
+    def refutes_published(self) -> bool:
+        """The lower bound is above what the original code would have printed."""
+        return self.epsilon_published is not None and self.bound.epsilon > self.epsilon_published
+
     def as_dict(self) -> dict:
         return {
             **self.config,
@@ -166,15 +229,29 @@ class AuditResult:
             **({"certificate_invalid_because": self.invalid_reasons} if self.invalid_reasons else {}),
             "lower_bound": self.bound.epsilon, "ceiling": self.bound.ceiling, "confidence": self.bound.confidence,
             "delta": self.bound.delta, "chains_per_world": self.chains, "noisy_steps": self.noisy_steps,
-            "exceeds_certificate": self.exceeds_certificate,
-            "lower_bound_details": self.bound.as_dict(), "scores": self.scores, "seconds": self.seconds,
+            "exceeds_certificate": self.exceeds_certificate, "refutes_epsilon_published": self.refutes_published,
+            "lower_bound_details": self.bound.as_dict(),
+            "gaussian_estimate": None if self.gaussian is None else self.gaussian.as_dict(),
+            "slack": self.slack, "closeness_to_retrain": self.closeness, "scores": self.scores, "chain_scores": self.chain_scores, "seconds": self.seconds,
         }
 
     def line(self) -> str:
         pct = f"{100 * self.bound.confidence:g}%"
         certified = "none" if self.certified_epsilon is None else f"{rounded_up(self.certified_epsilon)}"
-        return (f"{self.label + ': ' if self.label else ''}certified epsilon {certified}, empirical lower bound {rounded_down(self.bound.epsilon)} ({pct}), "
-                f"ceiling {rounded_down(self.bound.ceiling)}")
+        line = (f"{self.label + ': ' if self.label else ''}certified epsilon {certified}, "
+                f"empirical lower bound {rounded_down(self.bound.epsilon)} ({pct}), ceiling {rounded_down(self.bound.ceiling)}")
+        if self.gaussian is not None:
+            line += f"; Gaussian-DP estimate {self.gaussian.epsilon:.3f} (assumes Gaussian scores)"
+        if self.refutes_published:
+            line += (f"; the lower bound refutes epsilon_published {rounded_up(self.epsilon_published)} "
+                     "(the original code's label)")
+        if self.closeness is not None:
+            c = self.closeness
+            line += (f"; closeness to retrain: forgetting quality {c['forgetting_quality']:.3f} "
+                     f"({c['null_models_per_side']} per side: {c['forgetting_quality_against_half']:.3f}, identical "
+                     f"models {c['null_forgetting_quality']:.3f}), lower bound "
+                     f"{rounded_down(c['lower_bound'])} ({pct})")
+        return line
 
 
 def rounded_down(x: float) -> str:
@@ -185,6 +262,15 @@ def rounded_down(x: float) -> str:
 def rounded_up(x: float) -> str:
     """A certificate printed rounded up (never less than it is)."""
     return f"{math.ceil(x * 1000) / 1000:.3f}"
+
+
+def family_bound(scores_a: np.ndarray, scores_b: np.ndarray, delta: float, confidence: float) -> LowerBound:
+    """The lower bound from [chains, scores] matrices laid out as chain_scores lays them
+    out, choosing its test among the pre-registered family only (scores.FAMILY): choosing
+    among hundreds of per-example margins on half the chains too would let one of them win
+    the selection by chance far more often than the signal does."""
+    family = len(FAMILY)
+    return lower_bound(scores_a[:, :family], scores_b[:, :family], delta, confidence)
 
 
 def audit(config, start_a: torch.Tensor, start_b: torch.Tensor, chains: int, *, data, device="cpu",
@@ -211,19 +297,29 @@ def audit(config, start_a: torch.Tensor, start_b: torch.Tensor, chains: int, *, 
     seed = config.global_seed if seed is None else seed
     seconds = {}
     outputs, steps = {}, 0
+    empirical = runs_own_epochs(plan.algorithm)
+    if empirical and noise_scale != 1.0:
+        raise UserError(f"--noise-scale: '{config.unlearning.algorithm}' draws no noise to weaken")
     for world, start in (("A", start_a), ("B", start_b)):
         clock = time.perf_counter()
-        outputs[world], steps = noisy_phase_outputs(config, data, start, chain_seeds(seed, world, chains), device,
-                                                    noise_scale, chunk, sizes=sizes)
+        seeds = chain_seeds(seed, world, chains)
+        if empirical:
+            outputs[world], steps = own_epoch_outputs(config, data, start, seeds, device, sizes)
+        else:
+            outputs[world], steps = noisy_phase_outputs(config, data, start, seeds, device, noise_scale, chunk,
+                                                        sizes=sizes)
         seconds[f"chains_{world}"] = round(time.perf_counter() - clock, 3)
         diverged = int((~torch.isfinite(outputs[world]).all(dim=1)).sum())
         if diverged:
             raise UserError(f"{diverged} of {chains} noisy phases of world {world} ended with non-finite parameters "
                             "(the noisy phase diverged); nothing can be audited, check the config's step size")
         if console is not None:
-            console.line(f"world {world}: {chains} noisy phases of {steps} steps in {seconds[f'chains_{world}']:.1f} s")
+            what = "unlearning runs" if empirical else f"noisy phases of {steps} steps"
+            console.line(f"world {world}: {chains} {what} in {seconds[f'chains_{world}']:.1f} s")
     clock = time.perf_counter()
     network = build_model(config, data.input_shape, device)
+    # the noisy phase starts from the projected starts: measure along their difference
+    start_a, start_b = projected_start(config, start_a), projected_start(config, start_b)
     scores_a = chain_scores(network, outputs["A"], start_a, start_b, data.forget)
     scores_b = chain_scores(network, outputs["B"], start_a, start_b, data.forget)
     names = score_names(data.indices.forget)
@@ -233,14 +329,86 @@ def audit(config, start_a: torch.Tensor, start_b: torch.Tensor, chains: int, *, 
     # certificate's where that is larger (a certificate at delta_c implies one at any
     # larger delta, not at a smaller one).
     delta = max(config.unlearning.delta, privacy.certified_delta or 0.0)
-    bound = lower_bound(scores_a, scores_b, delta, confidence)
+    bound = family_bound(scores_a, scores_b, delta, confidence)
+    gaussian = gaussian_estimate(scores_a[:, 0], scores_b[:, 0], delta, confidence)
+    where = slack(plan.algorithm, delta, scores_a[:, 0], scores_b[:, 0], privacy.certified_epsilon, noise_scale)
     seconds["bound"] = round(time.perf_counter() - clock, 3)
+    if console is not None:
+        console.line(slack_line(where, gaussian.epsilon, bound.epsilon))
     column = bound.test.score
+    per_chain = {world: {name: [float(x) for x in scores[:, j]] for j, name in enumerate(FAMILY)}
+                 for world, scores in (("A", scores_a), ("B", scores_b))}
     return AuditResult(
         config={**(describe or {}), "algorithm": config.unlearning.algorithm, "noise_scale": noise_scale,
-                "audit_seed": seed, "selected_score": names[column]},
+                "audit_seed": seed, "device": str(device), "selected_score": names[column],
+                "test_family": list(FAMILY)},
         certified_epsilon=privacy.certified_epsilon, certified_delta=privacy.certified_delta,
         epsilon_published=privacy.epsilon_published, certificate_valid=privacy.certificate_valid,
         invalid_reasons=list(privacy.invalid_reasons), chains=chains, noisy_steps=steps, bound=bound,
-        scores=summary(scores_a, scores_b, names), seconds=seconds,
+        scores=summary(scores_a, scores_b, names), seconds=seconds, gaussian=gaussian, chain_scores=per_chain,
+        slack=where,
         selected_a=scores_a[:, column], selected_b=scores_b[:, column], label=label)
+
+
+def released_outputs(config, data, start: torch.Tensor, seeds, device, sizes=None) -> torch.Tensor:
+    """theta [len(seeds), d] of the released model (the whole unlearning budget) from `start`."""
+    if runs_own_epochs(make_plan(config, sizes or data.sizes).algorithm):
+        return own_epoch_outputs(config, data, start, seeds, device, sizes)[0]
+    return noisy_phase_outputs(config, data, start, seeds, device, sizes=sizes, stop_after_noisy_phase=False)[0]
+
+
+def retrained_members(config, data, seeds, device) -> torch.Tensor:
+    """theta [len(seeds), d]: the config's training recipe on the retain set alone, from the
+    seeds' own initialisations and data orders (retrain from scratch, as the challenge)."""
+    import dataclasses
+
+    from src.training.ensemble import pretrain_ensemble
+
+    retain_only = dataclasses.replace(data, train=data.retain)
+    thetas = []
+    for g0 in range(0, len(seeds), GROUP):
+        thetas.append(pretrain_ensemble(config, retain_only, seeds[g0:g0 + GROUP], device).theta.detach().cpu())
+    return torch.cat(thetas)
+
+
+def closeness_to_retrain(config, data, start_a: torch.Tensor, start_b: torch.Tensor, chains: int, *, device,
+                         seed: int, delta: float, confidence: float, retrained: torch.Tensor | None = None,
+                         console=None) -> tuple[dict, torch.Tensor]:
+    """The challenge's forgetting quality of the released models from world A's start against
+    `chains` models retrained from scratch (trained here unless given), its per-example
+    epsilons and, between the same two sets, a Clopper-Pearson lower bound (the family's
+    test chosen on half of each). Returns (the measures, the retrained models)."""
+    from src.audit.closeness import example_epsilons, forgetting_quality
+
+    clock = time.perf_counter()
+    if retrained is None:
+        retrained = retrained_members(config, data, chain_seeds(seed, "retrain", chains), device)
+    retrain_seconds = time.perf_counter() - clock
+    clock = time.perf_counter()
+    released = released_outputs(config, data, start_a, chain_seeds(seed, "released", chains), device)
+    released_seconds = time.perf_counter() - clock
+    network = build_model(config, data.input_shape, device)
+    a, b = projected_start(config, start_a), projected_start(config, start_b)
+    family = len(FAMILY)
+    scores_u = chain_scores(network, released, a, b, data.forget)
+    scores_r = chain_scores(network, retrained, a, b, data.forget)
+    epsilons = example_epsilons(scores_u[:, family:], scores_r[:, family:])
+    # What identical models score, and the same measure of the released models: the second
+    # half of the retrained models, and the first half of the released ones, each against
+    # the first half of the retrained (F depends on the number of models per side).
+    half = len(retrained) // 2
+    reference = scores_r[:half, family:]
+    null = forgetting_quality(example_epsilons(scores_r[half:2 * half, family:], reference), half)
+    halved = forgetting_quality(example_epsilons(scores_u[:half, family:], reference), half)
+    bound = family_bound(scores_u, scores_r, delta, confidence)
+    if console is not None:
+        console.line(f"closeness: {chains} released models in {released_seconds:.1f} s, {len(retrained)} retrained "
+                     f"in {retrain_seconds:.1f} s")
+    measures = {"forgetting_quality": forgetting_quality(epsilons, chains), "null_forgetting_quality": null,
+                "forgetting_quality_against_half": halved, "null_models_per_side": half, "median_example_epsilon": float(np.median(epsilons)),
+                "example_epsilons": [float(e) for e in epsilons], "lower_bound": bound.epsilon,
+                "lower_bound_details": bound.as_dict(), "models_per_side": chains,
+                "seconds": {"retrained": round(retrain_seconds, 3), "released": round(released_seconds, 3)},
+                "definition": "NeurIPS 2023 unlearning challenge forgetting quality F (1 is best), no confidence; "
+                              "lower_bound: Clopper-Pearson, released vs retrained models"}
+    return measures, retrained

@@ -202,6 +202,70 @@ def lower_bound(scores_a: np.ndarray, scores_b: np.ndarray, delta: float, confid
                       evaluation_chains=min(len(ea), len(eb)), counts=(k_p, k_q))
 
 
+# -- a Gaussian-DP estimate (an estimate, not a bound) --------------------------------------
+
+
+@dataclass
+class GaussianEstimate:
+    """The epsilon at `delta` of mu-GDP (Dong, Roth, Su 2022), with mu read off one
+    pre-registered test by its Clopper-Pearson rates (Nasr et al. 2023's Gaussian fit).
+
+    It holds at `confidence` only if the two worlds' score distributions are the two
+    Gaussians of a mu-GDP trade-off (equal variances, shifted means), which an audit
+    assumes and does not test: it is an estimate, never what decides exit status 3."""
+
+    epsilon: float  # of the Clopper-Pearson mu, at delta
+    mu: float  # Phi^-1(1 - FPR_hi) - Phi^-1(FNR_hi), floored at 0
+    point_epsilon: float  # of mu from the raw rates (no confidence), at delta
+    point_mu: float
+    threshold: float
+    counts: tuple[int, int]  # false negatives (A <= t) of n_a, false positives (B > t) of n_b
+    chains: tuple[int, int]
+    confidence: float
+    delta: float
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out["assumption"] = ("Gaussian: the two worlds' scores are N(m_A, s^2) and N(m_B, s^2) (mu-GDP); an estimate, "
+                             "not a bound")
+        return out
+
+
+def gaussian_estimate(score_a, score_b, delta: float, confidence: float = 0.95) -> GaussianEstimate:
+    """mu-GDP estimate from one score of every chain of both worlds (no split: the test is
+    fixed in advance). The test is R = {score > t} with P = A: the score is oriented so that
+    world A lies above world B (the projection on the direction from B's start to A's), and
+    t is the pooled median of all chains, the midpoint of two equal-variance Gaussians.
+
+    Under mu-GDP every test has FNR = Phi(Phi^-1(1 - FPR) - mu), so one test's rates give
+    mu = Phi^-1(1 - FPR) - Phi^-1(FNR); with each rate replaced by its one-sided
+    Clopper-Pearson upper bound at (1 - confidence) / 2, mu is low at `confidence` (if the
+    assumption holds), and so is its epsilon (src/privacy/gaussian.py: gaussian_epsilon).
+    """
+    from src.privacy.gaussian import gaussian_epsilon
+
+    a, b = np.asarray(score_a, float).ravel(), np.asarray(score_b, float).ravel()
+    if min(len(a), len(b)) < 2:
+        raise ValueError("at least 2 chains per world are needed")
+    threshold = float(np.median(np.concatenate([a, b])))
+    false_neg, false_pos = int(np.sum(a <= threshold)), int(np.sum(b > threshold))
+    alpha = (1 - confidence) / 2
+    _, fnr_hi = clopper_pearson(false_neg, len(a), alpha)
+    _, fpr_hi = clopper_pearson(false_pos, len(b), alpha)
+
+    def mu_of(fpr: float, fnr: float) -> float:
+        # rates of 0 are clipped to half a chain: an estimate needs a finite mu
+        fpr = min(max(fpr, 0.5 / len(b)), 1 - 0.5 / len(b))
+        fnr = min(max(fnr, 0.5 / len(a)), 1 - 0.5 / len(a))
+        return max(0.0, float(stats.norm.isf(fpr) - stats.norm.ppf(fnr)))
+
+    mu = mu_of(float(fpr_hi), float(fnr_hi))
+    point = mu_of(false_pos / len(b), false_neg / len(a))
+    return GaussianEstimate(epsilon=gaussian_epsilon(mu, delta), mu=mu, point_epsilon=gaussian_epsilon(point, delta),
+                            point_mu=point, threshold=threshold, counts=(false_neg, false_pos),
+                            chains=(len(a), len(b)), confidence=confidence, delta=delta)
+
+
 def smallest_useful_chains(delta: float, confidence: float) -> int | None:
     """The fewest chains per world whose ceiling (the bound of a perfect separation) is above
     0: with fewer the audit can never show anything. Half the chains choose the test and

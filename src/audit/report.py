@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,21 @@ def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def code_commit() -> str | None:
+    """The git commit of the code that ran the audit, "+dirty" when it has uncommitted
+    changes; None outside a git checkout (a copy without .git)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def write_audit(result, directory: Path) -> Path:
@@ -79,7 +95,9 @@ def plot_audit(result, path: Path) -> None:
     os.replace(tmp, path)
 
 
-TABLE_COLUMNS = ("method", "config", "certified epsilon", "lower bound", "ratio", "ceiling", "N", "seconds")
+TABLE_COLUMNS = ("method", "config", "certified epsilon", "after conversion", "exact instance", "Gaussian estimate",
+                 "lower bound", "ratio", "Gaussian ratio", "ceiling", "forgetting quality", "closeness lower bound",
+                 "N", "seconds")
 
 
 def tightness_table(rows: list[dict]) -> str:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from src.audit.audit import audit, check_auditable, check_chains_fit
-from src.audit.report import write_audit
+from src.audit.report import code_commit, write_audit
 from src.audit.stream_request import finished_stream_config, request_starting_points
 from src.audit.worlds import adversarial_starts
 from src.errors import UserError
@@ -75,15 +75,18 @@ def audit_request(run_dir, k: int, args, console, name_suffix: str = ""):
     check_chains_fit(args.chains, make_plan(config).num_parameters)
     check_output_dir(Path(args.out) / f"{run_dir.resolve().name}-request-{k}{name_suffix}", "--out")
     clock = time.perf_counter()
-    console.line(f"request {k}: loading M_{k - 1} and training world B's start (the recipe on D_{k} alone)")
-    start = request_starting_points(run_dir, k, device, console)
+    adversarial = args.start == "adversarial"  # world B's start is then never used: not trained
+    console.line(f"request {k}: loading M_{k - 1}" + ("" if adversarial else
+                                                      f" and training world B's start (the recipe on D_{k} alone)"))
+    start = request_starting_points(run_dir, k, device, console, retrained=not adversarial)
     privacy = start.plan.privacy
     # Request k's pass as a single run: its config without the stream, planned for its sizes.
     pass_config = start.config.model_copy(update={"requests": None})
     check_same_certificate(run_dir, k, privacy, pass_config, start.request.sizes)
     retain = len(start.data.retain)
-    if args.start == "adversarial":
+    if adversarial:
         start_a, start_b, starts = adversarial_starts(pass_config, start.deployed)
+        starts["direction_from"] = f"M_{k - 1}, deployed before request {k}"
     else:
         start_a, start_b = start.deployed, start.retrained
         deployed = deployed_model_path(run_dir, k - 1) if k > 1 else "the pretrained model (request 1 starts from it)"
@@ -92,6 +95,7 @@ def audit_request(run_dir, k: int, args, console, name_suffix: str = ""):
     starting_seconds = time.perf_counter() - clock
     audit_id = f"{run_dir.resolve().name}-request-{k}{name_suffix}"
     describe = {"audit_id": audit_id, "stream_run": str(run_dir), "config_file": str(run_dir / "config.yaml"),
+                "overrides": [], "commit": code_commit(),
                 "request": k, "num_requests": num_requests, "certificate": CERTIFICATE,
                 "retain_size": retain, "deleted_so_far": start.request.deleted,
                 "all_models_through_request": start.request.all_models.as_dict(),

@@ -35,7 +35,7 @@ class RequestStart:
     request: RequestPlan  # sizes and the certificate composed over requests 1..k
     data: DataModule  # request k's view: retain = D_k, forget = everything deleted through k
     deployed: torch.Tensor  # theta of M_{k-1}, where the stream started request k
-    retrained: torch.Tensor  # theta of the same training recipe on D_k alone
+    retrained: torch.Tensor | None  # theta of the same training recipe on D_k alone (None: not asked for)
 
 
 def finished_stream_config(run_dir) -> ExperimentConfig:
@@ -56,8 +56,9 @@ def finished_stream_config(run_dir) -> ExperimentConfig:
     return config
 
 
-def request_starting_points(run_dir, k: int, device="cpu", console=None) -> RequestStart:
-    """The two starting points and the config of request k of the stream logged in `run_dir`."""
+def request_starting_points(run_dir, k: int, device="cpu", console=None, retrained: bool = True) -> RequestStart:
+    """The two starting points and the config of request k of the stream logged in `run_dir`.
+    With `retrained=False` world B's model is not trained (an adversarial start never uses it)."""
     run_dir = Path(run_dir)
     console = console or Console(quiet=True)
     config = finished_stream_config(run_dir)
@@ -79,6 +80,8 @@ def request_starting_points(run_dir, k: int, device="cpu", console=None) -> Requ
         load_pretrained(config, model, device, console, data)
     deployed = model.theta.detach().clone()
 
+    if not retrained:
+        return RequestStart(k, request.config, request.plan, request, view, deployed, None)
     fresh = build_model(config, data.input_shape, device)
     pretrain(config, replace(view, train=view.retain), fresh, lambda row: None, console)
     return RequestStart(k, request.config, request.plan, request, view, deployed, fresh.theta.detach().clone())

@@ -1,7 +1,7 @@
 """One config per method of a folder, for the tightness table.
 
 Configs that differ only in their seeds (dataset.seed, global_seed) and name are the same
-method; the first of each group (by file name) is audited. Methods whose noise is drawn in
+method; the first of each group (by file name) is audited, among those matching --match. Methods whose noise is drawn in
 pretraining (DP-SGD) are left out (audit.check_auditable).
 """
 
@@ -25,13 +25,20 @@ def method_key(config) -> str:
     return stable_hash(data)
 
 
-def folder_configs(folder, overrides=()) -> list[tuple[Path, object]]:
+def folder_configs(folder, overrides=(), match=()) -> list[tuple[Path, object]]:
+    """`match`: file-name patterns (fnmatch); a config is audited if its name matches one."""
+    from fnmatch import fnmatch
+
     root = Path(folder)
     if not root.is_dir():
         raise UserError(f"--folder: '{folder}' is not a directory")
     paths = sorted(root.rglob("*.yaml"))
     if not paths:
         raise UserError(f"--folder: '{folder}' holds no .yaml configs")
+    if match:
+        paths = [p for p in paths if any(fnmatch(p.name, pattern) for pattern in match)]
+        if not paths:
+            raise UserError(f"--match: no config of '{folder}' matches {list(match)}")
     chosen, seen = [], set()
     for path in paths:
         config = load_config(path, overrides)

@@ -11,6 +11,7 @@ from src.data.convex_tasks import MNIST3v8, MNIST5k3v8, MNIST5kUnit, UnitFeature
 from src.data.feature_dataset import FeatureDataset
 from src.data.file_dataset import ArrayFile, ImageFolder
 from src.data.mnist_dataset import MNIST, KMNIST, FashionMNIST, MNIST5k
+from src.data.worst_case import WorstCase
 from src.errors import ConfigError
 
 DATASETS = {
@@ -25,6 +26,8 @@ DATASETS = {
     "mnist_5k_unit": MNIST5kUnit(),
     "cifar10_feature_3v8": UnitFeatures(binary=True),
     "cifar10_feature_unit": UnitFeatures(binary=False),
+    # the audit's synthetic worst case (src/data/worst_case.py)
+    "worst_case": WorstCase(),
     # torchvision's files in MNIST's and CIFAR's formats, and the user's own files
     "fashion_mnist": FashionMNIST(),
     "kmnist": KMNIST(),

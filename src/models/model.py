@@ -17,6 +17,7 @@ from src.models.linear import linear
 from src.models.simplenet import simplenet
 from src.models.tiny_net import tinier_net, tiny_net, tiny_net_cifar
 from src.models.two_layer_net import three_layer_net, two_layer_net
+from src.models.worst_case import worst_case
 
 
 class ModelFactory:
@@ -28,6 +29,7 @@ class ModelFactory:
         "tiny_net_cifar": tiny_net_cifar,
         "simplenet": simplenet,
         "linear": linear,
+        "worst_case": worst_case,  # the audit's synthetic worst case, not a network
     }
     # Models whose training loss (cross-entropy plus an l2 term) is strongly convex in
     # theta: the only ones the Langevin and D2D certificates hold for.

@@ -20,6 +20,7 @@ __all__ = [
     "theta_eps",
     "log_theta_eps",
     "theta_eps_upper",
+    "gaussian_epsilon",
     "classical_gaussian_sigma",
     "analytic_gaussian_sigma",
     "output_perturbation_sigma",
@@ -213,6 +214,24 @@ def theta_eps_upper(epsilon, r):
     upper = np.where(exactly_zero, 0.0, upper)
     upper = np.where(np.isnan(value), value, upper)  # theta not computable (r subnormal): no bound, refused upstream
     return float(upper) if scalar else upper
+
+
+def gaussian_epsilon(r, delta) -> float:
+    """The exact epsilon at `delta` of the Gaussian mechanism with sensitivity / sigma = r
+    (equivalently of mu-GDP with mu = r): the epsilon with theta_eps(r) = delta, 0 when
+    theta_0(r) <= delta already. Used to read an audit's mu as an epsilon, and the exact
+    epsilon of an audited instance from its mean shift and its noise."""
+    from scipy import optimize  # imported here, as in analytic_gaussian_sigma (~0.3 s)
+
+    _check_delta(delta)
+    if not (math.isfinite(r) and r >= 0):
+        raise ValueError(f"r must be a finite number >= 0, got r={r!r}")
+    if r == 0 or theta_eps(0.0, r) <= delta:
+        return 0.0
+    hi = r * r / 2 + r * math.sqrt(2 * math.log(1 / delta)) + 1.0  # theta_hi(r) < delta (Gaussian tail)
+    while theta_eps(hi, r) > delta:
+        hi *= 2
+    return float(optimize.brentq(lambda eps: theta_eps(eps, r) - delta, 0.0, hi, xtol=1e-12, rtol=1e-12))
 
 
 def classical_gaussian_sigma(epsilon, delta, sensitivity) -> float:

@@ -83,6 +83,10 @@ class UnlearningAlgorithm:
     # projections, the noise source's rows), and it takes the trainer's plain loop (no
     # unlearn_epoch of its own). Other methods' members run one after another (`seeds: N`).
     vectorised: ClassVar[bool] = False
+    # Whether `prepare` starts with the initial projection (initial_projection.py), so that
+    # the noisy phase starts from the projected model, not the given one (the audit
+    # measures along the direction between the projected starts).
+    projects_initially: ClassVar[bool] = False
 
     def __init__(self, context: AlgorithmContext):
         self.context = context
@@ -129,6 +133,19 @@ class UnlearningAlgorithm:
         """Epoch `epoch` (1-based) of a method that chooses its own batches and optimizer
         (from `context.data`); it sets `finished` after its last. None, the default: the
         trainer hands retain batches to `noisy_step` instead."""
+        return None
+
+    # -- what an audit reads about the noise (src/audit/slack.py) ----------------------
+    def output_noise_std(self) -> float | None:
+        """Per-coordinate std of the Gaussian noise the noisy phase leaves in its output,
+        where the output is the same affine map of the noise from any start (noise then
+        only contracted, never projected); None where it is not."""
+        return None
+
+    def gaussian_equivalent_mu(self) -> float | None:
+        """mu of the Gaussian mechanism whose exact (epsilon, delta) curve the accountant's
+        bound stands for before it is converted to one (epsilon, delta); None where the
+        accountant works in (epsilon, delta) throughout."""
         return None
 
     def certificate_row(self) -> dict:

@@ -110,6 +110,10 @@ class FullBatchRequests(UnlearningAlgorithm):
     """Base of the convex methods: subclasses give `schedule`, `chain` and `step_update`."""
 
     who: str  # how messages name the method
+    # The certificate compares chains trained from the method's own initial distribution
+    # (the training noise is part of it): two fixed pretrained starts are not its worlds,
+    # so the audit's noisy phases from them would test nothing it promises.
+    noise_after_pretraining = False
 
     # -- validation shared by both -----------------------------------------------------
     @classmethod

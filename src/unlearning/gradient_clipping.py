@@ -61,6 +61,7 @@ class GradientClipping(UnlearningAlgorithm):
     vectorised = True  # runs on theta [N, d] (seeds: N)
     section = IterationConfig
     sequential_requests = True  # PABI holds for any two starting points in the C0-ball
+    projects_initially = True
 
     @classmethod
     def check_config(cls, config) -> None:
@@ -194,6 +195,20 @@ class GradientClipping(UnlearningAlgorithm):
 
     def plan(self) -> PrivacyPlan:
         return self._plan
+
+    def output_noise_std(self) -> float:
+        """theta_T = rho^T theta_0 - (clipped gradients) + sum_t rho^(T-1-t) sigma_t xi_t
+        with rho = 1 - eta lambda, plus sigma0 rho^T from the initial noise."""
+        u = self.config.unlearning
+        rho, steps = 1 - u.max_lr * u.weight_decay, self._plan.noisy_steps
+        variance = u.init_sigma ** 2 * rho ** (2 * steps)
+        variance += sum(float(s) ** 2 * rho ** (2 * (steps - 1 - t)) for t, s in enumerate(self.sigmas[:steps]))
+        return variance ** 0.5
+
+    def gaussian_equivalent_mu(self) -> float:
+        """The PABI bound is linear Renyi DP, D_alpha <= alpha eps_R for every alpha: the
+        Renyi curve of the Gaussian mechanism with mu^2 / 2 = eps_R."""
+        return (2 * self._plan.details["epsilon_renyi_of_sigmas"]) ** 0.5
 
     @classmethod
     def compose_certificates(cls, plans, delta) -> ComposedCertificate:

@@ -48,6 +48,7 @@ class ModelClipping(UnlearningAlgorithm):
     section = ContractiveConfig
     # The contraction holds for any two starting points (delta_0 = 1 without initial noise).
     sequential_requests = True
+    projects_initially = True
 
     @classmethod
     def check_config(cls, config) -> None:
@@ -146,6 +147,16 @@ class ModelClipping(UnlearningAlgorithm):
 
     def plan(self) -> PrivacyPlan:
         return self._plan
+
+    def output_noise_std(self) -> float | None:
+        """One noisy step with the noise after the projection and no initial noise: the
+        output is the projected step plus N(0, sigma^2 I), affine in the noise. Earlier
+        noise is projected with the model (not affine): None for more steps."""
+        u, cc = self.config.unlearning, self.config.unlearning.contractive_coefficients
+        single = self._plan.noisy_steps == 1 and not u.init_sigma
+        if single and cc.noise_addition_after_projection and not cc.noise_addition_before_projection:
+            return cc.sigma
+        return None
 
     def _last_step_radius(self, steps: int) -> float | None:
         """distance / sigma of the last noisy step's two possible pre-noise points, whatever

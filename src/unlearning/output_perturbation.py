@@ -40,6 +40,7 @@ class OutputPerturbation(UnlearningAlgorithm):
     vectorised = True  # runs on theta [N, d] (seeds: N)
     section = DPBaselineConfig
     sequential_requests = True  # any model is projected into the C0-ball before the noise
+    projects_initially = True
 
     @classmethod
     def check_config(cls, config) -> None:
@@ -79,6 +80,13 @@ class OutputPerturbation(UnlearningAlgorithm):
         epsilon, mu = gaussian_composition([p.details["sensitivity_over_sigma"] for p in plans], delta)
         return ComposedCertificate(epsilon, float(delta), f"Gaussian composition (mu = {mu:.4g})",
                                    all(p.certificate_valid for p in plans))
+
+    def output_noise_std(self) -> float:
+        return self.sigma
+
+    def gaussian_equivalent_mu(self) -> float:
+        """Sensitivity over sigma: the diameter of the initial projection's set, 2 C0."""
+        return self.plan().details["sensitivity_over_sigma"]
 
     def prepare(self, model, log) -> None:
         initial_projection_(model.theta, self.config, self.context, log, sigma0=self.sigma)
