@@ -282,6 +282,19 @@ def run(config: ExperimentConfig, config_file: str | None, device, console: Cons
     """One run directory: the single run (`seeds: 1`), or an ensemble (run_members)."""
     if config.seeds > 1:
         return run_members(config, config_file, device, console)
+
+    def single(plan, data, logger, run_dir):
+        extra = run_pass(plan, data, device, console, logger, run_dir)
+        return {**extra, "config_file": config_file, "plan": plan.as_dict()}, ""
+
+    return staged_run(config, device, console, single)
+
+
+def staged_run(config: ExperimentConfig, device, console: Console, body) -> dict:
+    """Plan, check, then build the run in a staging directory: `body(plan, data, logger,
+    run_dir)` returns what the summary states and a note for the results line. The directory
+    is moved into place only when the summary is written; on any failure it is dropped, so
+    nothing of a failed run is ever recorded as finished."""
     plan = make_plan(config)
     check_before_writing(config, plan)
     directory = RunDirectory(config.logs_dir, plan.run_id)
@@ -293,13 +306,12 @@ def run(config: ExperimentConfig, config_file: str | None, device, console: Cons
         data = get_datamodule(config, device)
         if data.sizes != plan.sizes:  # files of another size than the official release
             plan = make_plan(config, data.sizes, data.forget.y)
-        extra = run_pass(plan, data, device, console, logger, run_dir)
-        extra.update({"config_file": config_file, "plan": plan.as_dict()})
-        extra["timings"]["total_seconds"] = watch.seconds()
+        extra, note = body(plan, data, logger, run_dir)
+        extra.setdefault("timings", {})["total_seconds"] = watch.seconds()
         summary = logger.finish(extra)
         logger = None
         final = directory.commit()
-        console.line(f"results: {final}")
+        console.line(f"results: {final}{note}")
         return summary
     except BaseException:
         with deferred_interrupts():  # a second signal must not leave the staging directory behind
@@ -429,17 +441,8 @@ def run_members(config: ExperimentConfig, config_file: str | None, device, conso
     another, sharing start-up and data; rows carry `member`, summary.json holds every
     member's results (`members`) and their statistics (`member_stats`). A member that fails
     (diverges) fails the run: nothing of it is recorded as finished."""
-    plan = make_plan(config)
-    check_before_writing(config, plan)
-    directory = RunDirectory(config.logs_dir, plan.run_id)
-    logger = None
-    watch = Stopwatch()
-    try:
-        run_dir = directory.create()
-        logger = RunLogger(run_dir, config.to_dict(), plan.run_id, config.wandb)
-        data = get_datamodule(config, device)
-        if data.sizes != plan.sizes:
-            plan = make_plan(config, data.sizes, data.forget.y)
+
+    def members_of(plan, data, logger, run_dir):
         pretrain_missing_members(config, data, device, console)
         if sequential_because(config, data.input_shape) is None:
             members = vectorised_members(config, data, device, console, logger, run_dir)
@@ -453,21 +456,11 @@ def run_members(config: ExperimentConfig, config_file: str | None, device, conso
                     result = run_pass(member_plan, data, device, console, MemberLogger(logger, i),
                                       run_dir / f"member-{i}")
                 members.append(member_entry(config, i, member_plan.run_id, result))
-        stats = member_statistics(members)
-        extra = {"config_file": config_file, "plan": plan.as_dict(),
-                 "seeds": config.seeds, "members": members, "member_stats": stats, **ensemble_outcome(members),
-                 "timings": {"total_seconds": watch.seconds()}}
-        summary = logger.finish(extra)
-        logger = None
-        final = directory.commit()
-        console.line(f"results: {final} ({config.seeds} members)")
-        return summary
-    except BaseException:
-        with deferred_interrupts():
-            if logger is not None:
-                logger.close()
-            directory.abandon()
-        raise
+        extra = {"config_file": config_file, "plan": plan.as_dict(), "seeds": config.seeds, "members": members,
+                 "member_stats": member_statistics(members), **ensemble_outcome(members)}
+        return extra, f" ({config.seeds} members)"
+
+    return staged_run(config, device, console, members_of)
 
 
 def member_entry(config: ExperimentConfig, i: int, member_run_id: str, result: dict) -> dict:
