@@ -311,44 +311,35 @@ def draw(groups: dict, runs: list[LangevinRun], out_base: Path, subtitle: str, p
     import matplotlib.pyplot as plt
     import matplotlib.ticker  # noqa: F401  (matplotlib.ticker below)
 
-    datasets = sorted({d for (_, d, _) in groups})
     published = published or {}
-    fig, axes = plt.subplots(len(datasets), len(PANELS), figsize=(3.1 * len(PANELS), 2.9 * len(datasets)),
-                             squeeze=False, layout="constrained")
+    fig, cells = panel_grid(plt, groups, PANELS, TITLES)
     with plt.rc_context({"font.size": 7}):
-        for row, dataset in enumerate(datasets):
-            for col, (figure, panel) in enumerate(PANELS):
-                ax = axes[row][col]
-                found = groups.get((figure, dataset, panel), {})
-                if not found:
-                    ax.set_axis_off()
-                    ax.set_title(f"{TITLES[(figure, panel)]}: no runs", fontsize=7)
+        for ax, dataset, (figure, panel), found in cells:
+            shades = iter(np.linspace(0.45, 0.95, max(len(found), 2)))
+            for label, s in found.items():
+                if not s.points:  # e.g. no learned-chain row logged: nothing to draw
                     continue
-                shades = iter(np.linspace(0.45, 0.95, max(len(found), 2)))
-                for label, s in found.items():
-                    if not s.points:  # e.g. no learned-chain row logged: nothing to draw
-                        continue
-                    xs, means, stds, _ = zip(*s.rows())
-                    if figure == "fig3c" and panel == "steps":
-                        ax.plot(xs, means, "o", color="black", label="runs", zorder=3)
-                        continue
-                    style = "--" if label.startswith(("Langevin retraining", "Langevin learning")) else "-"
-                    ax.errorbar(xs, means, yerr=stds, marker="o", markersize=3, capsize=2, linestyle=style,
-                                linewidth=1, label=label, color=colour(label, next(shades)))
+                xs, means, stds, _ = zip(*s.rows())
                 if figure == "fig3c" and panel == "steps":
-                    example = next(r for r in runs if r.figure == "fig3c" and r.dataset == dataset)
-                    xs = sorted(found["runs"].points)
-                    grid = np.geomspace(min(xs) / 1.5, max(xs) * 1.5, 60)
-                    ax.plot(grid, accountant_curve(example, grid), color="tab:purple", linewidth=1,
-                            label="accountant")
-                paper = published.get((figure, dataset, panel), {})
-                draw_published(ax, plt, paper, dataset, 0.5, va="bottom")
-                if figure in ("fig3a", "fig3c"):
-                    ax.set_xscale("log")
-                    ticks = sorted({x for s in (*found.values(), *paper.values()) for x in s.points})
-                    ax.set_xticks(ticks, [f"{x:g}" for x in ticks])
-                    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-                label_panel(ax, dataset, TITLES[(figure, panel)], AXES[(figure, panel)], 5.5)
+                    ax.plot(xs, means, "o", color="black", label="runs", zorder=3)
+                    continue
+                style = "--" if label.startswith(("Langevin retraining", "Langevin learning")) else "-"
+                ax.errorbar(xs, means, yerr=stds, marker="o", markersize=3, capsize=2, linestyle=style,
+                            linewidth=1, label=label, color=colour(label, next(shades)))
+            if figure == "fig3c" and panel == "steps":
+                example = next(r for r in runs if r.figure == "fig3c" and r.dataset == dataset)
+                xs = sorted(found["runs"].points)
+                grid = np.geomspace(min(xs) / 1.5, max(xs) * 1.5, 60)
+                ax.plot(grid, accountant_curve(example, grid), color="tab:purple", linewidth=1,
+                        label="accountant")
+            paper = published.get((figure, dataset, panel), {})
+            draw_published(ax, plt, paper, dataset, 0.5, va="bottom")
+            if figure in ("fig3a", "fig3c"):
+                ax.set_xscale("log")
+                ticks = sorted({x for s in (*found.values(), *paper.values()) for x in s.points})
+                ax.set_xticks(ticks, [f"{x:g}" for x in ticks])
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            label_panel(ax, dataset, TITLES[(figure, panel)], AXES[(figure, panel)], 5.5)
         fig.suptitle(subtitle, fontsize=7)
         paths = save_figure(fig, out_base)
     plt.close(fig)
@@ -356,6 +347,28 @@ def draw(groups: dict, runs: list[LangevinRun], out_base: Path, subtitle: str, p
 
 
 # What both Langevin figures (this one and langevin_modes.py) draw alike.
+def panel_grid(plt, groups: dict, panels, titles: dict):
+    """One row per dataset, one column per panel: the figure, and an iterator over its
+    panels that have runs, as (ax, dataset, (figure or mode, panel), series); a panel
+    without runs is switched off and says so. Iterate inside the figure's rc_context."""
+    datasets = sorted({d for (_, d, _) in groups})
+    fig, axes = plt.subplots(len(datasets), len(panels), figsize=(3.1 * len(panels), 2.9 * len(datasets)),
+                             squeeze=False, layout="constrained")
+
+    def cells():
+        for row, dataset in enumerate(datasets):
+            for col, key in enumerate(panels):
+                ax = axes[row][col]
+                found = groups.get((key[0], dataset, key[1]), {})
+                if not found:
+                    ax.set_axis_off()
+                    ax.set_title(f"{titles[key]}: no runs", fontsize=7)
+                    continue
+                yield ax, dataset, key, found
+
+    return fig, cells()
+
+
 def draw_published(ax, plt, paper: dict, dataset: str, first_shade: float, **note) -> None:
     """The paper's series on `ax` (orange crosses, dotted), and the note when our data are a subset."""
     paper_shades = iter(np.linspace(first_shade, 0.95, max(len(paper), 2)))

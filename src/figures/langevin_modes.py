@@ -35,7 +35,7 @@ import numpy as np
 
 from src.figures.cli import run_figure
 from src.figures.langevin import (PUBLISHED, PUBLISHED_DATASET, PublishedSeries, Series, draw_published, label_panel,
-                                  load_published, save_figure)
+                                  load_published, panel_grid, save_figure)
 from src.figures.runs import FigureInputError, load_runs
 
 MODES = ("utility", "noiseless", "sequence", "burnin", "pnsgd")
@@ -171,31 +171,22 @@ def draw(groups: dict, paper: dict, out_base: Path, subtitle: str) -> list[Path]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    datasets = sorted({d for (_, d, _) in groups})
-    fig, axes = plt.subplots(len(datasets), len(PANELS), figsize=(3.1 * len(PANELS), 2.9 * len(datasets)),
-                             squeeze=False, layout="constrained")
+    fig, cells = panel_grid(plt, groups, PANELS, TITLES)
     with plt.rc_context({"font.size": 7}):
-        for row, dataset in enumerate(datasets):
-            for col, (mode, panel) in enumerate(PANELS):
-                ax = axes[row][col]
-                ours = groups.get((mode, dataset, panel), {})
-                if not ours:
-                    ax.set_axis_off()
-                    ax.set_title(f"{TITLES[(mode, panel)]}: no runs", fontsize=7)
+        for ax, dataset, (mode, panel), ours in cells:
+            shades = iter(np.linspace(0.4, 0.95, max(len(ours), 2)))
+            for label, s in ours.items():
+                if not s.points:  # a run that logged no value for this series
                     continue
-                shades = iter(np.linspace(0.4, 0.95, max(len(ours), 2)))
-                for label, s in ours.items():
-                    if not s.points:  # a run that logged no value for this series
-                        continue
-                    xs, means, stds, _ = zip(*s.rows())
-                    ax.errorbar(xs, means, yerr=stds, marker="o", markersize=3, capsize=2, linewidth=1, label=label,
-                                linestyle="--" if "ceiling" in label else "-",
-                                color="black" if "ceiling" in label else plt.get_cmap("viridis")(next(shades)))
-                theirs = paper.get((mode, dataset, panel), {})
-                draw_published(ax, plt, theirs, dataset, 0.45)
-                if panel in ("S", "epsilon") or mode == "burnin":
-                    ax.set_xscale("log")
-                label_panel(ax, dataset, TITLES[(mode, panel)], AXES[(mode, panel)], 5)
+                xs, means, stds, _ = zip(*s.rows())
+                ax.errorbar(xs, means, yerr=stds, marker="o", markersize=3, capsize=2, linewidth=1, label=label,
+                            linestyle="--" if "ceiling" in label else "-",
+                            color="black" if "ceiling" in label else plt.get_cmap("viridis")(next(shades)))
+            theirs = paper.get((mode, dataset, panel), {})
+            draw_published(ax, plt, theirs, dataset, 0.45)
+            if panel in ("S", "epsilon") or mode == "burnin":
+                ax.set_xscale("log")
+            label_panel(ax, dataset, TITLES[(mode, panel)], AXES[(mode, panel)], 5)
         fig.suptitle(subtitle, fontsize=7)
         paths = save_figure(fig, out_base)
     plt.close(fig)
