@@ -10,8 +10,9 @@ From the finished runs (their summary.json `evaluation`), per forget set and met
 * for that setting, the mean and Student-t 95% interval over seeds of forget / retain / test
   accuracy, MIA-efficacy, ToW, ToW-MIA, unlearning seconds and compute (gradient evaluations
   in epochs of the train split).
-Writes <prefix>baselines.csv and .md (the table) and .png / .pdf (accuracy and ToW against
-compute). No matplotlib in this module (baselines_plot.py draws).
+Writes <prefix>baselines.csv and .md (the table, then which differences in ToW are
+significant: baselines_paired.py, also as <prefix>baselines_paired.csv) and .png / .pdf
+(accuracy and ToW against compute). No matplotlib in this module (baselines_plot.py draws).
 """
 
 from __future__ import annotations
@@ -160,6 +161,7 @@ class Row:
     grid: str
     n_seeds: int
     stats: dict  # metric -> (mean, ci) or None
+    by_seed: dict = field(default_factory=dict)  # metric -> {seed: value}: the paired comparisons' input
 
 
 def table_rows(records: list[Record]) -> list[Row]:
@@ -175,15 +177,16 @@ def table_rows(records: list[Record]) -> list[Row]:
     for (forget_set, method), members in groups.items():
         setting = chosen.get((forget_set, method), members[0].setting)
         kept = [r for r in members if r.setting == setting]
-        stats = {}
+        stats, by_seed = {}, {}
         for metric in METRICS:
             values = [r.values.get(metric) for r in kept if r.values.get(metric) is not None]
             stats[metric] = t_interval(values) if values else None
+            by_seed[metric] = {r.seed: r.values[metric] for r in kept if r.values.get(metric) is not None}
         grid_text = "; ".join(f"{labels[s] or 'one setting'}: {m:.3f}" for s, (m, _) in
                               sorted(grid.get((forget_set, method), {}).items(), key=lambda kv: labels[kv[0]]))
         first = kept[0]
         rows.append(Row(forget_set, method, first.algorithm, first.certified_epsilon, labels[setting], grid_text,
-                        len({r.seed for r in kept}), stats))
+                        len({r.seed for r in kept}), stats, by_seed))
     rank = {name: i for i, name in enumerate(ORDER)}
     sets = sorted({r.forget_set for r in rows}, key=lambda s: (s != "random", s))
     return sorted(rows, key=lambda r: (sets.index(r.forget_set), rank.get(r.algorithm, len(ORDER)), r.method))
@@ -259,7 +262,15 @@ def make(runs: list[Run], out_base: Path, title: str) -> list[Path]:
         writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         writer.writerows(csv_rows(rows))
-    md_path.write_text(markdown(rows, title) + "\n", encoding="utf-8")
+    from src.figures.baselines_paired import paired_csv_rows, paired_markdown
+
+    md_path.write_text(markdown(rows, title) + "\n" + paired_markdown(rows) + "\n", encoding="utf-8")
+    paired_path = out_base.with_name(out_base.name + "_paired.csv")
+    with open(paired_path, "w", newline="", encoding="utf-8") as handle:
+        table = paired_csv_rows(rows)
+        writer = csv.DictWriter(handle, fieldnames=list(table[0]) if table else ["forget_set"])
+        writer.writeheader()
+        writer.writerows(table)
     from src.figures.baselines_plot import plot_baselines
 
-    return plot_baselines(rows, out_base, title) + [csv_path, md_path]
+    return plot_baselines(rows, out_base, title) + [csv_path, md_path, paired_path]
