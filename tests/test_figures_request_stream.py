@@ -62,8 +62,9 @@ def test_groups_average_their_seeds_per_request(logs):
     first = [r for r in rows if r["method"] == "Retrain from scratch" and r["epochs_per_request"] == 2]
     assert [r["test_accuracy"] for r in first] == pytest.approx([0.45, 0.55])
     assert [r["cumulative_steps"] for r in first] == [100, 200]
-    # mean +- 1.96 * population std / sqrt(n): 1.96 * 0.05 / sqrt(2)
-    assert first[0]["ci95"] == pytest.approx(1.96 * 0.05 / 2 ** 0.5)
+    # the Student-t 95% interval over the 2 seeds: t(0.975, 1) * sd (ddof=1) / sqrt(2)
+    assert first[0]["ci95"] == pytest.approx(12.706204736 * (0.05 * 2 ** 0.5) / 2 ** 0.5)
+    assert (first[0]["low"], first[0]["high"]) == pytest.approx((0.45 - first[0]["ci95"], 0.45 + first[0]["ci95"]))
     assert [r["all_models_epsilon"] for r in rows if r["method"] == "Gradient Clipping"] == [1.0, 2.0]
 
 
