@@ -135,7 +135,7 @@ def csv_rows(groups: list[Group]) -> list[dict]:
             rows.append({
                 "method": METHOD_NAMES.get(g.algorithm, g.algorithm), "epsilon": g.epsilon,
                 "epochs_per_request": g.epochs, "request": i + 1, "n_runs": len(g.runs), "test_accuracy": mean,
-                "ci95": ci, "cumulative_epochs": float(g.per_request("cumulative_epochs")[:, i].mean()),
+                "ci95": _blank(ci), "cumulative_epochs": float(g.per_request("cumulative_epochs")[:, i].mean()),
                 "cumulative_steps": float(g.per_request("cumulative_steps")[:, i].mean()),
                 "cumulative_seconds": float(g.per_request("cumulative_seconds")[:, i].mean()),
                 "all_models_epsilon": max((c for c in composed if is_number(c)), default=None),
