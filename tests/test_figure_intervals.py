@@ -142,9 +142,26 @@ def test_stream_members_deploy_their_own_models_and_the_tables_read_them_as_seed
         mean, half = t_interval(np.subtract(mine, theirs))
         assert float(saving[f"{name}_vs_retrain"]) == pytest.approx(mean, abs=1e-12)
         assert float(saving[f"{name}_vs_retrain_ci95"]) == pytest.approx(half, rel=1e-9)
-    # compute saved at the ends of the accuracy interval brackets the saving at the mean
-    if saving["compute_saved_low"] and saving["compute_saved_high"]:
-        assert float(saving["compute_saved_low"]) <= float(saving["compute_saved"]) <= float(saving["compute_saved_high"])
+    # compute saved: its low end is the method's accuracy at its interval's low end against
+    # retraining's curve at its intervals' high ends, the high end the other way round
+    rt2 = json.loads((run_dir(logs, "rt2") / "summary.json").read_text())
+    curves = [[np.mean([r["test_accuracy"] for r in m["requests"]]) for m in s["members"]] for s in (rt, rt2)]
+    steps = [s["members"][0]["requests"][-1]["cumulative_steps"] for s in (rt, rt2)]
+    mine = gc["members"][0]["requests"][-1]["cumulative_steps"]
+    assert float(saving["cumulative_steps"]) == mine
+
+    def retrain_steps(accuracy, side):
+        points = sorted(zip(steps, [t_interval(c)[0] + side * t_interval(c)[1] for c in curves]))
+        if accuracy <= points[0][1]:
+            return points[0][0]
+        (c0, a0), (c1, a1) = points
+        return c0 + (c1 - c0) * (accuracy - a0) / (a1 - a0) if accuracy <= a1 else c1
+
+    mean, half = t_interval(stream_gc)
+    assert float(saving["compute_saved_low"]) == pytest.approx(1 - mine / retrain_steps(mean - half, +1))
+    assert float(saving["compute_saved_high"]) == pytest.approx(1 - mine / retrain_steps(mean + half, -1))
+    assert float(saving["compute_saved"]) == pytest.approx(1 - mine / retrain_steps(mean, 0))
+    assert float(saving["compute_saved_low"]) <= float(saving["compute_saved"]) <= float(saving["compute_saved_high"])
     table = (out / "request_stream_savings.md").read_text()
     mean, half = t_interval(stream_gc)
     assert f"{mean:.3f} ± {half:.3f}" in table and table.count("\n| Retrain from scratch |") == 2

@@ -20,8 +20,9 @@ Every accuracy is a mean over the seeds with its Student-t 95% interval (half-wi
 ends `*_low` / `*_high`). The savings table also gives, for each certified group, the
 difference to retraining at the same budget per request (the same compute) paired over the
 seeds both ran (same dataset.seed and global_seed: the same pretrained model and forget
-set), and the retrain steps and compute saved at both ends of the accuracy's interval
-(retraining's curve taken at its means).
+set), and an interval for the compute saved that takes both spreads at their worst (the
+method's accuracy at the low end of its interval against retraining's curve at the high
+ends of its intervals, and the other way round).
 """
 
 from __future__ import annotations
@@ -188,6 +189,27 @@ MEASURES = {"stream": (Group.stream_accuracies, Group.stream_accuracy, "compute_
             "final": (Group.final_accuracies, Group.final_accuracy, "compute_saved_final")}
 
 
+def interval_end(per_run, side: int):
+    """A group's accuracy at one end of its Student-t interval (side -1: low, +1: high; the
+    mean where one run gives no interval)."""
+    def measure(g: Group) -> float:
+        mean, half = mean_t(per_run(g))
+        return mean if math.isnan(half) else mean + side * half
+    return measure
+
+
+def saved_interval(g: Group, retrain: list[Group], name: str) -> list[tuple[float | None, str]]:
+    """Compute saved at the mean, and the two ends of its interval with both spreads at their
+    worst: the low end takes the method's accuracy at its interval's low end against
+    retraining's curve at its intervals' high ends (retraining needs fewer steps), the high
+    end the other way round. [(saved, bound sign)] for mean, low, high."""
+    per_run, measure, _ = MEASURES[name]
+    steps = g.total_steps()
+    return [saved_at(steps, measure(g), retrain, measure),
+            saved_at(steps, interval_end(per_run, -1)(g), retrain, interval_end(per_run, +1)),
+            saved_at(steps, interval_end(per_run, +1)(g), retrain, interval_end(per_run, -1))]
+
+
 def savings_rows(groups: list[Group]) -> list[dict]:
     retrain = [g for g in groups if g.algorithm == RETRAIN]
     rows = []
@@ -204,13 +226,12 @@ def savings_rows(groups: list[Group]) -> list[dict]:
                "compute_saved": None if needed is None else 1.0 - steps / needed,
                "retrain_steps_same_final_accuracy": needed_final, "final_bound": bound_final,
                "compute_saved_final": None if needed_final is None else 1.0 - steps / needed_final}
-        for name, (per_run, measure, saved) in MEASURES.items():
+        for name, (per_run, _, saved) in MEASURES.items():
             mean, ci = mean_t(per_run(g))
             row[f"{name}_accuracy_ci95"] = _blank(ci)
             row[f"{name}_accuracy_low"], row[f"{name}_accuracy_high"] = _blank(mean - ci), _blank(mean + ci)
-            # the compute saved at the interval's ends: retraining needs more steps for more accuracy
-            row[f"{saved}_low"] = _blank(saved_at(steps, mean - ci, retrain, measure)[0])
-            row[f"{saved}_high"] = _blank(saved_at(steps, mean + ci, retrain, measure)[0])
+            _, low, high = saved_interval(g, retrain, name)
+            row[f"{saved}_low"], row[f"{saved}_high"] = _blank(low[0]), _blank(high[0])
         stream = paired_with_retrain(g, retrain, Group.stream_accuracies)
         final = paired_with_retrain(g, retrain, Group.final_accuracies)
         row["vs_retrain_pairs"] = "" if stream is None else stream[2]
@@ -233,21 +254,17 @@ SIGNS = {"=": "", "<": "≤ ", ">": "≥ ", "": ""}
 
 
 def _saved_cell(g: Group, retrain: list[Group], name: str) -> str:
-    """Compute saved at the mean accuracy, then at the two ends of its interval."""
-    per_run, measure, _ = MEASURES[name]
-    mean, ci = mean_t(per_run(g))
-    cells = []
-    for accuracy in (mean, mean - ci, mean + ci):
-        saved, bound = saved_at(g.total_steps(), accuracy, retrain, measure)
-        cells.append("–" if saved is None else f"{SIGNS[bound]}{100 * saved:.0f}%")
-    return cells[0] if math.isnan(ci) else f"{cells[0]} ({cells[1]} to {cells[2]})"
+    """Compute saved at the means, then its interval (saved_interval), in percent."""
+    cells = ["–" if saved is None else f"{SIGNS[bound]}{int(round(100 * saved))}%"
+             for saved, bound in saved_interval(g, retrain, name)]
+    return cells[0] if cells[1] == cells[2] == cells[0] else f"{cells[0]} ({cells[1]} to {cells[2]})"
 
 
 def savings_markdown(groups: list[Group], rows: list[dict]) -> str:
     """The savings table for a reader: means ± Student-t 95% half-widths over the seeds."""
     retrain = [g for g in groups if g.algorithm == RETRAIN]
     lines = ["| method | epochs per request | seeds | stream accuracy | final accuracy | steps for the stream | "
-             "compute saved at equal stream accuracy (at the interval's ends) | at equal final accuracy | "
+             "compute saved at equal stream accuracy (interval) | at equal final accuracy (interval) | "
              "stream accuracy minus retrain at the same budget (paired) | final accuracy minus retrain (paired) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for g in retrain:
