@@ -62,8 +62,9 @@ def test_groups_average_their_seeds_per_request(logs):
     first = [r for r in rows if r["method"] == "Retrain from scratch" and r["epochs_per_request"] == 2]
     assert [r["test_accuracy"] for r in first] == pytest.approx([0.45, 0.55])
     assert [r["cumulative_steps"] for r in first] == [100, 200]
-    # mean +- 1.96 * population std / sqrt(n): 1.96 * 0.05 / sqrt(2)
-    assert first[0]["ci95"] == pytest.approx(1.96 * 0.05 / 2 ** 0.5)
+    # the Student-t 95% interval over the 2 seeds: t(0.975, 1) * sd (ddof=1) / sqrt(2)
+    assert first[0]["ci95"] == pytest.approx(12.706204736 * (0.05 * 2 ** 0.5) / 2 ** 0.5)
+    assert (first[0]["low"], first[0]["high"]) == pytest.approx((0.45 - first[0]["ci95"], 0.45 + first[0]["ci95"]))
     assert [r["all_models_epsilon"] for r in rows if r["method"] == "Gradient Clipping"] == [1.0, 2.0]
 
 
@@ -110,3 +111,26 @@ def test_the_command_on_real_streams(tmp_path, session_checkpoints, capsys):
     # nothing to draw: one line, exit 2
     assert request_stream.main(["--logs", str(tmp_path / "logs"), "--folder", str(tmp_path / "elsewhere")]) == 2
     assert "no finished deletion-request streams" in capsys.readouterr().err
+
+
+def test_compute_saved_interval_takes_both_spreads_at_their_worst(tmp_path):
+    """Three seeds each, spread 0.01: every interval is the mean +- t(0.975, 2) * 0.01 / sqrt(3)
+    = 0.02484. Retrain: 0.5 in 200 steps, 0.7 in 400; Gradient Clipping 0.6 in 120."""
+    logs = tmp_path / "logs"
+    for seed, shift in enumerate((-0.01, 0.0, 0.01)):
+        fake_stream(logs, f"rt-e2-{seed}", "retrain", 2, [0.5 + shift] * 2, 100, seed=seed)
+        fake_stream(logs, f"rt-e4-{seed}", "retrain", 4, [0.7 + shift] * 2, 200, seed=seed)
+        fake_stream(logs, f"gc-e1-{seed}", "iteration", 1, [0.6 + shift] * 2, 60, seed=seed)
+    groups = request_stream.group_runs(request_stream.stream_runs(load_runs(logs))[0])
+    (gc,) = request_stream.savings_rows(groups)
+    half = 4.302652729911275 * 0.01 / 3 ** 0.5
+    assert gc["stream_accuracy_ci95"] == pytest.approx(half)
+    assert gc["compute_saved"] == pytest.approx(1 - 120 / 300)
+    # low end: 0.6 - half against retraining's high ends (0.5 + half, 0.7 + half)
+    assert gc["compute_saved_low"] == pytest.approx(1 - 120 / (200 + 200 * (0.1 - 2 * half) / 0.2))
+    # high end: 0.6 + half against retraining's low ends
+    assert gc["compute_saved_high"] == pytest.approx(1 - 120 / (200 + 200 * (0.1 + 2 * half) / 0.2))
+    # no retraining at 1 epoch per request: no paired comparison
+    assert gc["vs_retrain_pairs"] == gc["stream_vs_retrain"] == ""
+    table = request_stream.savings_markdown(groups, [gc])
+    assert "| 60% (52% to 66%) |" in table

@@ -314,7 +314,7 @@ def stream_figure(logs, out, capsys) -> tuple[int, str]:
 def test_a_good_stream_still_makes_its_figure(tmp_path, capsys):
     code, err = stream_figure(stream_logs(tmp_path), tmp_path / "out", capsys)
     assert code == 0, err
-    assert sorted(p.suffix for p in (tmp_path / "out").iterdir()) == [".csv", ".csv", ".pdf", ".png"]
+    assert sorted(p.suffix for p in (tmp_path / "out").iterdir()) == [".csv", ".csv", ".md", ".pdf", ".png"]
 
 
 @pytest.mark.parametrize("case, words", [

@@ -400,8 +400,10 @@ def test_the_mini_folder_is_the_generators_output_and_every_config_plans(capsys)
         sys.path.pop(0)
     assert generator.main(["--check"]) == 0
     files = sorted((REPO / generator.FOLDER).glob("*.yaml"))
-    assert len(files) == 26
+    assert len(files) == 13
     for path in files:
-        stream = make_plan(load_config(path)).stream
+        config = load_config(path)
+        assert config.seeds == 32 and (config.dataset.seed, config.global_seed) == (142, 1234)
+        stream = make_plan(config).stream
         assert [r.sizes.forget for r in stream.requests] == [36] * 10
         assert all(r.all_models.valid and r.plan.privacy.certificate_valid for r in stream.requests)

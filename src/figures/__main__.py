@@ -2,8 +2,10 @@
 
     python -m src.figures --figure 1 --logs logs/ --out figures/ [--folder budget_curve_runs/mini-mnist5k]
 
-Writes <out>/<prefix>figure<N>.png, .pdf and .csv (one row per plotted point). Problems with
-the input (no matching runs, a corrupt metrics.jsonl line) print one message and exit 2.
+Writes <out>/<prefix>figure<N>.png, .pdf and .csv (one row per plotted point: the mean over
+the runs, an ensemble's members counted as runs, its 95% interval, and, for Figures 1, 3 and 4,
+the paired difference to retrain of the same seeds). Problems with the input (no matching
+runs, a corrupt metrics.jsonl line) print one message and exit 2.
 
 `--figure baselines` compares certified and empirical unlearning (src/figures/baselines.py):
 <out>/<prefix>baselines.png, .pdf, .csv and .md.
@@ -50,6 +52,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--every", type=int, default=1, metavar="K",
                    help="plot budgets 1, 1+K, 1+2K, ... (the paper's CIFAR panels use 3)")
     p.add_argument("--max-epoch", type=float, help="last budget (epoch) plotted")
+    p.add_argument("--interval", choices=tuple(aggregate.INTERVALS), default="t",
+                   help="the error bars and CSV intervals: t, the Student-t 95%% interval over the runs "
+                        "(default; the tables' interval); notebook, 1.96 * population std / sqrt(n), as the "
+                        "reference's notebook drew them")
     p.add_argument("--prefix", default="", help="prefix of the output file names")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     args = p.parse_args(argv)
@@ -85,12 +91,12 @@ def make_figure(args) -> list:
         title = "Certified and empirical unlearning on the same forget sets" + (f" ({args.folder})" if args.folder else "")
         return baselines.make(runs, Path(args.out) / f"{args.prefix}baselines", title)
     if figure == 2:
-        panels, dropped = aggregate.convergence(runs, args.epsilon_basis, args.max_epoch)
+        panels, dropped = aggregate.convergence(runs, args.epsilon_basis, args.max_epoch, args.interval)
         series = [s for c in panels for s in (c.noisy, c.finetune, c.retrain) if s]
     else:
         series, dropped = aggregate.budget_series(
             runs, figure, args.epsilon_basis, args.min_runs, args.best_so_far, args.every,
-            args.max_epoch)
+            args.max_epoch, args.interval)
     if not series:
         spec = aggregate.FIGURES[figure]
         methods = ", ".join(aggregate.METHOD_NAMES[m] for m in spec.methods)
@@ -106,7 +112,7 @@ def make_figure(args) -> list:
     out_base = Path(args.out) / f"{args.prefix}figure{figure}"
     view = "raw" if figure == 2 or not args.best_so_far else "best-so-far"
     subtitle = (f"Figure {figure}: {DESCRIPTIONS[figure]} ({view}; epsilon basis: "
-                f"{args.epsilon_basis}; mean ± 1.96 s.e.)")
+                f"{args.epsilon_basis}; {aggregate.INTERVAL_NAMES[args.interval]})")
     if figure == 2:
         paths = plots.plot_convergence(panels, out_base, subtitle)
     else:
@@ -115,7 +121,7 @@ def make_figure(args) -> list:
     with open(csv_path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=aggregate.CSV_COLUMNS)
         writer.writeheader()
-        writer.writerows(aggregate.csv_rows(figure, series))
+        writer.writerows(aggregate.csv_rows(figure, series, args.interval))
     for s in series:
         print(f"  {s.panel}: {s.label} ({len(s.points)} points)")
     return paths + [csv_path]

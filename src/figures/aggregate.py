@@ -3,8 +3,11 @@
 Per run: ``val_acc[e]`` = max ``Val (Unlearn)_accuracy`` over rows with ``unlearn_epoch == e``,
 optionally made best-so-far (running max; D16). Runs of one method and epsilon level are
 grouped by hyperparameters; at each epoch the group with the highest mean among those with
-at least ``min_runs`` runs (and eta*lambda < 1 for Gradient Clipping) is plotted as
-mean +- 1.96 * std / sqrt(n), std with ddof=0 as numpy's default. No matplotlib here.
+at least ``min_runs`` runs (and eta*lambda < 1 for Gradient Clipping) is plotted as its mean
+and a 95% interval over its runs (an ensemble's members are runs: docs/ensembles.md):
+``interval="t"``, the Student-t interval t_{n-1} * sd / sqrt(n) with sd of ddof=1 (the tables'
+interval, evaluation/tow.py), or ``interval="notebook"``, the reference notebook's
+1.96 * std / sqrt(n) with std of ddof=0, numpy's default. No matplotlib here.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from src.evaluation.tow import t_interval
 from src.figures.runs import FigureInputError, Run, is_number as _finite
 
 VAL = "Val (Unlearn)_accuracy"
@@ -69,11 +73,15 @@ FIGURES = {
 class Point:
     epoch: float
     mean: float
-    ci95: float
+    ci95: float  # half-width of the 95% interval; NaN where one run gives none
     n_runs: int
     group: str
     eps_certified: float
     eps_published: float
+    # the mean and interval of this point's runs minus the retrain runs of the same seeds
+    # (dataset.seed, global_seed) at the same epoch: a paired comparison (budget_series)
+    vs_retrain: tuple | None = None  # (mean, ci95, pairs)
+    runs: list = field(default_factory=list, repr=False)  # the Members averaged here
 
 
 @dataclass
@@ -117,6 +125,17 @@ def mean_ci(values) -> tuple[float, float]:
     """Mean and 1.96 standard errors with the population std (ddof=0), as the notebook."""
     values = np.asarray(values, dtype=float)
     return float(values.mean()), float(1.96 * values.std() / np.sqrt(len(values)))
+
+
+def mean_t(values) -> tuple[float, float]:
+    """Mean and the half-width of the Student-t 95% interval (sd with ddof=1): the interval
+    of the tables and of summary.json's member_stats. NaN half-width for a single value."""
+    mean, half = t_interval(values)
+    return float(mean), math.nan if half is None else float(half)
+
+
+INTERVALS = {"t": mean_t, "notebook": mean_ci}
+INTERVAL_NAMES = {"t": "mean ± Student-t 95% interval", "notebook": "mean ± 1.96 s.e. (the notebook's)"}
 
 
 def certified_epsilon(run: Run) -> float:
@@ -283,8 +302,9 @@ def group_passes(algorithm: str, key: tuple) -> bool:
     return not (_finite(eta) and _finite(lam)) or eta * lam < 1
 
 
-def best_group_points(algorithm: str, members: list, epochs, min_runs: int) -> list:
+def best_group_points(algorithm: str, members: list, epochs, min_runs: int, interval: str = "notebook") -> list:
     """Per epoch, the group with the highest mean val accuracy among the eligible ones."""
+    interval_of = INTERVALS[interval]
     grouped = bool(GROUP_KEYS[algorithm])
     groups = defaultdict(list)
     for m in members:
@@ -297,15 +317,42 @@ def best_group_points(algorithm: str, members: list, epochs, min_runs: int) -> l
             have = [m for m in groups[key] if epoch <= len(m.curve) and not np.isnan(m.curve[epoch - 1])]
             if not have or (grouped and len(have) < min_runs):
                 continue
-            mean, ci = mean_ci([m.curve[epoch - 1] for m in have])
+            mean, ci = interval_of([m.curve[epoch - 1] for m in have])
             if best is None or mean > best[0]:  # strict: first group wins ties
                 best = (mean, ci, key, have)
         if best is not None:
             mean, ci, key, have = best
             points.append(Point(epoch, mean, ci, len(have), group_label(key),
                                 max(m.eps_certified for m in have),
-                                max(m.eps_published_raw for m in have)))
+                                max(m.eps_published_raw for m in have), runs=have))
     return points
+
+
+def seed_of(run: Run) -> tuple:
+    """What pairs two runs of different methods: the split and forget set (dataset.seed) and
+    the global seed, hence the same pretrained model (an ensemble's member i of every config
+    of one seed pair has the same global seed, docs/ensembles.md)."""
+    return run.cfg("dataset.seed"), run.cfg("global_seed")
+
+
+def pair_with_retrain(series: list, interval: str = "notebook") -> None:
+    """Set each point's `vs_retrain`: its runs minus the retrain runs of the same seeds at the
+    same epoch, their mean and interval (a paired comparison; retrain's own points get none).
+    A point none of whose runs has a retrain partner keeps None."""
+    retrain = {}
+    for s in series:
+        if s.algorithm == "retrain":
+            for p in s.points:
+                for m in p.runs:
+                    retrain.setdefault((s.panel, p.epoch, seed_of(m.run)), m.curve[int(p.epoch) - 1])
+    for s in series:
+        if s.algorithm == "retrain":
+            continue
+        for p in s.points:
+            diffs = [m.curve[int(p.epoch) - 1] - retrain[key] for m in p.runs
+                     if (key := (s.panel, p.epoch, seed_of(m.run))) in retrain]
+            if diffs:
+                p.vs_retrain = (*INTERVALS[interval](diffs), len(diffs))
 
 
 def series_label(algorithm: str, members: list, basis: str, variant: str) -> str:
@@ -344,7 +391,8 @@ def epochs_to_plot(members: list, every: int = 1, max_epoch: int | None = None) 
 
 
 def budget_series(runs: list, figure: int, basis: str = "certified", min_runs: int = 4,
-                  best_so_far: bool = True, every: int = 1, max_epoch: int | None = None):
+                  best_so_far: bool = True, every: int = 1, max_epoch: int | None = None,
+                  interval: str = "notebook"):
     """Series of Figures 1, 3 and 4, in panel then legend order; also the dropped reasons."""
     groups, dropped = select(runs, figure, basis, best_so_far)
     panels = defaultdict(list)
@@ -359,12 +407,13 @@ def budget_series(runs: list, figure: int, basis: str = "certified", min_runs: i
         for _, algorithm, level, variant in keys:
             members = groups[(panel, algorithm, level, variant)]
             label = series_label(algorithm, members, basis, variant)
-            points = best_group_points(algorithm, members, epochs, min_runs)
+            points = best_group_points(algorithm, members, epochs, min_runs, interval)
             if points:
                 out.append(Series(panel, algorithm, level, label, variant, points))
             else:
                 dropped[f"{label} on {panel}: no group with >= {min_runs} runs "
                         f"(largest has {_largest_group(algorithm, members)}; see --min-runs)"] += len(members)
+    pair_with_retrain(out, interval)
     return out, dropped
 
 
@@ -409,8 +458,8 @@ def _average_by_x(per_run: list) -> list:
     return sorted(by_x.items())
 
 
-def _points(pairs, group: str, eps_cert: float, eps_pub: float) -> list:
-    return [Point(x, *mean_ci(v), len(v), group, eps_cert, eps_pub) for x, v in pairs]
+def _points(pairs, group: str, eps_cert: float, eps_pub: float, interval: str = "notebook") -> list:
+    return [Point(x, *INTERVALS[interval](v), len(v), group, eps_cert, eps_pub) for x, v in pairs]
 
 
 def _summary_values(runs, key: str) -> list:
@@ -432,7 +481,7 @@ def _pabi_steps(run: Run) -> int:
     return int(value)
 
 
-def convergence(runs: list, basis: str = "certified", max_epoch: float | None = None):
+def convergence(runs: list, basis: str = "certified", max_epoch: float | None = None, interval: str = "notebook"):
     """Figure 2 per dataset: noisy phase, fine-tuning and retrain curves (the original code).
 
     The notebook hard-codes four PABI runs; here each panel uses its largest Gradient
@@ -463,11 +512,11 @@ def convergence(runs: list, basis: str = "certified", max_epoch: float | None = 
         for k in keys:
             if k != chosen:
                 dropped[f"Gradient Clipping on {panel}: not the largest fine-grained group"] += len(groups[k])
-        panels.append(_convergence_panel(chosen, groups[chosen], runs, basis, max_epoch))
+        panels.append(_convergence_panel(chosen, groups[chosen], runs, basis, max_epoch, interval))
     return panels, dropped
 
 
-def _convergence_panel(key, members, runs, basis, max_epoch) -> Convergence:
+def _convergence_panel(key, members, runs, basis, max_epoch, interval="notebook") -> Convergence:
     (panel, _, level, variant), hyper = key
     label = series_label("iteration", members, basis, variant)
     cert = max(m.eps_certified for m in members)
@@ -485,9 +534,9 @@ def _convergence_panel(key, members, runs, basis, max_epoch) -> Convergence:
     tuned_pairs = _average_by_x(tuned)
     group = group_label(hyper)
     noisy_s = Series(panel, "iteration", level, label, variant,
-                     _points(noisy_pairs, f"phase=noisy;{group}", cert, pub))
+                     _points(noisy_pairs, f"phase=noisy;{group}", cert, pub, interval))
     tuned_s = Series(panel, "iteration", level, label, variant,
-                     _points(tuned_pairs, f"phase=finetune;{group}", cert, pub))
+                     _points(tuned_pairs, f"phase=finetune;{group}", cert, pub, interval))
     # Retrain is drawn over the same x range as the unlearning runs (the notebook: <= 30).
     last_x = max((x for x, _ in noisy_pairs + tuned_pairs), default=None)
     retrain_runs = [r for r in runs if r.algorithm == "retrain" and r.dataset == panel]
@@ -497,7 +546,7 @@ def _convergence_panel(key, members, runs, basis, max_epoch) -> Convergence:
         pairs = ([(0.0, init)] if init else []) + _average_by_x(
             [_val_rows(r, last_x) for r in retrain_runs])
         retrain_s = Series(panel, "retrain", 0.0, "Retrain from scratch ε=0", "",
-                           _points(pairs, "phase=retrain", 0.0, 0.0))
+                           _points(pairs, "phase=retrain", 0.0, 0.0, interval))
     start = float(np.mean(starts)) if starts else 0.0
     return Convergence(panel, noisy_s, tuned_s, retrain_s, start)
 
@@ -505,14 +554,26 @@ def _convergence_panel(key, members, runs, basis, max_epoch) -> Convergence:
 # ---------------------------------------------------------------- CSV
 
 CSV_COLUMNS = ("figure", "panel", "method", "epsilon_certified", "epsilon_published",
-               "budget_epoch", "mean", "ci95", "n_runs", "group")
+               "budget_epoch", "mean", "ci95", "n_runs", "group", "low", "high", "interval",
+               "vs_retrain", "vs_retrain_ci95", "vs_retrain_pairs")
 
 
-def csv_rows(figure: int, series: list) -> list:
-    return [
-        {"figure": figure, "panel": s.panel, "method": s.method,
-         "epsilon_certified": p.eps_certified, "epsilon_published": p.eps_published,
-         "budget_epoch": p.epoch, "mean": p.mean, "ci95": p.ci95, "n_runs": p.n_runs,
-         "group": p.group}
-        for s in series for p in s.points
-    ]
+def _blank(value):
+    """A CSV cell: empty where there is no number (an interval of one run)."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def csv_rows(figure: int, series: list, interval: str = "notebook") -> list:
+    """One row per point: mean, the interval's half-width (ci95), its ends and kind, and the
+    paired difference to retrain of the same seeds (vs_retrain, its half-width and pairs)."""
+    rows = []
+    for s in series:
+        for p in s.points:
+            paired = p.vs_retrain or (None, None, None)
+            rows.append({"figure": figure, "panel": s.panel, "method": s.method,
+                         "epsilon_certified": p.eps_certified, "epsilon_published": p.eps_published,
+                         "budget_epoch": p.epoch, "mean": p.mean, "ci95": _blank(p.ci95), "n_runs": p.n_runs,
+                         "group": p.group, "low": _blank(p.mean - p.ci95), "high": _blank(p.mean + p.ci95),
+                         "interval": interval, "vs_retrain": _blank(paired[0]),
+                         "vs_retrain_ci95": _blank(paired[1]), "vs_retrain_pairs": _blank(paired[2])})
+    return rows

@@ -65,7 +65,8 @@ def _finish(ax, panel: str, xlabel: str):
 
 
 def plot_budget(series: list, figure: int, out_base: Path, subtitle: str = "") -> list:
-    """Figures 1, 3, 4: mean +- 1.96 s.e. of the best group at each budget, per panel."""
+    """Figures 1, 3, 4: the best group's mean and 95% interval at each budget, per panel (no
+    bar where one run gives no interval)."""
     panels = list(dict.fromkeys(s.panel for s in series))
     levels = sorted({s.level for s in series if 0 < s.level < np.inf})
     norm = LogNorm(min(levels), max(levels)) if figure == 4 and levels else None
@@ -85,7 +86,7 @@ def plot_budget(series: list, figure: int, out_base: Path, subtitle: str = "") -
                 if norm is not None and 0 < s.level < np.inf:
                     color = plt.cm.viridis(norm(s.level))
                 x = [p.epoch for p in s.points]
-                ax.errorbar(x, [p.mean for p in s.points], yerr=[p.ci95 for p in s.points],
+                ax.errorbar(x, [p.mean for p in s.points], yerr=_bars(s.points),
                             color=color, marker=marker, capsize=2, label=s.label,
                             # The notebook joins MNIST points with dashes, CIFAR shows markers only.
                             linestyle="--" if panel.startswith("mnist") else "none",
@@ -110,9 +111,13 @@ def plot_convergence(panels: list, out_base: Path, subtitle: str = "") -> list:
         return _save(fig, out_base)
 
 
+def _bars(points) -> np.ndarray:
+    """Half-widths to draw; a point of one run has none (NaN), drawn without a bar."""
+    return np.nan_to_num(np.array([p.ci95 for p in points], dtype=float), nan=0.0)
+
+
 def _xy(s: Series):
-    return (np.array([p.epoch for p in s.points]), np.array([p.mean for p in s.points]),
-            np.array([p.ci95 for p in s.points]))
+    return (np.array([p.epoch for p in s.points]), np.array([p.mean for p in s.points]), _bars(s.points))
 
 
 def _draw_convergence(ax, c: Convergence):
@@ -120,7 +125,7 @@ def _draw_convergence(ax, c: Convergence):
     if both:  # the band covers noisy and fine-tuning together, as the notebook's
         x = np.array([p.epoch for p in both])
         m = np.array([p.mean for p in both])
-        e = np.array([p.ci95 for p in both])
+        e = _bars(both)
         ax.fill_between(x, m - e, m + e, color="tab:blue", alpha=0.2, linewidth=0)
     x, m, _ = _xy(c.noisy)
     ax.plot(x, m, color="tab:red", label=f"Noisy phase, {c.noisy.label}")
