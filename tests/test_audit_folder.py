@@ -1,9 +1,12 @@
 """The folder table (issue 23, item 1) on configs that carry `seeds: N`, its numbers file and
-the challenge's final score beside the forgetting quality: one real folder audit on the
-bundled MNIST digits, read by the tests below."""
+the challenge's final score beside the forgetting quality, and the figure drawn from it: one
+real folder audit on the bundled MNIST digits (it replaces test_audit.py's folder test, whose
+configs it holds), read by the tests below."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 
@@ -43,10 +46,12 @@ def folder_audit(tmp_path_factory, session_checkpoints):
              "op-a": write_config(folder, "op-a", OP, session_checkpoints),
              "ft-a": write_config(folder, "ft-a", FINE_TUNE_ONE_EPOCH, session_checkpoints)}
     out = root / "out"
-    code = audit_main(["--folder", str(folder), "--chains", str(CHAINS), "--out", str(out), "--quiet"])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = audit_main(["--folder", str(folder), "--chains", str(CHAINS), "--out", str(out), "--quiet"])
     assert code == 0
     numbers = json.loads((out / "tightness-folder.json").read_text())
-    return {"paths": paths, "out": out, "numbers": numbers,
+    return {"paths": paths, "out": out, "numbers": numbers, "printed": printed.getvalue(),
             "table": (out / "tightness-folder.md").read_text()}
 
 
@@ -78,8 +83,14 @@ def test_a_configs_seeds_are_ignored_with_a_note_and_its_audit_is_member_0s(fold
 
 def test_the_table_and_its_numbers_agree(folder_audit):
     rows = {r["config"]: r for r in folder_audit["numbers"]["rows"]}
-    lines = [line for line in folder_audit["table"].splitlines()[2:] if line.startswith("|")]
-    header = [c.strip() for c in folder_audit["table"].splitlines()[0].strip("|").split("|")]
+    table = folder_audit["table"]
+    assert table in folder_audit["printed"]
+    assert table.splitlines()[0] == (
+        "| method | config | certified epsilon | after conversion | exact instance | Gaussian estimate | "
+        "lower bound | ratio | Gaussian ratio | ceiling | forgetting quality | challenge score | "
+        "closeness lower bound | N | seconds |")
+    lines = [line for line in table.splitlines()[2:] if line.startswith("|")]
+    header = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
     assert len(lines) == 3
     for line in lines:
         cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
@@ -87,6 +98,8 @@ def test_the_table_and_its_numbers_agree(folder_audit):
         assert float(cells["lower bound"]) == math.floor(r["lower_bound"] * 1000) / 1000
         assert float(cells["challenge score"]) == pytest.approx(r["challenge_score"], abs=5e-4)
         assert float(cells["forgetting quality"]) == pytest.approx(r["forgetting_quality"], abs=5e-4)
+        # every row has closeness to retrain (the same retrained models for every method)
+        assert cells["closeness lower bound"] not in ("-", "")
         if r["certified_epsilon"] is None:
             assert cells["certified epsilon"] == "none"
         else:
@@ -140,3 +153,43 @@ def test_the_challenge_score_by_hand_and_retrain_at_its_optimum():
     for bad in ((0.5, 0.9, 0.9, 0.0, 0.9), (0.5, 1.2, 0.9, 0.9, 0.9), (float("nan"), 0.9, 0.9, 0.9, 0.9)):
         with pytest.raises(ValueError):
             challenge_score(*bad)
+
+
+def plotted(ax, label: str, labelled) -> dict:
+    """{row label: x} of the series drawn under `label` in `ax`, read back from the axes; the
+    rows are named by the tick labels of `labelled` (the left panel: the right one shares them)."""
+    (line,) = [line for line in ax.get_lines() if line.get_label() == label]
+    ticks = {tick: text.get_text() for tick, text in zip(labelled.get_yticks(), labelled.get_yticklabels())}
+    return {ticks[y]: x for x, y in zip(line.get_xdata(), line.get_ydata())}
+
+
+def test_the_figure_is_drawn_from_the_audits_table(folder_audit, tmp_path, capsys):
+    """The figure of the folder table: every plotted value is the table's, read back from the
+    drawn axes; certified methods above the empirical ones, shaded."""
+    from src.figures.audit_table import CLOSENESS_SERIES, EPSILON_SERIES, draw, main
+
+    table = folder_audit["numbers"]
+    fig = draw(table)
+    left, right = fig.axes[:2]
+    ticks = sorted(zip(left.get_yticks(), (t.get_text() for t in left.get_yticklabels())), reverse=True)
+    # top to bottom: the certified methods (the shared suffix "-a" is cut), then fine-tuning
+    assert [label for _, label in ticks] == ["gc (iteration)", "op (dp-baseline)", "ft (ft), no certificate"]
+    by_label = dict(zip(["ft (ft), no certificate", "gc (iteration)", "op (dp-baseline)"], table["rows"]))
+    for ax, series in ((left, EPSILON_SERIES), (right, CLOSENESS_SERIES)):
+        for key, label, _ in series:
+            expected = {name: row[key] for name, row in by_label.items() if row[key] is not None}
+            assert plotted(ax, label, left) == pytest.approx(expected, rel=1e-12)
+    # no certificate for fine-tuning: no certified marker on its row, its label says so
+    assert "ft (ft), no certificate" not in plotted(left, "certified epsilon", left)
+    shaded = sorted(round(p.get_y() + p.get_height() / 2) for p in left.patches)
+    assert shaded == [1, 2]  # the two certified rows
+    # the CLI writes png and pdf and names them; a file that is no table is one line, exit 2
+    path = folder_audit["out"] / "tightness-folder.json"
+    assert main(["--table", str(path), "--out", str(tmp_path / "figs"), "--prefix", "t_"]) == 0
+    assert capsys.readouterr().out.split() == ["wrote", str(tmp_path / "figs" / "t_audit.png"),
+                                               "wrote", str(tmp_path / "figs" / "t_audit.pdf")]
+    assert (tmp_path / "figs" / "t_audit.png").stat().st_size > 20_000
+    (tmp_path / "bad.json").write_text('{"rows": [{"method": "ft"}]}')
+    assert main(["--table", str(tmp_path / "bad.json"), "--out", str(tmp_path / "figs")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --table:") and "lacks config" in err and len(err.strip().splitlines()) == 1
