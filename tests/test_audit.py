@@ -164,24 +164,3 @@ def test_refusals_are_one_line_errors(make_config, tmp_path, capsys):
     code, _, err = run_audit(capsys, dp_path, tmp_path, "--chains", 12)
     assert code == 2 and "dp-sgd" in err and "Traceback" not in err
     assert not list(tmp_path.glob("*/audit.json"))
-
-
-def test_folder_audits_one_config_per_method(make_config, tmp_path, capsys):
-    folder = tmp_path / "folder"
-    small = {"dataset.forget_split": 0.02}  # 72 forget examples: closeness to retrain stays quick
-    make_config("gc-a", {"global_seed": 1234, **small}, directory=folder)
-    make_config("gc-b", {"global_seed": 9153, **small}, directory=folder)
-    make_config("op-a", {**OP, **small}, directory=folder)
-    code = audit_main(["--folder", str(folder), "--chains", "12", "--out", str(tmp_path / "out"), "--quiet"])
-    out = capsys.readouterr().out
-    assert code == 0
-    table = (tmp_path / "out" / "tightness-folder.md").read_text()
-    assert table in out
-    rows = [line for line in table.splitlines()[2:]]
-    assert len(rows) == 2 and "| iteration | gc-a |" in rows[0] and "| dp-baseline | op-a |" in rows[1]
-    header = ("| method | config | certified epsilon | after conversion | exact instance | Gaussian estimate | "
-              "lower bound | ratio | Gaussian ratio | ceiling | forgetting quality | closeness lower bound | N | "
-              "seconds |")
-    assert table.splitlines()[0] == header
-    # every row has closeness to retrain (the same retrained models for both methods)
-    assert all(row.split("|")[11].strip() not in ("-", "") for row in rows)

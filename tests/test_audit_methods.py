@@ -65,6 +65,11 @@ def test_retrain_is_at_the_optimum_of_closeness_to_retrain_and_fine_tuning_is_no
     assert retrain["models_per_side"] == 16 and len(retrain["example_epsilons"]) == 72
     assert retrain["forgetting_quality_against_half"] == pytest.approx(retrain["null_forgetting_quality"], abs=0.06)
     assert retrain["lower_bound"] == 0.0
+    # the challenge's final score: retrain keeps the retrained models' utility (ratios of about 1)
+    acc = retrain["accuracy"]
+    for split in ("retain", "test"):
+        assert acc["unlearned"][split] == pytest.approx(acc["retrained"][split], abs=0.02)
+    assert retrain["challenge_score"] == pytest.approx(retrain["forgetting_quality"], abs=0.03)
     result, lines = closeness_of(make_config, tmp_path, capsys, "ft-close", FINE_TUNE_ONE_EPOCH)
     # the audit of the same runs against its own reference: one epoch of fine-tuning from
     # world A's model and from world B's stay apart, so even 16 runs per world bound
@@ -76,6 +81,7 @@ def test_retrain_is_at_the_optimum_of_closeness_to_retrain_and_fine_tuning_is_no
     assert tuned["forgetting_quality_against_half"] < retrain["forgetting_quality_against_half"] - 0.05
     assert tuned["forgetting_quality"] < retrain["forgetting_quality"]
     assert tuned["lower_bound"] > 0 and tuned["median_example_epsilon"] > retrain["median_example_epsilon"]
+    assert tuned["challenge_score"] < retrain["challenge_score"]
 
 
 def test_the_challenge_estimator_by_hand():

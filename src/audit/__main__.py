@@ -5,7 +5,8 @@ model trained on all the data; B: the model trained without the forget set) and 
 one line: `certified epsilon X, empirical lower bound Y (95%), ceiling Z; Gaussian-DP
 estimate G` (and whether the bound refutes the original code's label). Writes
 audits/<id>/audit.json and audit.png (the id names N and the confidence). --folder audits one config per method of a folder
-and writes the tightness table audits/tightness-<folder>.md. --stream-run with --request K
+and writes the table audits/tightness-<folder>.md and its numbers tightness-<folder>.json (a
+config's `seeds: N` is ignored: the audit's chains are its own, --chains). --stream-run with --request K
 audits request K of a finished stream against its own per-request certificate (A: the
 model deployed before request K; B: the same recipe trained on what remains after it;
 src/audit/request.py), in audits/<run_id>-request-<K>-.../. A lower bound above a
@@ -121,6 +122,7 @@ def audit_config(config, config_file, args, console):
     from src.data.datamodule import get_datamodule
     from src.runner import make_plan, resolve_device
 
+    config, describe_seeds = audited_member(config, args)
     check_auditable(config)
     plan = make_plan(config)  # every refusal before any training
     check_before_audit(config, plan.privacy, plan.num_parameters, args, audit_id(config, args))
@@ -147,7 +149,7 @@ def audit_config(config, config_file, args, console):
         start_a, start_b, starts = pretrained_starts(config, data, device, console)
     pretrained_seconds = time.perf_counter() - clock
     describe = {"audit_id": audit_id(config, args), "config_file": config_file, "overrides": _overrides(args),
-                "commit": code_commit(), "start": args.start, "starts": starts}
+                "commit": code_commit(), "start": args.start, "starts": starts, **describe_seeds}
     result = audit(config, start_a, start_b, args.chains, data=data, device=device, confidence=args.confidence,
                    noise_scale=args.noise_scale, seed=args.seed, describe=describe, console=console)
     result.seconds["pretrained_models"] = round(pretrained_seconds, 3)
@@ -163,6 +165,24 @@ def audit_config(config, config_file, args, console):
             confidence=args.confidence, retrained=_RETRAINED.get(key), console=console)
     path = write_audit(result, Path(args.out) / describe["audit_id"])
     return result, path
+
+
+def audited_member(config, args) -> tuple[object, dict]:
+    """The single run the audit starts from, and what it says about the config's `seeds`.
+
+    `seeds: N` asks for N members in one run (docs/ensembles.md); the audit's chains are its
+    own (--chains, their seeds derived from --seed), so it ignores N and audits member 0, the
+    config's own seeds (its pretrained model is the single run's). Its audit id is then the
+    single run's: the same audit, never a second copy under another name."""
+    if config.seeds == 1:
+        return config, {}
+    from src.config import member_config
+
+    seed = config.global_seed if args.seed is None else args.seed
+    note = (f"seeds: {config.seeds} ignored: the audit runs its own {args.chains} chains per world (--chains, "
+            f"seeds derived from {seed}) from member 0 (global_seed {config.global_seed}), not the config's "
+            f"{config.seeds} members")
+    return member_config(config, 0), {"config_seeds": config.seeds, "config_seeds_note": note}
 
 
 def check_before_audit(config, privacy, num_parameters: int, args, name: str) -> None:
@@ -220,45 +240,27 @@ def run_request(args, console) -> int:
 
 
 def run_folder(args, console) -> int:
-    from src.audit.audit import rounded_down, rounded_up
-    from src.audit.report import tightness_table, write_text
+    from src.audit.report import folder_record, tightness_table, write_folder_table
     from src.audit.tightness import folder_configs
 
-    rows, status = [], 0
+    records, status = [], 0
     for path, config in folder_configs(args.folder, _overrides(args), args.match):
         clock = time.perf_counter()
         result, _ = audit_config(config, str(path), args, console)
         seconds = time.perf_counter() - clock
         print(f"{path.stem}: {result.line()}", flush=True)
-        certified = result.certified_epsilon
-        slack = result.slack
-
-        def optional(x):
-            return "-" if x is None else f"{x:.3f}"
-
-        rows.append({"method": config.unlearning.algorithm, "config": path.stem,
-                     "certified epsilon": "none" if certified is None else rounded_up(certified),
-                     "after conversion": optional(slack.get("after_conversion")),
-                     "exact instance": optional(slack.get("exact_instance")) + (
-                         "" if slack.get("exact_instance_interval") is None else
-                         " [{:.2f}, {:.2f}]".format(*slack["exact_instance_interval"])),
-                     "Gaussian estimate": f"{result.gaussian.epsilon:.3f}",
-                     "lower bound": rounded_down(result.bound.epsilon),
-                     "ratio": f"{result.bound.epsilon / certified:.3f}" if certified else "-",
-                     "Gaussian ratio": f"{result.gaussian.epsilon / certified:.3f}" if certified else "-",
-                     "ceiling": rounded_down(result.bound.ceiling),
-                     "forgetting quality": "-" if result.closeness is None else
-                     f"{result.closeness['forgetting_quality']:.3f}",
-                     "closeness lower bound": "-" if result.closeness is None else
-                     rounded_down(result.closeness["lower_bound"]),
-                     "N": result.chains, "seconds": f"{seconds:.0f}"})
+        if "config_seeds_note" in result.config:
+            console.line(f"{path.stem}: {result.config['config_seeds_note']}")
+        records.append(folder_record(result, config, path.stem, seconds))
         if violated(result, args.noise_scale):
             status = EXCEEDED
-    table = tightness_table(rows)
-    out = Path(args.out) / f"tightness-{Path(args.folder).resolve().name}.md"
-    write_text(out, table)
-    print(table, end="")
-    console.line(f"table: {out}")
+    out = Path(args.out) / f"tightness-{Path(args.folder).resolve().name}"
+    describe = {"folder": str(args.folder), "match": list(args.match), "chains": args.chains,
+                "confidence": args.confidence, "start": args.start, "seed": args.seed,
+                "overrides": _overrides(args)}
+    markdown, numbers = write_folder_table(records, out, describe)
+    print(tightness_table(records), end="")
+    console.line(f"table: {markdown} (numbers: {numbers})")
     return status
 
 

@@ -249,7 +249,8 @@ class AuditResult:
             c = self.closeness
             line += (f"; closeness to retrain: forgetting quality {c['forgetting_quality']:.3f} "
                      f"({c['null_models_per_side']} per side: {c['forgetting_quality_against_half']:.3f}, identical "
-                     f"models {c['null_forgetting_quality']:.3f}), lower bound "
+                     f"models {c['null_forgetting_quality']:.3f}), challenge score {c['challenge_score']:.3f}, "
+                     "lower bound "
                      f"{rounded_down(c['lower_bound'])} ({pct})")
         return line
 
@@ -378,7 +379,8 @@ def closeness_to_retrain(config, data, start_a: torch.Tensor, start_b: torch.Ten
     `chains` models retrained from scratch (trained here unless given), its per-example
     epsilons and, between the same two sets, a Clopper-Pearson lower bound (the family's
     test chosen on half of each). Returns (the measures, the retrained models)."""
-    from src.audit.closeness import example_epsilons, forgetting_quality
+    from src.audit.closeness import challenge_score, example_epsilons, forgetting_quality
+    from src.training.ensemble import evaluate
 
     clock = time.perf_counter()
     if retrained is None:
@@ -401,14 +403,24 @@ def closeness_to_retrain(config, data, start_a: torch.Tensor, start_b: torch.Ten
     null = forgetting_quality(example_epsilons(scores_r[half:2 * half, family:], reference), half)
     halved = forgetting_quality(example_epsilons(scores_u[:half, family:], reference), half)
     bound = family_bound(scores_u, scores_r, delta, confidence)
+    # the challenge's utility ratios: mean retain and test accuracy over each side's models
+    accuracy = {side: {split: float(evaluate(EnsembleModel(network, thetas.to(network.device)),
+                                             getattr(data, split))[1].mean()) for split in ("retain", "test")}
+                for side, thetas in (("unlearned", released), ("retrained", retrained))}
+    quality = forgetting_quality(epsilons, chains)
+    score = challenge_score(quality, accuracy["unlearned"]["retain"], accuracy["unlearned"]["test"],
+                            accuracy["retrained"]["retain"], accuracy["retrained"]["test"])
     if console is not None:
         console.line(f"closeness: {chains} released models in {released_seconds:.1f} s, {len(retrained)} retrained "
                      f"in {retrain_seconds:.1f} s")
-    measures = {"forgetting_quality": forgetting_quality(epsilons, chains), "null_forgetting_quality": null,
+    measures = {"forgetting_quality": quality, "challenge_score": score, "accuracy": accuracy,
+                "null_forgetting_quality": null,
                 "forgetting_quality_against_half": halved, "null_models_per_side": half, "median_example_epsilon": float(np.median(epsilons)),
                 "example_epsilons": [float(e) for e in epsilons], "lower_bound": bound.epsilon,
                 "lower_bound_details": bound.as_dict(), "models_per_side": chains,
                 "seconds": {"retrained": round(retrain_seconds, 3), "released": round(released_seconds, 3)},
                 "definition": "NeurIPS 2023 unlearning challenge forgetting quality F (1 is best), no confidence; "
-                              "lower_bound: Clopper-Pearson, released vs retrained models"}
+                              "challenge_score: its final score F (RA / RA_retrain) (TA / TA_retrain), accuracies "
+                              "the mean over each side's models; lower_bound: Clopper-Pearson, released vs "
+                              "retrained models"}
     return measures, retrained

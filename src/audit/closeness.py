@@ -15,6 +15,9 @@ its confidence under N models retrained from scratch without the forget set:
 4. buckets of width 0.5 up to ceil(ln(N - 1)) are worth 1, 1/2, 1/4, ...; the forgetting
    quality F is the mean worth of the examples' epsilons (1 is the best; an epsilon past
    the last bucket is worth 0).
+5. the final score is F (RA / RA_retrain) (TA / TA_retrain): the unlearned models' retain
+   and test accuracy against the retrained models', each the mean over the N models of its
+   side (challenge_score; 1 at best, for an unlearning that is retraining).
 
 It is a point estimate without confidence (with N models per side nothing above about
 ln N can be resolved, and identical distributions score below 1 by chance): the audit
@@ -112,3 +115,19 @@ def forgetting_quality(epsilons: np.ndarray, models: int) -> float:
                 total += w
                 break
     return total / len(epsilons)
+
+
+def challenge_score(forgetting_quality: float, retain_accuracy: float, test_accuracy: float,
+                    retain_accuracy_retrain: float, test_accuracy_retrain: float) -> float:
+    """The challenge's final score F (RA / RA_retrain) (TA / TA_retrain): forgetting quality
+    weighted by the utility the unlearned models keep relative to retraining (a ratio above
+    1 is kept: the challenge does not cap it)."""
+    values = {"forgetting quality": forgetting_quality, "retain accuracy": retain_accuracy,
+              "test accuracy": test_accuracy}
+    for name, value in {**values, "retrained retain accuracy": retain_accuracy_retrain,
+                        "retrained test accuracy": test_accuracy_retrain}.items():
+        if not (math.isfinite(value) and 0 <= value <= 1):
+            raise ValueError(f"{name} {value} must be in [0, 1]")
+    if retain_accuracy_retrain == 0 or test_accuracy_retrain == 0:
+        raise ValueError("the retrained models' accuracies must be above 0 (they divide the score)")
+    return forgetting_quality * (retain_accuracy / retain_accuracy_retrain) * (test_accuracy / test_accuracy_retrain)

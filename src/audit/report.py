@@ -96,16 +96,81 @@ def plot_audit(result, path: Path) -> None:
 
 
 TABLE_COLUMNS = ("method", "config", "certified epsilon", "after conversion", "exact instance", "Gaussian estimate",
-                 "lower bound", "ratio", "Gaussian ratio", "ceiling", "forgetting quality", "closeness lower bound",
-                 "N", "seconds")
+                 "lower bound", "ratio", "Gaussian ratio", "ceiling", "forgetting quality", "challenge score",
+                 "closeness lower bound", "N", "seconds")
 
 
-def tightness_table(rows: list[dict]) -> str:
-    """A markdown table: how much of each certificate an audit can confirm."""
+def folder_record(result, config, config_name: str, seconds: float) -> dict:
+    """One row of the folder table in numbers (None: not measured), as tightness-<folder>.json
+    holds it and the figure reads it (src/figures/audit_table.py)."""
+    slack, closeness = result.slack, result.closeness or {}
+    return {"method": config.unlearning.algorithm, "config": config_name,
+            "certified_epsilon": result.certified_epsilon, "after_conversion": slack.get("after_conversion"),
+            "exact_instance": slack.get("exact_instance"),
+            "exact_instance_interval": slack.get("exact_instance_interval"),
+            "gaussian_estimate": None if result.gaussian is None else result.gaussian.epsilon,
+            "lower_bound": result.bound.epsilon, "ceiling": result.bound.ceiling,
+            "forgetting_quality": closeness.get("forgetting_quality"),
+            "challenge_score": closeness.get("challenge_score"),
+            "closeness_lower_bound": closeness.get("lower_bound"),
+            "chains": result.chains, "seconds": seconds,
+            "config_seeds": result.config.get("config_seeds", 1)}
+
+
+def _markdown_row(r: dict) -> dict:
+    from src.audit.audit import rounded_down, rounded_up
+
+    def optional(x, form="{:.3f}"):
+        return "-" if x is None else form.format(x)
+
+    certified = r["certified_epsilon"]
+    interval = r["exact_instance_interval"]
+    return {"method": r["method"], "config": r["config"],
+            "certified epsilon": "none" if certified is None else rounded_up(certified),
+            "after conversion": optional(r["after_conversion"]),
+            "exact instance": optional(r["exact_instance"]) + (
+                "" if interval is None else " [{:.2f}, {:.2f}]".format(*interval)),
+            "Gaussian estimate": optional(r["gaussian_estimate"]),
+            "lower bound": rounded_down(r["lower_bound"]),
+            "ratio": f"{r['lower_bound'] / certified:.3f}" if certified else "-",
+            "Gaussian ratio": f"{r['gaussian_estimate'] / certified:.3f}" if certified and
+            r["gaussian_estimate"] is not None else "-",
+            "ceiling": rounded_down(r["ceiling"]),
+            "forgetting quality": optional(r["forgetting_quality"]),
+            "challenge score": optional(r["challenge_score"]),
+            "closeness lower bound": "-" if r["closeness_lower_bound"] is None else
+            rounded_down(r["closeness_lower_bound"]),
+            "N": r["chains"], "seconds": f"{r['seconds']:.0f}"}
+
+
+def seeds_note(records: list[dict]) -> str | None:
+    """What the table says about configs with `seeds: N` (the audit ignores N)."""
+    ensembles = [r for r in records if r["config_seeds"] > 1]
+    if not ensembles:
+        return None
+    sizes = sorted({r["config_seeds"] for r in ensembles})
+    return (f"Configs with `seeds: {', '.join(map(str, sizes))}` ({len(ensembles)} of {len(records)} rows): the audit "
+            "ignores the members per run; each row audits member 0 (the config's own global_seed) with the "
+            "audit's own N chains per world.")
+
+
+def tightness_table(records: list[dict]) -> str:
+    """A markdown table: how much of each certificate an audit can confirm, and how close
+    each method comes to retraining; a note below it for configs with `seeds: N`."""
     lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
-    for row in rows:
-        lines.append("| " + " | ".join(str(row.get(c, "")) for c in TABLE_COLUMNS) + " |")
-    return "\n".join(lines) + "\n"
+    for record in records:
+        row = _markdown_row(record)
+        lines.append("| " + " | ".join(str(row[c]) for c in TABLE_COLUMNS) + " |")
+    note = seeds_note(records)
+    return "\n".join(lines + ([] if note is None else ["", note])) + "\n"
+
+
+def write_folder_table(records: list[dict], out_base: Path, describe: dict) -> tuple[Path, Path]:
+    """<out_base>.md (the table) and <out_base>.json (its numbers, what the figure reads)."""
+    markdown, numbers = out_base.with_suffix(".md"), out_base.with_suffix(".json")
+    write_text(numbers, json.dumps({**describe, "seeds_note": seeds_note(records), "rows": records}, indent=2) + "\n")
+    write_text(markdown, tightness_table(records))
+    return markdown, numbers
 
 
 def write_text(path: Path, text: str) -> None:

@@ -1,8 +1,8 @@
 """One config per method of a folder, for the tightness table.
 
-Configs that differ only in their seeds (dataset.seed, global_seed) and name are the same
-method; the first of each group (by file name) is audited, among those matching --match. Methods whose noise is drawn in
-pretraining (DP-SGD) are left out (audit.check_auditable).
+Configs that differ only in their seeds (dataset.seed, global_seed, members `seeds`) and name
+are the same method; the first of each group (by file name) is audited, among those matching
+--match. Methods whose noise is drawn in pretraining (DP-SGD) are left out (audit.check_auditable).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from src.audit.audit import auditable
 from src.config import load_config, stable_hash
 from src.errors import UserError
 
-# Keys that say which seed or where, not which method.
-_NOT_METHOD = ("name", "global_seed", "logs_dir", "checkpoints_dir", "wandb", "device")
+# Keys that say which seed or where, not which method. `seeds` (members per run) too: the
+# audit ignores it (it runs its own chains, __main__.audited_member).
+_NOT_METHOD = ("name", "global_seed", "seeds", "logs_dir", "checkpoints_dir", "wandb", "device")
 
 
 def method_key(config) -> str:
