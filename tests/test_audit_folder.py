@@ -193,3 +193,35 @@ def test_the_figure_is_drawn_from_the_audits_table(folder_audit, tmp_path, capsy
     assert main(["--table", str(tmp_path / "bad.json"), "--out", str(tmp_path / "figs")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --table:") and "lacks config" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_recorded_commit_is_the_one_the_process_loaded(tmp_path):
+    """A folder audit runs for many minutes; a commit made meanwhile must not be recorded for
+    the audits whose code was loaded before it. code_commit() is read once per process."""
+    import importlib.util
+    import shutil
+    import subprocess
+
+    from tests.conftest import REPO
+
+    copy = tmp_path / "src" / "audit" / "report.py"
+    copy.parent.mkdir(parents=True)
+    shutil.copy(REPO / "src" / "audit" / "report.py", copy)
+
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                              check=True, capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "first")
+    first = git("rev-parse", "HEAD")
+    spec = importlib.util.spec_from_file_location("report_copy", copy)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.code_commit() == first
+    (tmp_path / "later.txt").write_text("a commit made while the audit runs")
+    git("add", "-A")
+    git("commit", "-qm", "second")
+    assert git("rev-parse", "HEAD") != first
+    assert module.code_commit() == first

@@ -270,7 +270,10 @@ def _overrides(args) -> list[str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from src.audit.report import code_commit
     from src.errors import UserError
+
+    code_commit()  # the commit of the code this process loaded, before anything can change it
 
     try:
         check_args(args)

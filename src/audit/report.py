@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,12 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+@lru_cache(maxsize=1)
 def code_commit() -> str | None:
     """The git commit of the code that ran the audit, "+dirty" when it has uncommitted
-    changes; None outside a git checkout (a copy without .git)."""
+    changes; None outside a git checkout (a copy without .git). Read once per process, when
+    the CLI starts (src/audit/__main__.py): a commit made while a long folder audit runs
+    must not be recorded for the audits that follow it, whose code was loaded before it."""
     root = Path(__file__).resolve().parents[2]
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
