@@ -490,7 +490,7 @@ def vectorised_members(config: ExperimentConfig, data, device, console: Console,
     network = fits[0][0]
     ensemble = EnsembleModel(network, torch.stack([model.theta.detach() for model, _, _ in fits]),
                              default_chunk(device, config.dataset.batch_size))
-    algorithm = attach_ensemble(plans[0], device, seeds, fits[0][1])
+    algorithm = attach_ensemble(plans[0], device, seeds, fits[0][1], [meta for _, meta, _ in fits])
     trainer = EnsembleTrainer(plans[0].config, data, ensemble, algorithm, seeds)
     console.line(f"unlearning {config.seeds} members as one ensemble (theta [{config.seeds}, "
                  f"{ensemble.num_parameters}])")

@@ -68,3 +68,23 @@ def test_members_are_the_single_dp_sgd_trainings(tmp_path, sampling, members):
             assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6) for k in a)
     # the members are not one model: each trained on its own batches with its own noise
     assert not torch.allclose(together.model.theta[0], together.model.theta[1])
+
+
+def test_every_members_record_is_checked_before_the_ensemble_fine_tunes(tmp_path):
+    """The 'dp-sgd' baseline on theta [N, d]: each member's certificate rests on its own
+    model's record, so a member whose model was not trained for it is refused, named."""
+    from src.errors import CheckpointError
+    from src.runner import make_plan
+
+    config = dp_config(tmp_path, 2)
+    algorithm = make_plan(config).algorithm
+    good = {"dp_sgd": untimed(algorithm.calibration.__dict__), "provenance": "this run"}
+    rows = []
+    algorithm.context.member_metas = (good, good)
+    algorithm.prepare(None, rows.append)
+    assert algorithm.finished and rows[-1] == {"dp_sigma": algorithm.calibration.noise_multiplier}
+    for bad in ({"provenance": "this run"},  # no DP-SGD record
+                {**good, "dp_sgd": {**good["dp_sgd"], "noise_multiplier": 1.0}}):  # another calibration
+        algorithm.context.member_metas = (good, bad)
+        with pytest.raises(CheckpointError, match=r"\(member 1\)"):
+            algorithm.prepare(None, rows.append)
