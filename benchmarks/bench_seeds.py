@@ -5,8 +5,12 @@ against separate `python experiment.py` processes (a sample of them, one at a ti
 --workers). Every member's model comes from the `auto` cache, filled before timing; every
 path writes its run directories and evaluates its forgetting metrics, as a user's run does.
 
-    python benchmarks/bench_seeds.py [--family gc|mc|op|retrain|ft] [--members 16] [--processes 4]
+    python benchmarks/bench_seeds.py [--family gc|mc|op|retrain|ft|dpsgd] [--members 16] [--processes 4]
                                      [--config FILE] [--override key=value ...]
+
+`dpsgd` trains every member by DP-SGD in the run (`training.pretrained: false`), so that its
+training, the part src/training/dp_sgd_ensemble.py vectorises, is timed too; e.g.
+`--family dpsgd --override training.epochs=2 --override unlearning.epochs=1`.
 
 Prints the load average before and after (the machine may be shared), and last lines
 `members_per_second_<path>=<value>`.
@@ -37,6 +41,8 @@ FAMILIES = {
     "op": ["unlearning.algorithm=dp-baseline", "unlearning.iteration=null", "unlearning.dp-baseline={epsilon_target: 1}"],
     "retrain": ["unlearning.algorithm=retrain", "unlearning.iteration=null"],
     "ft": ["unlearning.algorithm=ft", *EMPIRICAL],
+    "dpsgd": ["training.dp_sgd={l2_norm_clip: 1.0, target_epsilon: 50, target_delta: 1e-5, seed: 7}",
+              "training.pretrained=false", "unlearning.algorithm=dp-sgd", "unlearning.iteration=null"],
 }
 
 
@@ -79,7 +85,8 @@ def measure(args, work: Path, budget) -> int:
     print(f"{args.family}: {args.members} members, {torch.get_num_threads()} torch threads; "
           f"{plan.as_dict()['ensemble']}")
     print(load())
-    runner.ensure_pretrained_members(config, "cpu", console)  # the pretrained models, untimed
+    if config.training.pretrained == "auto":
+        runner.ensure_pretrained_members(config, "cpu", console)  # the pretrained models, untimed
     # warm-up, untimed: lazy imports (scikit-learn), first kernels
     runner.run(member_config(config, 0).model_copy(update={"logs_dir": str(work / "warm-up")}), args.config, "cpu",
                console)

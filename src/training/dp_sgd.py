@@ -176,11 +176,13 @@ def per_example_gradients(model, x: torch.Tensor, y: torch.Tensor, theta: torch.
     return grads, (losses, logits)
 
 
-def clip_factors(flat: list[torch.Tensor], clip: float, weight: torch.Tensor) -> torch.Tensor:
+def clip_factors(flat: list[torch.Tensor], clip: float, weight: torch.Tensor, norms: torch.Tensor | None = None):
     """weight_i * min(1, clip / ||g_i||) per example, from its gradient's pieces `flat`
     ([..., B, p] each, one per parameter tensor): ||.|| is the global L2 norm over all of
-    them, in float64; a zero gradient keeps factor 1 (optax's NaN -> 1)."""
-    norms = torch.sqrt(sum(g.double().pow(2).sum(-1) for g in flat))
+    them, in float64 (`norms`, when the caller computed them so); a zero gradient keeps
+    factor 1 (optax's NaN -> 1)."""
+    if norms is None:
+        norms = torch.sqrt(sum(g.double().pow(2).sum(-1) for g in flat))
     # aimed a hair inside the clip, so that float32 rounding leaves every norm <= clip
     return (torch.clamp(radius_inside(clip) / norms, max=1.0) * weight).to(flat[0].dtype)
 

