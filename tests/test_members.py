@@ -136,7 +136,7 @@ def test_member_i_is_the_single_run_of_its_seed(make_config, tmp_path, name, ove
         assert (ens_dir / "member-1" / "deployed").is_dir() and (one_dir / "deployed").is_dir()
 
 
-DPSGD_IN_RUN = {**DPSGD, "training.pretrained": False, "dataset.batch_size": 512,
+DPSGD_IN_RUN = {**DPSGD, "training.pretrained": False, "dataset.batch_size": 256,  # chunks of 2: the vmap
                 "compat.group_privacy": "tight"}  # calibrates in seconds; the exact rule has its own tests
 
 
