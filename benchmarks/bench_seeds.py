@@ -13,7 +13,8 @@ training, the part src/training/dp_sgd_ensemble.py vectorises, is timed too; e.g
 `--family dpsgd --override training.epochs=2 --override unlearning.epochs=1`.
 
 Prints the load average before and after (the machine may be shared), and last lines
-`members_per_second_<path>=<value>`.
+`members_per_second_<path>=<value>` (for `dpsgd` also `training_ensemble` and
+`training_in_process`: the DP-SGD training alone, without unlearning and evaluation).
 """
 
 from __future__ import annotations
@@ -117,10 +118,35 @@ def measure(args, work: Path, budget) -> int:
         separate = (time.perf_counter() - clock) / args.processes
         rates["processes"] = 1 / separate
         print(f"separate experiment.py processes: {separate:.2f} s each ({args.processes} timed)")
+    if config.training.dp_sgd is not None:
+        rates.update(dp_sgd_training(config))
     print(load())
     for path, rate in rates.items():
         print(f"members_per_second_{path}={rate:.3f}")
     return 0
+
+
+def dp_sgd_training(config) -> dict:
+    """The DP-SGD training alone (what dp_sgd_ensemble.py vectorises): the members as one
+    DPSGDEnsemble against each member's single DP-SGD training, one after another."""
+    from src.config import member_config
+    from src.data.datamodule import get_datamodule
+    from src.training.dp_sgd_ensemble import DPSGDEnsemble
+    from src.training.trainer import Console, build_model, pretrain
+
+    data = get_datamodule(config, "cpu")
+    singles = [member_config(config, i) for i in range(config.seeds)]
+    clock = time.perf_counter()
+    ensemble = DPSGDEnsemble(singles, data, "cpu")
+    ensemble.fit()
+    together = time.perf_counter() - clock
+    clock = time.perf_counter()
+    for single in singles:
+        pretrain(single, data, build_model(single, data.input_shape, "cpu"), lambda row: None, Console(quiet=True))
+    alone = time.perf_counter() - clock
+    print(f"DP-SGD training alone: {config.seeds} members as one ensemble (chunks of {ensemble.model.chunk}) "
+          f"{together:.1f} s, one after another {alone:.1f} s")
+    return {"training_ensemble": config.seeds / together, "training_in_process": config.seeds / alone}
 
 
 if __name__ == "__main__":
