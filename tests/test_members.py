@@ -195,6 +195,17 @@ def test_a_diverged_member_fails_the_run(make_config, tmp_path, capsys, method):
 
 
 @pytest.mark.parametrize("pretrained", [False, "auto"])
+def test_dp_sgd_members_in_release_mode_train_one_after_another(make_config, capsys, pretrained):
+    """secure_rng: noise and memberships from OS entropy, which no member's seed replays: the
+    members' DP-SGD training stays sequential, and the plan says why."""
+    path, _ = make_config("dprel", {**FAST, **DPSGD_IN_RUN, "training.pretrained": pretrained, "seeds": 2,
+                                    "secure_rng": True})
+    assert run_main("--config", path, "--dry-run") == 0
+    fit = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ensemble"]["fit"]
+    assert fit.startswith("sequential in-process (release mode, secure_rng"), fit
+
+
+@pytest.mark.parametrize("pretrained", [False, "auto"])
 def test_a_diverged_dp_sgd_member_fails_the_run(make_config, tmp_path, capsys, pretrained):
     """The members' DP-SGD training as one ensemble (in the run, or filling the auto cache):
     a diverged member fails the run, named; no run directory, no cached model."""
