@@ -81,7 +81,8 @@ def fit_path(config: ExperimentConfig, input_shape) -> str:
            f" (model.name '{config.model.name}' keeps BatchNorm running statistics)"
            if config.seeds > 1 and has_running_stats(config, input_shape) else "")
     if pretrained == "auto":
-        return f"sequential in-process{why}: each member's model from the auto cache of its own seed (trained now if missing)"
+        return (f"sequential in-process{why}: each member's model from the auto cache of its own seed "
+                "(trained now if missing)")
     if pretrained is False:
         return f"sequential in-process{why}: each member pretrained in the run"
     return "the same checkpoint for every member"
