@@ -5,11 +5,16 @@ against separate `python experiment.py` processes (a sample of them, one at a ti
 --workers). Every member's model comes from the `auto` cache, filled before timing; every
 path writes its run directories and evaluates its forgetting metrics, as a user's run does.
 
-    python benchmarks/bench_seeds.py [--family gc|mc|op|retrain|ft] [--members 16] [--processes 4]
+    python benchmarks/bench_seeds.py [--family gc|mc|op|retrain|ft|dpsgd] [--members 16] [--processes 4]
                                      [--config FILE] [--override key=value ...]
 
+`dpsgd` trains every member by DP-SGD in the run (`training.pretrained: false`), so that its
+training, the part src/training/dp_sgd_ensemble.py vectorises, is timed too; e.g.
+`--family dpsgd --override training.epochs=2 --override unlearning.epochs=1`.
+
 Prints the load average before and after (the machine may be shared), and last lines
-`members_per_second_<path>=<value>`.
+`members_per_second_<path>=<value>` (for `dpsgd` also `training_ensemble` and
+`training_in_process`: the DP-SGD training alone, without unlearning and evaluation).
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ FAMILIES = {
     "op": ["unlearning.algorithm=dp-baseline", "unlearning.iteration=null", "unlearning.dp-baseline={epsilon_target: 1}"],
     "retrain": ["unlearning.algorithm=retrain", "unlearning.iteration=null"],
     "ft": ["unlearning.algorithm=ft", *EMPIRICAL],
+    "dpsgd": ["training.dp_sgd={l2_norm_clip: 1.0, target_epsilon: 50, target_delta: 1e-5, seed: 7}",
+              "training.pretrained=false", "unlearning.algorithm=dp-sgd", "unlearning.iteration=null"],
 }
 
 
@@ -79,7 +86,8 @@ def measure(args, work: Path, budget) -> int:
     print(f"{args.family}: {args.members} members, {torch.get_num_threads()} torch threads; "
           f"{plan.as_dict()['ensemble']}")
     print(load())
-    runner.ensure_pretrained_members(config, "cpu", console)  # the pretrained models, untimed
+    if config.training.pretrained == "auto":
+        runner.ensure_pretrained_members(config, "cpu", console)  # the pretrained models, untimed
     # warm-up, untimed: lazy imports (scikit-learn), first kernels
     runner.run(member_config(config, 0).model_copy(update={"logs_dir": str(work / "warm-up")}), args.config, "cpu",
                console)
@@ -110,10 +118,35 @@ def measure(args, work: Path, budget) -> int:
         separate = (time.perf_counter() - clock) / args.processes
         rates["processes"] = 1 / separate
         print(f"separate experiment.py processes: {separate:.2f} s each ({args.processes} timed)")
+    if config.training.dp_sgd is not None:
+        rates.update(dp_sgd_training(config))
     print(load())
     for path, rate in rates.items():
         print(f"members_per_second_{path}={rate:.3f}")
     return 0
+
+
+def dp_sgd_training(config) -> dict:
+    """The DP-SGD training alone (what dp_sgd_ensemble.py vectorises): the members as one
+    DPSGDEnsemble against each member's single DP-SGD training, one after another."""
+    from src.config import member_config
+    from src.data.datamodule import get_datamodule
+    from src.training.dp_sgd_ensemble import DPSGDEnsemble
+    from src.training.trainer import Console, build_model, pretrain
+
+    data = get_datamodule(config, "cpu")
+    singles = [member_config(config, i) for i in range(config.seeds)]
+    clock = time.perf_counter()
+    ensemble = DPSGDEnsemble(singles, data, "cpu")
+    ensemble.fit()
+    together = time.perf_counter() - clock
+    clock = time.perf_counter()
+    for single in singles:
+        pretrain(single, data, build_model(single, data.input_shape, "cpu"), lambda row: None, Console(quiet=True))
+    alone = time.perf_counter() - clock
+    print(f"DP-SGD training alone: {config.seeds} members as one ensemble (chunks of {ensemble.model.chunk}) "
+          f"{together:.1f} s, one after another {alone:.1f} s")
+    return {"training_ensemble": config.seeds / together, "training_in_process": config.seeds / alone}
 
 
 if __name__ == "__main__":

@@ -45,7 +45,8 @@ from src.training.checkpoints import (PretrainedCache, load_checkpoint, require_
                                       resolve_pretrained_path, save_checkpoint)
 from src.training.ensemble import EnsembleModel, EnsembleTrainer, attach_ensemble, default_chunk
 from src.training.evaluate import Evaluator
-from src.training.members import has_running_stats, member_failure, pretrain_missing_members, pretrains_together
+from src.training.members import (dp_sgd_trains_together, fit_members_together, fit_path, has_running_stats,
+                                  member_failure, pretrain_missing_members, pretrains_together)
 from src.training.finite import require_finite
 from src.training.trainer import Console, Trainer, build_model, pretrain
 from src.unlearning.base import AlgorithmContext
@@ -321,10 +322,17 @@ def staged_run(config: ExperimentConfig, device, console: Console, body) -> dict
         raise
 
 
-def fit_model(config: ExperimentConfig, data, device, console: Console, logger, out_dir: Path):
+def fit_model(config: ExperimentConfig, data, device, console: Console, logger, out_dir: Path, fitted=None):
     """The model unlearning starts from: pretrained in the run (`pretrained: false`), or loaded
     (the `auto` cache, one entry per recipe and seed, or a path). Returns (model, its
-    record, timings)."""
+    record, timings). `fitted`: a member's (model, record, timings, rows) already trained in
+    the run with the other members (src/training/members.py); its rows are logged here, where
+    its single run logs them."""
+    if fitted is not None:
+        model, meta, timings, rows = fitted
+        for row in rows:
+            logger.log(row)
+        return model, meta, timings
     watch = Stopwatch()
     model = build_model(config, data.input_shape, device)
     # Release mode: the model before unlearning is measured nowhere in this run's output
@@ -344,13 +352,13 @@ def fit_model(config: ExperimentConfig, data, device, console: Console, logger, 
     return model, meta, {"fit_seconds": watch.seconds()}
 
 
-def run_pass(plan: Plan, data, device, console: Console, logger, out_dir: Path) -> dict:
-    """Fit (pretrain or load), unlearn, test and evaluate the single run of `plan.config`;
-    its rows go to `logger` (a member's rows carry its index), its files (checkpoints of a
-    model trained in the run, a stream's deployed models) under `out_dir`; returns what
-    the run's summary states about it."""
+def run_pass(plan: Plan, data, device, console: Console, logger, out_dir: Path, fitted=None) -> dict:
+    """Fit (pretrain or load; `fitted`: see fit_model), unlearn, test and evaluate the single
+    run of `plan.config`; its rows go to `logger` (a member's rows carry its index), its files
+    (checkpoints of a model trained in the run, a stream's deployed models) under `out_dir`;
+    returns what the run's summary states about it."""
     config = plan.config
-    model, meta, timings = fit_model(config, data, device, console, logger, out_dir)
+    model, meta, timings = fit_model(config, data, device, console, logger, out_dir, fitted)
 
     if plan.stream is not None:  # deletion requests over time, or RUM's steps: one pass each
         run_passes = RUN_PASSES[getattr(plan.stream, "key", "requests")]
@@ -407,12 +415,7 @@ def sequential_because(config: ExperimentConfig, input_shape) -> str | None:
 def member_paths(plan: Plan) -> dict:
     """Which path each phase of an ensemble takes (the dry run prints it)."""
     config = plan.config
-    pretrained = config.training.pretrained
-    fit = ("vectorised pretraining (theta [N, d]) of the members missing from the auto cache, each saved under its "
-           "own seed's key; then each member's model loaded in turn" if pretrains_together(config, plan.input_shape) else
-           "sequential in-process: each member's model from the auto cache of its own seed (trained now if missing)"
-           if pretrained == "auto" else "sequential in-process: each member pretrained in the run"
-           if pretrained is False else "the same checkpoint for every member")
+    fit = fit_path(config, plan.input_shape)
     why = sequential_because(config, plan.input_shape)
     unlearn = ("vectorised: theta [N, d] (src/training/ensemble.py), agreeing with single runs to float rounding"
                if why is None else f"sequential in-process ({why})")
@@ -444,8 +447,10 @@ def run_members(config: ExperimentConfig, config_file: str | None, device, conso
 
     def members_of(plan, data, logger, run_dir):
         pretrain_missing_members(config, data, device, console)
+        fitted = (fit_members_together(config, data, device, console, run_dir)
+                  if dp_sgd_trains_together(config, data.input_shape) else [None] * config.seeds)
         if sequential_because(config, data.input_shape) is None:
-            members = vectorised_members(config, data, device, console, logger, run_dir)
+            members = vectorised_members(config, data, device, console, logger, run_dir, fitted)
         else:
             members = []
             for i in range(config.seeds):
@@ -454,7 +459,7 @@ def run_members(config: ExperimentConfig, config_file: str | None, device, conso
                 member_plan = make_plan(single, data.sizes, data.forget.y)
                 with member_failure(config, i):
                     result = run_pass(member_plan, data, device, console, MemberLogger(logger, i),
-                                      run_dir / f"member-{i}")
+                                      run_dir / f"member-{i}", fitted[i])
                 members.append(member_entry(config, i, member_plan.run_id, result))
         extra = {"config_file": config_file, "plan": plan.as_dict(), "seeds": config.seeds, "members": members,
                  "member_stats": member_statistics(members), **ensemble_outcome(members)}
@@ -467,7 +472,8 @@ def member_entry(config: ExperimentConfig, i: int, member_run_id: str, result: d
     return {"member": i, "run_id": member_run_id, "member_overrides": member_overrides(config, i), **to_builtin(result)}
 
 
-def vectorised_members(config: ExperimentConfig, data, device, console: Console, logger, run_dir: Path) -> list[dict]:
+def vectorised_members(config: ExperimentConfig, data, device, console: Console, logger, run_dir: Path,
+                       fitted: list) -> list[dict]:
     """Every member's model fitted (sequentially: the auto cache holds one per seed), then
     one noisy phase and fine-tuning of theta [N, d] (EnsembleTrainer); each member then
     tested and evaluated as its single run would be. Its rows are the single run's
@@ -478,13 +484,13 @@ def vectorised_members(config: ExperimentConfig, data, device, console: Console,
     fits = []
     for i, single in enumerate(singles):
         with member_failure(config, i):
-            fits.append(fit_model(single, data, device, console, loggers[i], run_dir / f"member-{i}"))
+            fits.append(fit_model(single, data, device, console, loggers[i], run_dir / f"member-{i}", fitted[i]))
     plans = [make_plan(single, data.sizes, data.forget.y) for single in singles]
     seeds = [single.global_seed for single in singles]
     network = fits[0][0]
     ensemble = EnsembleModel(network, torch.stack([model.theta.detach() for model, _, _ in fits]),
                              default_chunk(device, config.dataset.batch_size))
-    algorithm = attach_ensemble(plans[0], device, seeds, fits[0][1])
+    algorithm = attach_ensemble(plans[0], device, seeds, fits[0][1], [meta for _, meta, _ in fits])
     trainer = EnsembleTrainer(plans[0].config, data, ensemble, algorithm, seeds)
     console.line(f"unlearning {config.seeds} members as one ensemble (theta [{config.seeds}, "
                  f"{ensemble.num_parameters}])")

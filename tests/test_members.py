@@ -94,7 +94,7 @@ def close(a, b, path=""):
     ("mc", MC, "vectorised"),
     ("op", OP, "vectorised"),
     ("ft", {"unlearning.algorithm": "ft", **EMPIRICAL}, "sequential"),
-    ("dpsgd", DPSGD, "sequential"),
+    ("dpsgd", DPSGD, "vectorised"),
     ("stream", {"requests": {"num_requests": 2}}, "sequential"),
 ])
 def test_member_i_is_the_single_run_of_its_seed(make_config, tmp_path, name, overrides, path):
@@ -136,6 +136,51 @@ def test_member_i_is_the_single_run_of_its_seed(make_config, tmp_path, name, ove
         assert (ens_dir / "member-1" / "deployed").is_dir() and (one_dir / "deployed").is_dir()
 
 
+DPSGD_IN_RUN = {**DPSGD, "training.pretrained": False, "dataset.batch_size": 256,  # chunks of 2: the vmap
+                "compat.group_privacy": "tight"}  # calibrates in seconds; the exact rule has its own tests
+
+
+def test_dp_sgd_members_train_as_one_ensemble(make_config, tmp_path):
+    """DP-SGD training in the run (`pretrained: false`): the members train as one ensemble
+    (theta [N, d], the plan says so), and so does their fine-tuning; member 1 is the single
+    run of its seeds: the same certificate, its rows and checkpoints to float rounding."""
+    import torch
+
+    ens_path, _ = make_config("dpv", {**FAST, **DPSGD_IN_RUN, "seeds": 2, "logs_dir": str(tmp_path / "ens")})
+    config = load_config(ens_path)
+    single = member_config(config, 1)
+    single_path, data = make_config("dpv1", {**FAST, **DPSGD_IN_RUN, "name": "dpv", "global_seed": single.global_seed,
+                                             "logs_dir": str(tmp_path / "one")})
+    data["training"]["dp_sgd"]["seed"] = single.training.dp_sgd.seed
+    single_path.write_text(yaml.safe_dump(data))
+    assert run_main("--config", ens_path, "--quiet") == 0
+    assert run_main("--config", single_path, "--quiet") == 0
+    (ens_dir,), (one_dir,) = run_dirs(tmp_path / "ens").values(), run_dirs(tmp_path / "one").values()
+    ens, ens_rows = read(ens_dir)
+    one, one_rows = read(one_dir)
+    assert ens["plan"]["ensemble"]["fit"].startswith("vectorised DP-SGD training"), ens["plan"]["ensemble"]
+    assert ens["plan"]["ensemble"]["unlearn"].startswith("vectorised")
+    member = ens["members"][1]
+    assert member["run_id"] == one["run_id"]
+    # the accountant's numbers, not float rounding: the same certificate
+    assert member["certificate"] == one["certificate"] and member["certificate_valid"] is True
+    for key in ("certified_epsilon", "certified_delta"):
+        assert member[key] == one[key]
+    close(single_result(member), single_result(one))
+    # every row of the single run (its training's included) but the fine-tuning's per-step batch rows
+    mine = [{k: v for k, v in row.items() if k != "member"} for row in without_timings(ens_rows) if row["member"] == 1]
+    evaluated = [r for r in without_timings(one_rows) if not ("loss" in r and "state_step" in r)]
+    assert len(mine) == len(evaluated) and sum("train_loss" in row for row in mine) == 1
+    for got, expected in zip(mine, evaluated):
+        close(got, expected)
+    for epoch in (0, 1):
+        got = torch.load(ens_dir / "member-1" / "ckpt" / f"checkpoint_{epoch}.pt", weights_only=True)
+        expected = torch.load(one_dir / "ckpt" / f"checkpoint_{epoch}.pt", weights_only=True)
+        assert got["meta"]["dp_sgd"]["noise_multiplier"] == expected["meta"]["dp_sgd"]["noise_multiplier"]
+        for name, tensor in expected["state_dict"].items():
+            assert torch.allclose(got["state_dict"][name], tensor, rtol=1e-4, atol=1e-6), (epoch, name)
+
+
 @pytest.mark.parametrize("method", [{}, {"unlearning.algorithm": "ft", **EMPIRICAL}])
 def test_a_diverged_member_fails_the_run(make_config, tmp_path, capsys, method):
     """Vectorised (Gradient Clipping) and sequential (FT): the run fails naming the member,
@@ -148,6 +193,35 @@ def test_a_diverged_member_fails_the_run(make_config, tmp_path, capsys, method):
     assert "nothing of this run is recorded as finished" in err.lower()
     logs = tmp_path / "logs"
     assert not logs.exists() or not list(logs.iterdir())
+
+
+@pytest.mark.parametrize("pretrained", [False, "auto"])
+def test_dp_sgd_members_in_release_mode_train_one_after_another(make_config, capsys, pretrained):
+    """secure_rng: noise and memberships from OS entropy, which no member's seed replays: the
+    members' DP-SGD training stays sequential, and the plan says why."""
+    path, _ = make_config("dprel", {**FAST, **DPSGD_IN_RUN, "training.pretrained": pretrained, "seeds": 2,
+                                    "secure_rng": True})
+    assert run_main("--config", path, "--dry-run") == 0
+    fit = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ensemble"]["fit"]
+    assert fit.startswith("sequential in-process (release mode, secure_rng"), fit
+
+
+@pytest.mark.parametrize("pretrained", [False, "auto"])
+def test_a_diverged_dp_sgd_member_fails_the_run(make_config, tmp_path, capsys, pretrained):
+    """The members' DP-SGD training as one ensemble (in the run, or filling the auto cache):
+    a diverged member fails the run, named; no run directory, no cached model."""
+    path, _ = make_config("dpnan", {**FAST, **DPSGD_IN_RUN, "training.pretrained": pretrained, "seeds": 2,
+                                    "training.max_lr": 1e30, "checkpoints_dir": str(tmp_path / "cache")})
+    assert run_main("--config", path, "--dry-run") == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ensemble"]["fit"].startswith("vectorised DP")
+    assert run_main("--config", path, "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "error: member 0 of 2 (global_seed 1234)" in err and "diverged in pretraining" in err
+    assert "nothing of this run is recorded as finished" in err.lower()
+    logs = tmp_path / "logs"
+    assert not logs.exists() or not list(logs.iterdir())
+    cache = tmp_path / "cache"
+    assert not cache.exists() or not list(cache.rglob("model.pt"))
 
 
 def test_members_are_seeds_in_the_table(make_config, tmp_path):

@@ -108,7 +108,7 @@ class DPSGD:
         s["weight"].zero_()
         s["weight"][:n] = 1.0
         self.noise.normal_into(s["noise"])
-        s["denominator"].fill_(self._denominator(n))
+        s["denominator"].fill_(self.denominator(n))
         s["lr"].fill_(optimizer.schedule(optimizer.step_count))
         optimizer.step_count += 1
         if self.graph is None:
@@ -116,7 +116,8 @@ class DPSGD:
         self.graph.replay()
         return self.loss_sum / max(n, 1), self.correct.clone()
 
-    def _denominator(self, n: int) -> float:
+    def denominator(self, n: int) -> float:
+        """What the clipped, noised sum of a batch of n examples is divided by."""
         return self.calibration.sampling_rate * self.train_size if self.poisson else max(n, 1)
 
     def _update(self, x, y, weight, noise, denominator, optimizer_step):
@@ -132,7 +133,7 @@ class DPSGD:
         noise = self.noise.normal(theta.numel(), theta.device)
         x, y = self.split.x[idx], self.split.y[idx]
         weight = torch.ones(idx.shape[0], device=theta.device)
-        loss_sum, correct = self._update(x, y, weight, noise, self._denominator(idx.shape[0]), optimizer.step)
+        loss_sum, correct = self._update(x, y, weight, noise, self.denominator(idx.shape[0]), optimizer.step)
         return loss_sum / max(idx.shape[0], 1), correct
 
     def _capture(self, optimizer):
@@ -154,30 +155,45 @@ class DPSGD:
         assert torch.equal(theta_before, self.model.theta.detach())  # capture itself ran nothing
 
 
-def per_example_gradients(model, x: torch.Tensor, y: torch.Tensor):
-    """Each example's gradient with respect to every parameter tensor ({name: [B, *shape]}),
-    and (losses, logits). vmap over the parameters as separate tensors: slicing one flat
-    vector inside vmap costs more than the gradients themselves."""
+def example_loss(model):
+    """The loss of one example as a function of the parameters ({name: tensor}), and its
+    logits: what per-example gradients differentiate (one member's, src/training/dp_sgd_ensemble.py)."""
 
     def loss_of_one(params, xi, yi):
         logits = functional_call(model.module, (params, model.buffers), (xi.unsqueeze(0),))
         return F.cross_entropy(logits, yi.unsqueeze(0)), logits.squeeze(0)
 
-    params = model.unflatten(model.theta.detach())
-    per_example = vmap(grad_and_value(loss_of_one, has_aux=True), in_dims=(None, 0, 0))
+    return loss_of_one
+
+
+def per_example_gradients(model, x: torch.Tensor, y: torch.Tensor, theta: torch.Tensor | None = None):
+    """Each example's gradient with respect to every parameter tensor ({name: [B, *shape]}),
+    and (losses, logits), at `theta` (default: the model's own). vmap over the parameters as
+    separate tensors: slicing one flat vector inside vmap costs more than the gradients themselves."""
+    params = model.unflatten((model.theta if theta is None else theta).detach())
+    per_example = vmap(grad_and_value(example_loss(model), has_aux=True), in_dims=(None, 0, 0))
     grads, (losses, logits) = per_example(params, x, y)
     return grads, (losses, logits)
 
 
-def clipped_gradient_sum(model, x, y, clip: float, weight: torch.Tensor):
-    """sum_i weight_i * g_i * min(1, clip / ||g_i||), with ||.|| the global L2 norm over all
-    parameters of example i's gradient g_i; a zero gradient keeps factor 1 (optax's
-    NaN -> 1). Returns the sum as one vector in theta's layout, and (losses, logits)."""
-    grads, (losses, logits) = per_example_gradients(model, x, y)
-    flat = [grads[name].flatten(1) for name in model.names]
-    norms = torch.sqrt(sum(g.double().pow(2).sum(1) for g in flat))
+def clip_factors(flat: list[torch.Tensor], clip: float, weight: torch.Tensor, norms: torch.Tensor | None = None):
+    """weight_i * min(1, clip / ||g_i||) per example, from its gradient's pieces `flat`
+    ([..., B, p] each, one per parameter tensor): ||.|| is the global L2 norm over all of
+    them, in float64 (`norms`, when the caller computed them so); a zero gradient keeps
+    factor 1 (optax's NaN -> 1)."""
+    if norms is None:
+        norms = torch.sqrt(sum(g.double().pow(2).sum(-1) for g in flat))
     # aimed a hair inside the clip, so that float32 rounding leaves every norm <= clip
-    factors = (torch.clamp(radius_inside(clip) / norms, max=1.0) * weight).to(flat[0].dtype)
+    return (torch.clamp(radius_inside(clip) / norms, max=1.0) * weight).to(flat[0].dtype)
+
+
+def clipped_gradient_sum(model, x, y, clip: float, weight: torch.Tensor, theta: torch.Tensor | None = None):
+    """sum_i weight_i * g_i * min(1, clip / ||g_i||) (clip_factors), g_i example i's gradient
+    at `theta` (default: the model's own). Returns the sum as one vector in theta's layout,
+    and (losses, logits)."""
+    grads, (losses, logits) = per_example_gradients(model, x, y, theta)
+    flat = [grads[name].flatten(1) for name in model.names]
+    factors = clip_factors(flat, clip, weight)
     return torch.cat([factors @ g for g in flat]), losses, logits
 
 

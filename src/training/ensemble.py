@@ -195,13 +195,15 @@ class EnsembleNoise:
             source.add_fresh_(row, sigma)
 
 
-def attach_ensemble(plan, device, seeds, pretrained_meta: dict | None = None):
-    """Give the planned algorithm what an ensemble run has: one noise stream per member."""
+def attach_ensemble(plan, device, seeds, pretrained_meta: dict | None = None, member_metas=()):
+    """Give the planned algorithm what an ensemble run has: one noise stream per member
+    (and each member's pretrained record, `member_metas`, member 0's as `pretrained_meta`)."""
     config = plan.config
     context = plan.algorithm.context
     context.device = device
     context.pretrained_meta = pretrained_meta or {}
     context.member_seeds = tuple(seeds)
+    context.member_metas = tuple(member_metas)
     context.noise = EnsembleNoise([
         NoiseSource(randomness(config.secure_rng, derive_seed(seed, "unlearning-noise"), device), plan.num_parameters,
                     device, reuse=config.compat.reuse_noise)

@@ -49,6 +49,10 @@ class AlgorithmContext:
     # An ensemble's members (src/training/ensemble.py): each member's global seed, for
     # what an algorithm draws from a seed rather than from `noise`. Empty: a single run.
     member_seeds: tuple[int, ...] = ()
+    # Each member's pretrained record (member i's checkpoint, as `pretrained_meta` is the
+    # single run's), for a method whose certificate rests on every one of them (DP-SGD).
+    # Empty: a single run.
+    member_metas: tuple[dict, ...] = ()
     # The runner's planner of one pass, plan_pass(config, sizes) -> its Plan: for a
     # meta-algorithm whose steps are other methods' passes (RUM), which plans them with it
     # without importing the runner (a layer above).

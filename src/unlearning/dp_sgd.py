@@ -26,6 +26,9 @@ _MUST_MATCH = ("noise_multiplier", "group_size", "sampling", "group_rule", "samp
 class DPSGDGroupPrivacy(UnlearningAlgorithm):
     name = "dp-sgd"
     noise_after_pretraining = False
+    # No noisy phase: on theta [N, d] only the fine-tuning runs, after every member's
+    # record is checked (seeds: N).
+    vectorised = True
 
     @classmethod
     def check_config(cls, config) -> None:
@@ -74,9 +77,19 @@ class DPSGDGroupPrivacy(UnlearningAlgorithm):
             certificate_valid=c.certificate_valid, invalid_reasons=c.invalid_reasons(), details=details)
 
     def prepare(self, model, log) -> None:
-        meta = self.context.pretrained_meta or {}
+        # an ensemble's members each rest on their own model's record
+        for i, meta in enumerate(self.context.member_metas or (self.context.pretrained_meta or {},)):
+            self._check_record(meta, f" (member {i})" if self.context.member_metas else "")
+        expected = self.calibration
+        if expected.train_epsilon is not None:
+            log({"train_epsilon": expected.train_epsilon, "train_delta": expected.train_delta})
+        log({"dp_sigma": expected.noise_multiplier})
+        self.finished = True
+
+    def _check_record(self, meta: dict, member: str) -> None:
+        """Refuse a model whose DP-SGD record does not carry this run's certificate."""
         record = meta.get("dp_sgd")
-        where = meta.get("path", "the pretrained model")
+        where = meta.get("path", "the pretrained model") + member
         if not record:
             raise CheckpointError(f"training.pretrained: {where} was not trained with DP-SGD (its checkpoint has no "
                                   "DP-SGD record), so 'dp-sgd' cannot certify it; train it with training.dp_sgd")
@@ -95,10 +108,6 @@ class DPSGDGroupPrivacy(UnlearningAlgorithm):
                     f"training.pretrained: {where} was trained with DP-SGD {key} = {record.get(key)!r}, but this "
                     f"run's config needs {getattr(expected, key)!r} (forget set of {expected.group_size}); the "
                     "certificate holds only for the model it was calibrated for")
-        if expected.train_epsilon is not None:
-            log({"train_epsilon": expected.train_epsilon, "train_delta": expected.train_delta})
-        log({"dp_sigma": expected.noise_multiplier})
-        self.finished = True
 
     def certificate_row(self) -> dict:
         c = self.calibration
