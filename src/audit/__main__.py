@@ -116,6 +116,7 @@ def variant_suffix(args) -> str:
 def audit_config(config, config_file, args, console):
     """Audit one config; returns (result, audit.json path)."""
     from src.audit.audit import audit, check_auditable
+    from src.audit.convex import audited_as_chains
     from src.audit.report import code_commit, write_audit
     from src.audit.worlds import adversarial_starts, pretrained_start_a, pretrained_starts
     from src.data.datamodule import get_datamodule
@@ -123,11 +124,17 @@ def audit_config(config, config_file, args, console):
 
     check_auditable(config)
     plan = make_plan(config)  # every refusal before any training
+    check_start(config, plan, args)
     check_before_audit(config, plan.privacy, plan.num_parameters, args, audit_id(config, args))
     device = resolve_device(config.device)
     data = get_datamodule(config, device)
     clock = time.perf_counter()
-    if args.start == "adversarial":
+    chains_only = audited_as_chains(config)
+    if chains_only:  # its worlds are its own chains, trained in audit() (src/audit/convex.py)
+        start_a = start_b = None
+        starts = {"world_A": "the method's chains trained on all the data, then unlearned",
+                  "world_B": "the method's chains trained on the retain set alone"}
+    elif args.start == "adversarial":
         # only world A's model is needed: it fixes the direction (world B's is never trained)
         theta, path_a = pretrained_start_a(config, data, device, console)
         start_a, start_b, starts = adversarial_starts(config, theta)
@@ -147,11 +154,11 @@ def audit_config(config, config_file, args, console):
         start_a, start_b, starts = pretrained_starts(config, data, device, console)
     pretrained_seconds = time.perf_counter() - clock
     describe = {"audit_id": audit_id(config, args), "config_file": config_file, "overrides": _overrides(args),
-                "commit": code_commit(), "start": args.start, "starts": starts}
+                "commit": code_commit(), "start": "chains" if chains_only else args.start, "starts": starts}
     result = audit(config, start_a, start_b, args.chains, data=data, device=device, confidence=args.confidence,
                    noise_scale=args.noise_scale, seed=args.seed, describe=describe, console=console)
     result.seconds["pretrained_models"] = round(pretrained_seconds, 3)
-    if (args.closeness or args.folder) and args.start != "adversarial":  # released from A(D) itself
+    if (args.closeness or args.folder) and args.start != "adversarial" and not chains_only:  # released from A(D)
         from src.audit.audit import closeness_to_retrain
         from src.config import pretrained_key
 
@@ -163,6 +170,21 @@ def audit_config(config, config_file, args, console):
             confidence=args.confidence, retrained=_RETRAINED.get(key), console=console)
     path = write_audit(result, Path(args.out) / describe["audit_id"])
     return result, path
+
+
+def check_start(config, plan, args) -> None:
+    """A method audited between its own chains has no starts to choose, and what its chains
+    cannot reproduce is refused before any data are loaded."""
+    from src.audit.convex import audited_as_chains, check_chain_audit
+    from src.errors import UserError
+
+    if not audited_as_chains(config):
+        return
+    check_chain_audit(config, plan)
+    if args.start != "pretrained":
+        raise UserError(f"--start {args.start}: unlearning.algorithm '{config.unlearning.algorithm}' is audited between "
+                        "its own chains (trained from its initial law on all the data and on the retain set, as its "
+                        "certificate compares them); leave --start out")
 
 
 def check_before_audit(config, privacy, num_parameters: int, args, name: str) -> None:

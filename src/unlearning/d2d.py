@@ -60,6 +60,7 @@ class DescentToDelete(FullBatchRequests):
     name = "d2d"
     section = D2DConfig
     who = "unlearning.algorithm=d2d"
+    audited_as_chains = True  # its certificate's worlds are whole chains (src/audit/convex.py)
 
     @classmethod
     def check_config(cls, config) -> None:
@@ -140,10 +141,10 @@ class DescentToDelete(FullBatchRequests):
         from src.training.langevin import check_chain_record
 
         check_chain_record(self.context.pretrained_meta, self.chain(), self.who)
-        self._check_converged(model, log)
+        self.check_trained(model, log)
         super().prepare(model, log)
 
-    def _check_converged(self, model, log) -> None:
+    def check_trained(self, model, log) -> None:
         """The certificate assumes the trained model is within r(I_1) of the optimum of D."""
         chain, data = self.chain(), self.context.data
         schedule = self.schedule
