@@ -38,6 +38,16 @@ D2D = FIG3A / "d2d-I_1-eps_0.5-g0.yaml"
 SHORT = ["training.epochs=40", "unlearning.langevin.retrain_reference=false"]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The chains' small steps gain nothing from a second thread on a shared machine, and
+    waiting threads that spin cost minutes there."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class _NoLog:
     def log(self, row):
         pass
@@ -197,3 +207,26 @@ def test_what_the_chains_cannot_audit_is_a_one_line_error(config, args, expected
     code, lines, err = run_audit(capsys, config, tmp_path / "out", "--chains", 16, *args)
     assert code == 2 and err.startswith(expected) and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_d2d_chains_are_its_descent_plus_the_secret_state_noise_of_its_plan():
+    """D2D's training is noise-free from a point: every chain of a world publishes the same
+    model plus N(0, sigma^2 I) with the sigma of its plan, which is what the slack reads
+    (output_noise_std); the worlds' models differ by the forget example's pull alone."""
+    config = load_config(D2D)
+    data = get_datamodule(config, "cpu")
+    plan = make_plan(config, data.sizes)
+    sigma = plan.privacy.details["d2d_sigmas"]
+    assert plan.algorithm.output_noise_std() == sigma
+    outputs = {w: convex.world_outputs(config, data, w, chain_seeds(0, w, 64), "cpu")[0].double() for w in "AB"}
+    noiseless = {w: convex.world_outputs(config, data, w, chain_seeds(0, w, 2), "cpu", noise_scale=0.0)[0]
+                 for w in "AB"}
+    for w in "AB":
+        assert torch.equal(noiseless[w][0], noiseless[w][1])  # one model per world
+        spread = outputs[w] - noiseless[w][0].double()
+        assert float(spread.std()) / float32_at_least(sigma) == pytest.approx(1.0, abs=5 / math.sqrt(spread.numel()))
+    shift = float(torch.linalg.vector_norm(noiseless["A"][0] - noiseless["B"][0]))
+    radius = d2d_accountant.convergence_radius(1, 1, 1.0, 0.02, len(data.train), plan.algorithm.gamma)
+    assert 0 < shift < radius
+    sequence = load_config(REPO / "langevin_runs" / "mini-mnist5k" / "fig3b" / "d2d-f_1-g0.yaml")
+    assert make_plan(sequence).algorithm.output_noise_std() is None

@@ -131,6 +131,15 @@ class DescentToDelete(FullBatchRequests):
         plan = self.plan()
         return {"stop_unlearn": plan.noisy_steps, **certificate_row(plan)}
 
+    def output_noise_std(self) -> float | None:
+        """One request with a secret state: the published model is the descent's (noise-free
+        training from a point, noise-free steps: a function of the data alone) plus
+        N(0, sigma^2 I), the same affine map of the noise from either data set. A sequence
+        keeps its noise in the state, where later steps contract it: None."""
+        if self.config.unlearning.d2d.steps is None:
+            return None
+        return self._schedule_and_sigmas[1][0]
+
     def request_row(self, request: int) -> dict:
         sigma = self._schedule_and_sigmas[1][request]
         return {"request_epsilon": self.config.unlearning.d2d.epsilon_target, "request_delta": self.delta,
