@@ -230,3 +230,15 @@ def test_d2d_chains_are_its_descent_plus_the_secret_state_noise_of_its_plan():
     assert 0 < shift < radius
     sequence = load_config(REPO / "langevin_runs" / "mini-mnist5k" / "fig3b" / "d2d-f_1-g0.yaml")
     assert make_plan(sequence).algorithm.output_noise_std() is None
+
+
+def test_a_chain_is_the_same_whichever_group_it_runs_in():
+    """Chains are independent: vectorising them (one [N, d] tensor per group) changes a
+    chain's output by float rounding only, and no chain's draws depend on its neighbours."""
+    config = load_config(LANGEVIN, ["training.epochs=10", "unlearning.langevin.retrain_reference=false"])
+    data = get_datamodule(config, "cpu")
+    seeds = chain_seeds(0, "A", 4)
+    together, _ = convex.world_outputs(config, data, "A", seeds, "cpu", group=4)
+    alone, _ = convex.world_outputs(config, data, "A", seeds, "cpu", group=1)
+    torch.testing.assert_close(together, alone, rtol=0, atol=1e-5)
+    assert float(torch.cdist(together, together).fill_diagonal_(float("inf")).min()) > 1.0  # distinct draws
