@@ -35,6 +35,7 @@ FIG3A = REPO / "langevin_runs" / "mini-mnist5k" / "fig3a"
 LANGEVIN = FIG3A / "lmc-K_1-eps_0.5-g0.yaml"
 D2D = FIG3A / "d2d-I_1-eps_0.5-g0.yaml"
 # A shorter Langevin training keeps the tests quick: the certificate holds at any T.
+D2D_SEQUENCE = REPO / "langevin_runs" / "mini-mnist5k" / "fig3b" / "d2d-f_1-g0.yaml"
 SHORT = ["training.epochs=40", "unlearning.langevin.retrain_reference=false"]
 
 
@@ -90,6 +91,7 @@ def test_a_folder_of_langevin_and_d2d_configs_gives_a_table_row_each(tmp_path, c
     folder = tmp_path / "configs"
     folder.mkdir()
     shutil.copy(D2D, folder / D2D.name)
+    shutil.copy(D2D_SEQUENCE, folder / "d2d-sequence.yaml")  # refused alone, left out of a folder
     langevin = yaml.safe_load(LANGEVIN.read_text())
     langevin["training"]["epochs"] = 40  # quicker; D2D keeps its 500 steps (it must reach the optimum)
     (folder / LANGEVIN.name).write_text(yaml.safe_dump(langevin))
@@ -99,6 +101,13 @@ def test_a_folder_of_langevin_and_d2d_configs_gives_a_table_row_each(tmp_path, c
     assert code == 0
     rows = [line for line in table.splitlines() if line.startswith("| langevin") or line.startswith("| d2d")]
     assert len(rows) == 2 and all("| 0.500 |" in row and "| 16 |" in row for row in rows)
+    assert "d2d-sequence" not in table
+    header = [c.strip() for c in table.splitlines()[0].strip("|").split("|")]
+    for row in rows:
+        cells = dict(zip(header, [c.strip() for c in row.strip("|").split("|")]))
+        # closeness to retrain against world B's chains, the method's own retraining
+        assert 0 <= float(cells["forgetting quality"]) <= 1 and float(cells["closeness lower bound"]) >= 0
+        assert float(cells["lower bound"]) <= float(cells["certified epsilon"])
     capsys.readouterr()
 
 
@@ -200,7 +209,7 @@ def test_the_chains_start_from_the_initial_law_each_from_its_own_draw():
 @pytest.mark.parametrize("config, args, expected", [
     (LANGEVIN, ["--start", "adversarial"], "error: --start adversarial: unlearning.algorithm 'langevin' is audited"),
     (LANGEVIN, ["--override", "compat.langevin_clipping=upstream"], "error: compat.langevin_clipping: 'upstream'"),
-    (REPO / "langevin_runs" / "mini-mnist5k" / "fig3b" / "d2d-f_1-g0.yaml", [],
+    (D2D_SEQUENCE, [],
      "error: unlearning.d2d.requests: [1, 1, 1, 1, 1, 1, 1, 1] cannot be audited"),
 ], ids=["start", "upstream-clipping", "d2d-sequence"])
 def test_what_the_chains_cannot_audit_is_a_one_line_error(config, args, expected, tmp_path, capsys):
@@ -228,7 +237,7 @@ def test_d2d_chains_are_its_descent_plus_the_secret_state_noise_of_its_plan():
     shift = float(torch.linalg.vector_norm(noiseless["A"][0] - noiseless["B"][0]))
     radius = d2d_accountant.convergence_radius(1, 1, 1.0, 0.02, len(data.train), plan.algorithm.gamma)
     assert 0 < shift < radius
-    sequence = load_config(REPO / "langevin_runs" / "mini-mnist5k" / "fig3b" / "d2d-f_1-g0.yaml")
+    sequence = load_config(D2D_SEQUENCE)
     assert make_plan(sequence).algorithm.output_noise_std() is None
 
 

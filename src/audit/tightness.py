@@ -2,7 +2,9 @@
 
 Configs that differ only in their seeds (dataset.seed, global_seed) and name are the same
 method; the first of each group (by file name) is audited, among those matching --match. Methods whose noise is drawn in
-pretraining (DP-SGD) are left out (audit.check_auditable).
+pretraining (DP-SGD) are left out (audit.check_auditable), and so are the convex methods' configs
+whose chains the audit cannot run as certified (convex.check_chain_audit: D2D's sequence without a
+secret state, the original's clipped Langevin chain).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from src.audit.audit import auditable
+from src.audit.convex import audited_as_chains, check_chain_audit
 from src.config import load_config, stable_hash
 from src.errors import UserError
 
@@ -23,6 +26,19 @@ def method_key(config) -> str:
         data.pop(key, None)
     data["dataset"].pop("seed", None)
     return stable_hash(data)
+
+
+def _chains_run_as_certified(config) -> bool:
+    if not audited_as_chains(config):
+        return True
+    from src.runner import make_plan
+
+    plan = make_plan(config)  # an invalid config is an error, not a config to leave out
+    try:
+        check_chain_audit(config, plan)
+    except UserError:
+        return False
+    return True
 
 
 def folder_configs(folder, overrides=(), match=()) -> list[tuple[Path, object]]:
@@ -42,7 +58,7 @@ def folder_configs(folder, overrides=(), match=()) -> list[tuple[Path, object]]:
     chosen, seen = [], set()
     for path in paths:
         config = load_config(path, overrides)
-        if not auditable(config):
+        if not auditable(config) or not _chains_run_as_certified(config):
             continue
         key = method_key(config)
         if key not in seen:
