@@ -263,15 +263,11 @@ def family_bound(scores_a: np.ndarray, scores_b: np.ndarray, delta: float, confi
 
 def audit(config, start_a: torch.Tensor | None, start_b: torch.Tensor | None, chains: int, *, data, device="cpu",
           confidence: float = 0.95, noise_scale: float = 1.0, seed: int | None = None, chunk: int | None = None,
-          describe: dict | None = None, console=None, sizes=None, label: str | None = None,
-          closeness: bool = False) -> AuditResult:
+          describe: dict | None = None, console=None, sizes=None, label: str | None = None) -> AuditResult:
     """Audit `config`'s certificate between worlds starting at start_a and start_b ([d] each),
     or, for a method audited between its own chains (convex.py; the starts are None),
     between N chains trained from its initial law on D then unlearned and N on D_r.
 
-    `closeness`: for a method audited between its own chains, also closeness to retrain with
-    world B's chains as the retrained models (its retraining is its own chain on D_r; other
-    methods' closeness is measured by closeness_to_retrain).
     `sizes`: the split sizes the pass is planned (and certified) for, when they are not the
     data's own (a request of a stream: its plan's sizes, while `data.forget`, which only the
     scores read, is everything deleted so far)."""
@@ -351,14 +347,12 @@ def audit(config, start_a: torch.Tensor | None, start_b: torch.Tensor | None, ch
         config={**(describe or {}), "algorithm": config.unlearning.algorithm, "noise_scale": noise_scale,
                 "audit_seed": seed, "device": str(device), "selected_score": names[column],
                 "test_family": list(FAMILY),
-                **({"worlds": world_description(config, plan, data)} if whole_chains else {})},
+                **({"start": "chains", "worlds": world_description(config, plan, data)} if whole_chains else {})},
         certified_epsilon=privacy.certified_epsilon, certified_delta=privacy.certified_delta,
         epsilon_published=privacy.epsilon_published, certificate_valid=privacy.certificate_valid,
         invalid_reasons=list(privacy.invalid_reasons), chains=chains, noisy_steps=steps, bound=bound,
         scores=summary(scores_a[evaluate], scores_b[evaluate], names), seconds=seconds, gaussian=gaussian, chain_scores=per_chain,
-        slack=where, closeness=closeness_measures(
-            scores_a, scores_b, delta, confidence, "world A's unlearned chains vs world B's (the method's own "
-            "retraining on the retain set)") if closeness and whole_chains else None,
+        slack=where,
         selected_a=scores_a[:, column], selected_b=scores_b[:, column], label=label)
 
 
@@ -390,6 +384,8 @@ def closeness_to_retrain(config, data, start_a: torch.Tensor, start_b: torch.Ten
     `chains` models retrained from scratch (trained here unless given), its per-example
     epsilons and, between the same two sets, a Clopper-Pearson lower bound (the family's
     test chosen on half of each). Returns (the measures, the retrained models)."""
+    from src.audit.closeness import example_epsilons, forgetting_quality
+
     clock = time.perf_counter()
     if retrained is None:
         retrained = retrained_members(config, data, chain_seeds(seed, "retrain", chains), device)
@@ -399,38 +395,26 @@ def closeness_to_retrain(config, data, start_a: torch.Tensor, start_b: torch.Ten
     released_seconds = time.perf_counter() - clock
     network = build_model(config, data.input_shape, device)
     a, b = projected_start(config, start_a), projected_start(config, start_b)
+    family = len(FAMILY)
     scores_u = chain_scores(network, released, a, b, data.forget)
     scores_r = chain_scores(network, retrained, a, b, data.forget)
-    if console is not None:
-        console.line(f"closeness: {chains} released models in {released_seconds:.1f} s, {len(retrained)} retrained "
-                     f"in {retrain_seconds:.1f} s")
-    measures = closeness_measures(scores_u, scores_r, delta, confidence)
-    measures["seconds"] = {"retrained": round(retrain_seconds, 3), "released": round(released_seconds, 3)}
-    return measures, retrained
-
-
-def closeness_measures(scores_u: np.ndarray, scores_r: np.ndarray, delta: float, confidence: float,
-                       definition: str = "released vs retrained models") -> dict:
-    """The challenge's forgetting quality of released models' scores [N, family + forget
-    examples] against retrained models' (chain_scores' layout), its per-example epsilons
-    and a Clopper-Pearson lower bound between the two sets (the family's test chosen on
-    half of each)."""
-    from src.audit.closeness import example_epsilons, forgetting_quality
-
-    family, chains = len(FAMILY), len(scores_u)
     epsilons = example_epsilons(scores_u[:, family:], scores_r[:, family:])
     # What identical models score, and the same measure of the released models: the second
     # half of the retrained models, and the first half of the released ones, each against
     # the first half of the retrained (F depends on the number of models per side).
-    half = len(scores_r) // 2
+    half = len(retrained) // 2
     reference = scores_r[:half, family:]
     null = forgetting_quality(example_epsilons(scores_r[half:2 * half, family:], reference), half)
     halved = forgetting_quality(example_epsilons(scores_u[:half, family:], reference), half)
     bound = family_bound(scores_u, scores_r, delta, confidence)
-    return {"forgetting_quality": forgetting_quality(epsilons, chains), "null_forgetting_quality": null,
-            "forgetting_quality_against_half": halved, "null_models_per_side": half,
-            "median_example_epsilon": float(np.median(epsilons)),
-            "example_epsilons": [float(e) for e in epsilons], "lower_bound": bound.epsilon,
-            "lower_bound_details": bound.as_dict(), "models_per_side": chains,
-            "definition": "NeurIPS 2023 unlearning challenge forgetting quality F (1 is best), no confidence; "
-                          f"lower_bound: Clopper-Pearson, {definition}"}
+    if console is not None:
+        console.line(f"closeness: {chains} released models in {released_seconds:.1f} s, {len(retrained)} retrained "
+                     f"in {retrain_seconds:.1f} s")
+    measures = {"forgetting_quality": forgetting_quality(epsilons, chains), "null_forgetting_quality": null,
+                "forgetting_quality_against_half": halved, "null_models_per_side": half, "median_example_epsilon": float(np.median(epsilons)),
+                "example_epsilons": [float(e) for e in epsilons], "lower_bound": bound.epsilon,
+                "lower_bound_details": bound.as_dict(), "models_per_side": chains,
+                "seconds": {"retrained": round(retrain_seconds, 3), "released": round(released_seconds, 3)},
+                "definition": "NeurIPS 2023 unlearning challenge forgetting quality F (1 is best), no confidence; "
+                              "lower_bound: Clopper-Pearson, released vs retrained models"}
+    return measures, retrained

@@ -2,9 +2,7 @@
 
 Configs that differ only in their seeds (dataset.seed, global_seed) and name are the same
 method; the first of each group (by file name) is audited, among those matching --match. Methods whose noise is drawn in
-pretraining (DP-SGD) are left out (audit.check_auditable), and so are the convex methods' configs
-whose chains the audit cannot run as certified (convex.check_chain_audit: D2D's sequence without a
-secret state, the original's clipped Langevin chain).
+pretraining (DP-SGD) are left out (audit.check_auditable).
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from src.audit.audit import auditable
-from src.audit.convex import audited_as_chains, check_chain_audit
 from src.config import load_config, stable_hash
 from src.errors import UserError
 
@@ -29,9 +26,14 @@ def method_key(config) -> str:
 
 
 def _chains_run_as_certified(config) -> bool:
+    """Left out too: the convex methods' configs whose chains the audit cannot run as
+    certified (convex.check_chain_audit: D2D's sequence without a secret state, the
+    original's clipped Langevin chain)."""
+    from src.audit.convex import audited_as_chains, check_chain_audit
+    from src.runner import make_plan
+
     if not audited_as_chains(config):
         return True
-    from src.runner import make_plan
 
     plan = make_plan(config)  # an invalid config is an error, not a config to leave out
     try:
