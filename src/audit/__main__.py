@@ -1,7 +1,8 @@
 """Audit certificates empirically: python -m src.audit --config FILE | --folder DIR | --stream-run DIR --request K.
 
 Runs N independent noisy phases from each of the two worlds of the definition (A: the
-model trained on all the data; B: the model trained without the forget set) and prints
+model trained on all the data; B: the model trained without the forget set; for Langevin
+and D2D, N whole chains of the method from its initial law, src/audit/convex.py) and prints
 one line: `certified epsilon X, empirical lower bound Y (95%), ceiling Z; Gaussian-DP
 estimate G` (and whether the bound refutes the original code's label). Writes
 audits/<id>/audit.json and audit.png (the id names N and the confidence). --folder audits one config per method of a folder

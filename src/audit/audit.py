@@ -11,7 +11,9 @@ Gaussian assumption. The audited output is the end of the noisy phase: the fine-
 after it is post-processing on retain data, which can only lower the bound.
 
 The entry point takes a config and two starting points, so that any caller (a request
-stream's k-th request, a worst case) can audit what it starts from.
+stream's k-th request, a worst case) can audit what it starts from. Langevin unlearning and
+D2D have no such starts: their certificates compare whole chains from the method's initial
+law, trained on D then unlearned against trained on D_r, which convex.py runs instead.
 """
 
 from __future__ import annotations

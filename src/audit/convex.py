@@ -89,7 +89,7 @@ def world_description(config, plan, data) -> dict:
            else f"the point {chain.init_mean:g} (noise-free training)")
     steps = plan.privacy.noisy_steps
     return {"world_A": f"{WORLDS['A']}: {chain.T} training steps on {len(data.train)} examples, {steps} unlearning "
-                       f"steps on {len(data.retain)}",
+                       f"step(s) on {len(data.retain)} (request by request, the later requests' examples still in)",
             "world_B": f"{WORLDS['B']}: {chain.T} training steps and {steps} more on {len(data.retain)} examples",
             "initial_law": law, "training_steps": chain.T, "unlearning_steps": steps,
             "direction": "difference of the two worlds' mean models over the chains that choose the test"}
