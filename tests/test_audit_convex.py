@@ -83,6 +83,8 @@ def test_langevin_and_d2d_are_audited_between_their_own_chains(config, overrides
     assert "train split (D)" in worlds["world_A"] and "retain set (D_r)" in worlds["world_B"]
     assert worlds["training_steps"] == (40 if config == LANGEVIN else 500) and worlds["unlearning_steps"] == 1
     assert all(len(result["chain_scores"][w]["projection"]) == 24 for w in "AB")
+    # the Gaussian-DP estimate on the 12 chains per world that never saw the direction
+    assert result["gaussian_estimate"]["chains"] == [12, 12]
     assert result["lower_bound"] <= result["certified_epsilon"] == pytest.approx(0.5, abs=1e-5)
     assert result["exceeds_certificate"] is False
 
@@ -249,3 +251,17 @@ def test_a_chain_is_the_same_whichever_group_it_runs_in():
     alone, _ = convex.world_outputs(config, data, "A", seeds, "cpu", group=1)
     torch.testing.assert_close(together, alone, rtol=0, atol=1e-5)
     assert float(torch.cdist(together, together).fill_diagonal_(float("inf")).min()) > 1.0  # distinct draws
+
+
+def test_the_direction_is_fixed_by_the_chains_that_choose_the_test_alone():
+    """The mean models come from the first half of each world (the selection half of
+    bounds.split_halves): changing every evaluating chain leaves them as they were."""
+    from src.audit.bounds import split_halves
+
+    a, b = torch.randn(10, 5), torch.randn(10, 5)
+    select, evaluate = split_halves(10)
+    mean_a, mean_b = convex.mean_models(a, b)
+    torch.testing.assert_close(mean_a, a[select].mean(0))
+    a[evaluate] += 100.0
+    b[evaluate] -= 100.0
+    assert all(torch.equal(x, y) for x, y in zip(convex.mean_models(a, b), (mean_a, mean_b)))

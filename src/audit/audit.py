@@ -29,7 +29,7 @@ import torch
 from src.audit.bounds import (GaussianEstimate, LowerBound, check_chain_count, gaussian_estimate, lower_bound,
                               split_halves)
 from src.audit.chains import GROUP, WeakenedNoise, chain_seeds
-from src.audit.convex import audited_as_chains, check_chain_audit, world_description, world_outputs
+from src.audit.convex import audited_as_chains, check_chain_audit, mean_models, world_description, world_outputs
 from src.audit.scores import FAMILY, chain_scores, score_names, summary
 from src.audit.slack import slack, slack_line
 from src.audit.worlds import projected
@@ -318,9 +318,9 @@ def audit(config, start_a: torch.Tensor | None, start_b: torch.Tensor | None, ch
     network = build_model(config, data.input_shape, device)
     if whole_chains:
         # along the difference of the worlds' mean models, estimated on the chains that
-        # choose the test only (bounds.split_halves): those that evaluate it stay unseen
-        select, evaluate = split_halves(chains)
-        start_a, start_b = outputs["A"][select].mean(0), outputs["B"][select].mean(0)
+        # choose the test only: those that evaluate it (bounds.split_halves) stay unseen
+        start_a, start_b = mean_models(outputs["A"], outputs["B"])
+        evaluate = split_halves(chains)[1]
     else:
         # the noisy phase starts from the projected starts: measure along their difference
         start_a, start_b = projected_start(config, start_a), projected_start(config, start_b)

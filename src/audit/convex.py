@@ -35,6 +35,7 @@ import torch
 from torch.func import vmap
 from torch.nn import functional as F
 
+from src.audit.bounds import split_halves
 from src.audit.chains import GROUP, WeakenedNoise
 from src.data.batches import make_generator
 from src.errors import UserError
@@ -162,6 +163,14 @@ def world_outputs(config, data, world: str, seeds, device, noise_scale: float = 
         outputs.append(theta.detach().cpu())
         steps = schedule.total_steps
     return torch.cat(outputs), steps
+
+
+def mean_models(outputs_a: torch.Tensor, outputs_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two worlds' mean models over the chains that choose the test (the first half,
+    bounds.split_halves): the projection measures along their difference, which the chains
+    that evaluate the test never influence."""
+    select, _ = split_halves(len(outputs_a))
+    return outputs_a[select].mean(0), outputs_b[select].mean(0)
 
 
 def _check_trained(config, algorithm, network, theta, data, device) -> None:
