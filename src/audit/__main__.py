@@ -1,7 +1,8 @@
 """Audit certificates empirically: python -m src.audit --config FILE | --folder DIR | --stream-run DIR --request K.
 
 Runs N independent noisy phases from each of the two worlds of the definition (A: the
-model trained on all the data; B: the model trained without the forget set) and prints
+model trained on all the data; B: the model trained without the forget set; for Langevin
+and D2D, N whole chains of the method from its initial law, src/audit/convex.py) and prints
 one line: `certified epsilon X, empirical lower bound Y (95%), ceiling Z; Gaussian-DP
 estimate G` (and whether the bound refutes the original code's label). Writes
 audits/<id>/audit.json and audit.png (the id names N and the confidence). --folder audits one config per method of a folder
@@ -117,6 +118,7 @@ def variant_suffix(args) -> str:
 def audit_config(config, config_file, args, console):
     """Audit one config; returns (result, audit.json path)."""
     from src.audit.audit import audit, check_auditable
+    from src.audit.convex import audited_as_chains
     from src.audit.report import code_commit, write_audit
     from src.audit.worlds import adversarial_starts, pretrained_start_a, pretrained_starts
     from src.data.datamodule import get_datamodule
@@ -125,11 +127,17 @@ def audit_config(config, config_file, args, console):
     config, describe_seeds = audited_member(config, args)
     check_auditable(config)
     plan = make_plan(config)  # every refusal before any training
+    check_start(config, plan, args)
     check_before_audit(config, plan.privacy, plan.num_parameters, args, audit_id(config, args))
     device = resolve_device(config.device)
     data = get_datamodule(config, device)
     clock = time.perf_counter()
-    if args.start == "adversarial":
+    chains_only = audited_as_chains(config)
+    if chains_only:  # its worlds are its own chains, trained in audit() (src/audit/convex.py)
+        start_a = start_b = None
+        starts = {"world_A": "the method's chains trained on all the data, then unlearned",
+                  "world_B": "the method's chains trained on the retain set alone"}
+    elif args.start == "adversarial":
         # only world A's model is needed: it fixes the direction (world B's is never trained)
         theta, path_a = pretrained_start_a(config, data, device, console)
         start_a, start_b, starts = adversarial_starts(config, theta)
@@ -153,7 +161,7 @@ def audit_config(config, config_file, args, console):
     result = audit(config, start_a, start_b, args.chains, data=data, device=device, confidence=args.confidence,
                    noise_scale=args.noise_scale, seed=args.seed, describe=describe, console=console)
     result.seconds["pretrained_models"] = round(pretrained_seconds, 3)
-    if (args.closeness or args.folder) and args.start != "adversarial":  # released from A(D) itself
+    if (args.closeness or args.folder) and args.start != "adversarial" and not chains_only:  # released from A(D)
         from src.audit.audit import closeness_to_retrain
         from src.config import pretrained_key
 
@@ -183,6 +191,21 @@ def audited_member(config, args) -> tuple[object, dict]:
             f"seeds derived from {seed}) from member 0 (global_seed {config.global_seed}), not the config's "
             f"{config.seeds} members")
     return member_config(config, 0), {"config_seeds": config.seeds, "config_seeds_note": note}
+
+
+def check_start(config, plan, args) -> None:
+    """A method audited between its own chains has no starts to choose, and what its chains
+    cannot reproduce is refused before any data are loaded."""
+    from src.audit.convex import audited_as_chains, check_chain_audit
+    from src.errors import UserError
+
+    if not audited_as_chains(config):
+        return
+    check_chain_audit(config, plan)
+    if args.start != "pretrained":
+        raise UserError(f"--start {args.start}: unlearning.algorithm '{config.unlearning.algorithm}' is audited between "
+                        "its own chains (trained from its initial law on all the data and on the retain set, as its "
+                        "certificate compares them); leave --start out")
 
 
 def check_before_audit(config, privacy, num_parameters: int, args, name: str) -> None:

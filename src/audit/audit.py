@@ -11,7 +11,9 @@ Gaussian assumption. The audited output is the end of the noisy phase: the fine-
 after it is post-processing on retain data, which can only lower the bound.
 
 The entry point takes a config and two starting points, so that any caller (a request
-stream's k-th request, a worst case) can audit what it starts from.
+stream's k-th request, a worst case) can audit what it starts from. Langevin unlearning and
+D2D have no such starts: their certificates compare whole chains from the method's initial
+law, trained on D then unlearned against trained on D_r, which convex.py runs instead.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from src.audit.bounds import GaussianEstimate, LowerBound, check_chain_count, gaussian_estimate, lower_bound
-from src.audit.chains import GROUP, chain_seeds
+from src.audit.bounds import (GaussianEstimate, LowerBound, check_chain_count, gaussian_estimate, lower_bound,
+                              split_halves)
+from src.audit.chains import GROUP, WeakenedNoise, chain_seeds
+from src.audit.convex import audited_as_chains, check_chain_audit, mean_models, world_description, world_outputs
 from src.audit.scores import FAMILY, chain_scores, score_names, summary
 from src.audit.slack import slack, slack_line
 from src.audit.worlds import projected
@@ -39,25 +43,11 @@ from src.unlearning.base import UnlearningAlgorithm
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-class WeakenedNoise:
-    """Audit-only: every noise vector drawn, hence every sigma, multiplied by `scale`.
-
-    It exists to show that the audit can fail: with less noise than the certificate
-    assumes, the lower bound must rise above the certified epsilon. Nothing outside
-    src/audit/ builds it, and no config key reaches it."""
-
-    def __init__(self, noise, scale: float):
-        self.noise, self.scale = noise, scale
-
-    def add_(self, theta: torch.Tensor, sigma: float) -> None:
-        self.noise.add_(theta, self.scale * sigma)
-
-    def add_fresh_(self, theta: torch.Tensor, sigma: float) -> None:
-        self.noise.add_fresh_(theta, self.scale * sigma)
-
-
 def auditable(config) -> bool:
-    return UNLEARNING_ALGORITHMS.get(config.unlearning.algorithm).noise_after_pretraining
+    """Noisy phases from two starts (the noise is drawn after pretraining), or whole chains
+    from the method's initial law (convex.py: Langevin, D2D)."""
+    cls = UNLEARNING_ALGORITHMS.get(config.unlearning.algorithm)
+    return cls.noise_after_pretraining or cls.audited_as_chains
 
 
 def check_auditable(config) -> None:
@@ -274,10 +264,12 @@ def family_bound(scores_a: np.ndarray, scores_b: np.ndarray, delta: float, confi
     return lower_bound(scores_a[:, :family], scores_b[:, :family], delta, confidence)
 
 
-def audit(config, start_a: torch.Tensor, start_b: torch.Tensor, chains: int, *, data, device="cpu",
+def audit(config, start_a: torch.Tensor | None, start_b: torch.Tensor | None, chains: int, *, data, device="cpu",
           confidence: float = 0.95, noise_scale: float = 1.0, seed: int | None = None, chunk: int | None = None,
           describe: dict | None = None, console=None, sizes=None, label: str | None = None) -> AuditResult:
-    """Audit `config`'s certificate between worlds starting at start_a and start_b ([d] each).
+    """Audit `config`'s certificate between worlds starting at start_a and start_b ([d] each),
+    or, for a method audited between its own chains (convex.py; the starts are None),
+    between N chains trained from its initial law on D then unlearned and N on D_r.
 
     `sizes`: the split sizes the pass is planned (and certified) for, when they are not the
     data's own (a request of a stream: its plan's sizes, while `data.forget`, which only the
@@ -298,13 +290,18 @@ def audit(config, start_a: torch.Tensor, start_b: torch.Tensor, chains: int, *, 
     seed = config.global_seed if seed is None else seed
     seconds = {}
     outputs, steps = {}, 0
+    whole_chains = audited_as_chains(config)
+    if whole_chains:
+        check_chain_audit(config, plan, sizes)
     empirical = runs_own_epochs(plan.algorithm)
     if empirical and noise_scale != 1.0:
         raise UserError(f"--noise-scale: '{config.unlearning.algorithm}' draws no noise to weaken")
     for world, start in (("A", start_a), ("B", start_b)):
         clock = time.perf_counter()
         seeds = chain_seeds(seed, world, chains)
-        if empirical:
+        if whole_chains:
+            outputs[world], steps = world_outputs(config, data, world, seeds, device, noise_scale)
+        elif empirical:
             outputs[world], steps = own_epoch_outputs(config, data, start, seeds, device, sizes)
         else:
             outputs[world], steps = noisy_phase_outputs(config, data, start, seeds, device, noise_scale, chunk,
@@ -315,12 +312,20 @@ def audit(config, start_a: torch.Tensor, start_b: torch.Tensor, chains: int, *, 
             raise UserError(f"{diverged} of {chains} noisy phases of world {world} ended with non-finite parameters "
                             "(the noisy phase diverged); nothing can be audited, check the config's step size")
         if console is not None:
-            what = "unlearning runs" if empirical else f"noisy phases of {steps} steps"
+            what = ("chains (training and unlearning)" if whole_chains else "unlearning runs" if empirical
+                    else f"noisy phases of {steps} steps")
             console.line(f"world {world}: {chains} {what} in {seconds[f'chains_{world}']:.1f} s")
     clock = time.perf_counter()
     network = build_model(config, data.input_shape, device)
-    # the noisy phase starts from the projected starts: measure along their difference
-    start_a, start_b = projected_start(config, start_a), projected_start(config, start_b)
+    if whole_chains:
+        # along the difference of the worlds' mean models, estimated on the chains that
+        # choose the test only: those that evaluate it (bounds.split_halves) stay unseen
+        start_a, start_b = mean_models(outputs["A"], outputs["B"])
+        evaluate = split_halves(chains)[1]
+    else:
+        # the noisy phase starts from the projected starts: measure along their difference
+        start_a, start_b = projected_start(config, start_a), projected_start(config, start_b)
+        evaluate = slice(0, chains)  # the direction is fixed in advance: every chain is unseen
     scores_a = chain_scores(network, outputs["A"], start_a, start_b, data.forget)
     scores_b = chain_scores(network, outputs["B"], start_a, start_b, data.forget)
     names = score_names(data.indices.forget)
@@ -331,8 +336,10 @@ def audit(config, start_a: torch.Tensor, start_b: torch.Tensor, chains: int, *, 
     # larger delta, not at a smaller one).
     delta = max(config.unlearning.delta, privacy.certified_delta or 0.0)
     bound = family_bound(scores_a, scores_b, delta, confidence)
-    gaussian = gaussian_estimate(scores_a[:, 0], scores_b[:, 0], delta, confidence)
-    where = slack(plan.algorithm, delta, scores_a[:, 0], scores_b[:, 0], privacy.certified_epsilon, noise_scale)
+    # the pre-registered test, the measured shift and the means, on chains the direction never saw
+    gaussian = gaussian_estimate(scores_a[evaluate, 0], scores_b[evaluate, 0], delta, confidence)
+    where = slack(plan.algorithm, delta, scores_a[evaluate, 0], scores_b[evaluate, 0], privacy.certified_epsilon,
+                  noise_scale)
     seconds["bound"] = round(time.perf_counter() - clock, 3)
     if console is not None:
         console.line(slack_line(where, gaussian.epsilon, bound.epsilon))
@@ -342,11 +349,12 @@ def audit(config, start_a: torch.Tensor, start_b: torch.Tensor, chains: int, *, 
     return AuditResult(
         config={**(describe or {}), "algorithm": config.unlearning.algorithm, "noise_scale": noise_scale,
                 "audit_seed": seed, "device": str(device), "selected_score": names[column],
-                "test_family": list(FAMILY)},
+                "test_family": list(FAMILY),
+                **({"start": "chains", "worlds": world_description(config, plan, data)} if whole_chains else {})},
         certified_epsilon=privacy.certified_epsilon, certified_delta=privacy.certified_delta,
         epsilon_published=privacy.epsilon_published, certificate_valid=privacy.certificate_valid,
         invalid_reasons=list(privacy.invalid_reasons), chains=chains, noisy_steps=steps, bound=bound,
-        scores=summary(scores_a, scores_b, names), seconds=seconds, gaussian=gaussian, chain_scores=per_chain,
+        scores=summary(scores_a[evaluate], scores_b[evaluate], names), seconds=seconds, gaussian=gaussian, chain_scores=per_chain,
         slack=where,
         selected_a=scores_a[:, column], selected_b=scores_b[:, column], label=label)
 

@@ -82,6 +82,13 @@ class UnlearningAlgorithm:
     # and the noisy steps), so that noisy phases from two starting points can be audited
     # (src/audit/). DP-SGD's noise is in the pretraining itself.
     noise_after_pretraining: ClassVar[bool] = True
+    # Whether the audit runs the method's whole mechanism in both worlds instead: N chains
+    # from its own initial law, trained by its training chain on D then unlearned (world A)
+    # or trained and continued on D_r alone (world B), the worlds its certificate compares
+    # (src/audit/convex.py). The method then supplies what FullBatchRequests
+    # (src/unlearning/full_batch.py) has: `schedule`, `chain`, `step_update`, `pending_forget`,
+    # `check_trained`.
+    audited_as_chains: ClassVar[bool] = False
     # Whether the method runs on an ensemble's theta [N, d] (src/training/ensemble.py):
     # its prepare and noisy steps use only per-member operations (src/noise.py's norms and
     # projections, the noise source's rows), and it takes the trainer's plain loop (no

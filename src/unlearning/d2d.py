@@ -60,6 +60,7 @@ class DescentToDelete(FullBatchRequests):
     name = "d2d"
     section = D2DConfig
     who = "unlearning.algorithm=d2d"
+    audited_as_chains = True  # its certificate's worlds are whole chains (src/audit/convex.py)
 
     @classmethod
     def check_config(cls, config) -> None:
@@ -130,6 +131,15 @@ class DescentToDelete(FullBatchRequests):
         plan = self.plan()
         return {"stop_unlearn": plan.noisy_steps, **certificate_row(plan)}
 
+    def output_noise_std(self) -> float | None:
+        """One request with a secret state: the published model is the descent's (noise-free
+        training from a point, noise-free steps: a function of the data alone) plus
+        N(0, sigma^2 I), the same affine map of the noise from either data set. A sequence
+        keeps its noise in the state, where later steps contract it: None."""
+        if self.config.unlearning.d2d.steps is None:
+            return None
+        return self._schedule_and_sigmas[1][0]
+
     def request_row(self, request: int) -> dict:
         sigma = self._schedule_and_sigmas[1][request]
         return {"request_epsilon": self.config.unlearning.d2d.epsilon_target, "request_delta": self.delta,
@@ -140,10 +150,10 @@ class DescentToDelete(FullBatchRequests):
         from src.training.langevin import check_chain_record
 
         check_chain_record(self.context.pretrained_meta, self.chain(), self.who)
-        self._check_converged(model, log)
+        self.check_trained(model, log)
         super().prepare(model, log)
 
-    def _check_converged(self, model, log) -> None:
+    def check_trained(self, model, log) -> None:
         """The certificate assumes the trained model is within r(I_1) of the optimum of D."""
         chain, data = self.chain(), self.context.data
         schedule = self.schedule

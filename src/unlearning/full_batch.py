@@ -174,6 +174,16 @@ class FullBatchRequests(UnlearningAlgorithm):
         """The certificate of request `request` (0-based), under the row's keys."""
         raise NotImplementedError
 
+    def pending_forget(self, forget, request: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The forget examples still present while request `request` (0-based) is served:
+        those of later requests (D_s is the retain set plus these)."""
+        start = sum(self.schedule.sizes[:request + 1])
+        return forget.x[start:], forget.y[start:]
+
+    def check_trained(self, model, log) -> None:
+        """What the certificate assumes of the trained model itself, refused before any step
+        (its chain record aside); the audit calls it on its chains too (src/audit/convex.py)."""
+
     def prepare(self, model, log) -> None:
         data = self.context.data
         if data is None or data.augmentation is not None:
@@ -183,10 +193,7 @@ class FullBatchRequests(UnlearningAlgorithm):
         chain = self.chain()
         self.m = chain.m
         self._gradient = chain.gradient
-        forget = data.forget
-        offsets = [0, *itertools.accumulate(self.schedule.sizes)]
-        # The forget examples still present while request s is served: those of later requests.
-        self._pending = [(forget.x[offsets[s + 1]:], forget.y[offsets[s + 1]:]) for s in range(len(offsets) - 1)]
+        self._pending = [self.pending_forget(data.forget, s) for s in range(len(self.schedule.sizes))]
         log({"Test (Learned)_accuracy": accuracy(model, data.test), "Val (Learned)_accuracy": accuracy(model, data.val)})
         self._log_requests(0)
         self.finished = self.schedule.total_steps == 0

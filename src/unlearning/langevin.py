@@ -83,6 +83,7 @@ class LangevinUnlearning(FullBatchRequests):
     name = "langevin"
     section = LangevinConfig
     who = "unlearning.algorithm=langevin"
+    audited_as_chains = True  # its certificate's worlds are whole chains (src/audit/convex.py)
 
     @classmethod
     def check_config(cls, config) -> None:
