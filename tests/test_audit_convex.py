@@ -108,6 +108,14 @@ def test_a_folder_of_langevin_and_d2d_configs_gives_a_table_row_each(tmp_path, c
     for row in rows:
         cells = dict(zip(header, [c.strip() for c in row.strip("|").split("|")]))
         assert float(cells["lower bound"]) <= float(cells["certified epsilon"])
+        assert cells["challenge score"] != "-"  # closeness to the method's own retraining (world B)
+    for path in (tmp_path / "out").glob("*/audit.json"):
+        c = json.loads(path.read_text())["closeness_to_retrain"]
+        assert c["retrained_as"].startswith("world B") and c["models_per_side"] == 16
+        assert 0 <= c["forgetting_quality"] <= 1 and len(c["example_epsilons"]) == 1  # fig3a deletes one example
+        u, r = c["accuracy"]["unlearned"], c["accuracy"]["retrained"]
+        expected = c["forgetting_quality"] * (u["retain"] / r["retain"]) * (u["test"] / r["test"])
+        assert c["challenge_score"] == pytest.approx(expected, rel=1e-9)
     capsys.readouterr()
 
 

@@ -159,7 +159,8 @@ def audit_config(config, config_file, args, console):
     describe = {"audit_id": audit_id(config, args), "config_file": config_file, "overrides": _overrides(args),
                 "commit": code_commit(), "start": args.start, "starts": starts, **describe_seeds}
     result = audit(config, start_a, start_b, args.chains, data=data, device=device, confidence=args.confidence,
-                   noise_scale=args.noise_scale, seed=args.seed, describe=describe, console=console)
+                   noise_scale=args.noise_scale, seed=args.seed, describe=describe, console=console,
+                   closeness=bool(args.closeness or args.folder))
     result.seconds["pretrained_models"] = round(pretrained_seconds, 3)
     if (args.closeness or args.folder) and args.start != "adversarial" and not chains_only:  # released from A(D)
         from src.audit.audit import closeness_to_retrain

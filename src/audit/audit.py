@@ -266,7 +266,8 @@ def family_bound(scores_a: np.ndarray, scores_b: np.ndarray, delta: float, confi
 
 def audit(config, start_a: torch.Tensor | None, start_b: torch.Tensor | None, chains: int, *, data, device="cpu",
           confidence: float = 0.95, noise_scale: float = 1.0, seed: int | None = None, chunk: int | None = None,
-          describe: dict | None = None, console=None, sizes=None, label: str | None = None) -> AuditResult:
+          describe: dict | None = None, console=None, sizes=None, label: str | None = None,
+          closeness: bool = False) -> AuditResult:
     """Audit `config`'s certificate between worlds starting at start_a and start_b ([d] each),
     or, for a method audited between its own chains (convex.py; the starts are None),
     between N chains trained from its initial law on D then unlearned and N on D_r.
@@ -343,6 +344,10 @@ def audit(config, start_a: torch.Tensor | None, start_b: torch.Tensor | None, ch
     seconds["bound"] = round(time.perf_counter() - clock, 3)
     if console is not None:
         console.line(slack_line(where, gaussian.epsilon, bound.epsilon))
+    measures = None
+    if closeness and whole_chains:
+        measures = closeness_measures(network, data, outputs["A"], outputs["B"], start_a, start_b, delta, confidence)
+        measures["retrained_as"] = "world B: the method's chains trained on the retain set from its initial law"
     column = bound.test.score
     per_chain = {world: {name: [float(x) for x in scores[:, j]] for j, name in enumerate(FAMILY)}
                  for world, scores in (("A", scores_a), ("B", scores_b))}
@@ -355,7 +360,7 @@ def audit(config, start_a: torch.Tensor | None, start_b: torch.Tensor | None, ch
         epsilon_published=privacy.epsilon_published, certificate_valid=privacy.certificate_valid,
         invalid_reasons=list(privacy.invalid_reasons), chains=chains, noisy_steps=steps, bound=bound,
         scores=summary(scores_a[evaluate], scores_b[evaluate], names), seconds=seconds, gaussian=gaussian, chain_scores=per_chain,
-        slack=where,
+        slack=where, closeness=measures,
         selected_a=scores_a[:, column], selected_b=scores_b[:, column], label=label)
 
 
@@ -387,9 +392,6 @@ def closeness_to_retrain(config, data, start_a: torch.Tensor, start_b: torch.Ten
     `chains` models retrained from scratch (trained here unless given), its per-example
     epsilons and, between the same two sets, a Clopper-Pearson lower bound (the family's
     test chosen on half of each). Returns (the measures, the retrained models)."""
-    from src.audit.closeness import challenge_score, example_epsilons, forgetting_quality
-    from src.training.ensemble import evaluate
-
     clock = time.perf_counter()
     if retrained is None:
         retrained = retrained_members(config, data, chain_seeds(seed, "retrain", chains), device)
@@ -399,6 +401,24 @@ def closeness_to_retrain(config, data, start_a: torch.Tensor, start_b: torch.Ten
     released_seconds = time.perf_counter() - clock
     network = build_model(config, data.input_shape, device)
     a, b = projected_start(config, start_a), projected_start(config, start_b)
+    measures = closeness_measures(network, data, released, retrained, a, b, delta, confidence)
+    if console is not None:
+        console.line(f"closeness: {chains} released models in {released_seconds:.1f} s, {len(retrained)} retrained "
+                     f"in {retrain_seconds:.1f} s")
+    measures["seconds"] = {"retrained": round(retrain_seconds, 3), "released": round(released_seconds, 3)}
+    return measures, retrained
+
+
+def closeness_measures(network, data, released: torch.Tensor, retrained: torch.Tensor, a: torch.Tensor,
+                       b: torch.Tensor, delta: float, confidence: float) -> dict:
+    """The challenge's forgetting quality and final score of the `released` models ([N, d])
+    against the `retrained` ones, its per-example epsilons and, between the same two sets, a
+    Clopper-Pearson lower bound (the family's test chosen on half of each); a, b: the
+    direction of the family's projection score."""
+    from src.audit.closeness import challenge_score, example_epsilons, forgetting_quality
+    from src.training.ensemble import evaluate
+
+    chains = len(released)
     family = len(FAMILY)
     scores_u = chain_scores(network, released, a, b, data.forget)
     scores_r = chain_scores(network, retrained, a, b, data.forget)
@@ -418,17 +438,13 @@ def closeness_to_retrain(config, data, start_a: torch.Tensor, start_b: torch.Ten
     quality = forgetting_quality(epsilons, chains)
     score = challenge_score(quality, accuracy["unlearned"]["retain"], accuracy["unlearned"]["test"],
                             accuracy["retrained"]["retain"], accuracy["retrained"]["test"])
-    if console is not None:
-        console.line(f"closeness: {chains} released models in {released_seconds:.1f} s, {len(retrained)} retrained "
-                     f"in {retrain_seconds:.1f} s")
-    measures = {"forgetting_quality": quality, "challenge_score": score, "accuracy": accuracy,
-                "null_forgetting_quality": null,
-                "forgetting_quality_against_half": halved, "null_models_per_side": half, "median_example_epsilon": float(np.median(epsilons)),
-                "example_epsilons": [float(e) for e in epsilons], "lower_bound": bound.epsilon,
-                "lower_bound_details": bound.as_dict(), "models_per_side": chains,
-                "seconds": {"retrained": round(retrain_seconds, 3), "released": round(released_seconds, 3)},
-                "definition": "NeurIPS 2023 unlearning challenge forgetting quality F (1 is best), no confidence; "
-                              "challenge_score: its final score F (RA / RA_retrain) (TA / TA_retrain), accuracies "
-                              "the mean over each side's models; lower_bound: Clopper-Pearson, released vs "
-                              "retrained models"}
-    return measures, retrained
+    return {"forgetting_quality": quality, "challenge_score": score, "accuracy": accuracy,
+            "null_forgetting_quality": null,
+            "forgetting_quality_against_half": halved, "null_models_per_side": half,
+            "median_example_epsilon": float(np.median(epsilons)),
+            "example_epsilons": [float(e) for e in epsilons], "lower_bound": bound.epsilon,
+            "lower_bound_details": bound.as_dict(), "models_per_side": chains,
+            "definition": "NeurIPS 2023 unlearning challenge forgetting quality F (1 is best), no confidence; "
+                          "challenge_score: its final score F (RA / RA_retrain) (TA / TA_retrain), accuracies "
+                          "the mean over each side's models; lower_bound: Clopper-Pearson, released vs "
+                          "retrained models"}
