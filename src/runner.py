@@ -484,7 +484,7 @@ def vectorised_members(config: ExperimentConfig, data, device, console: Console,
     network = fits[0][0]
     ensemble = EnsembleModel(network, torch.stack([model.theta.detach() for model, _, _ in fits]),
                              default_chunk(device, config.dataset.batch_size))
-    algorithm = attach_ensemble(plans[0], device, seeds, fits[0][1])
+    algorithm = attach_ensemble(plans[0], device, seeds, fits[0][1], data)
     trainer = EnsembleTrainer(plans[0].config, data, ensemble, algorithm, seeds)
     console.line(f"unlearning {config.seeds} members as one ensemble (theta [{config.seeds}, "
                  f"{ensemble.num_parameters}])")
@@ -509,11 +509,9 @@ def vectorised_members(config: ExperimentConfig, data, device, console: Console,
             loggers[i].log({"Test_loss": test_loss, "Test_accuracy": test_acc})
             start = time.perf_counter()
             evaluation = evaluate_run(single, data, model, loggers[i].log, console)
-        # The retain set stepped over once per epoch, as the single run's plain loop.
         extra = {"certificate": certificate, "noisy_steps": trainer.noisy_steps, "test_accuracy": test_acc,
                  "test_loss": test_loss, "evaluation": evaluation,
-                 "compute": {"gradient_evaluations": config.unlearning.epochs * len(data.retain),
-                             "train_size": len(data.train)},
+                 "compute": {"gradient_evaluations": trainer.gradient_evaluations, "train_size": len(data.train)},
                  "timings": {**timings, "unlearn_seconds": unlearn_seconds,
                              "evaluation_seconds": time.perf_counter() - start}}
         extra.update(run_outcome(certificate, trainer.noisy_steps))

@@ -11,5 +11,5 @@ class FineTune(EmpiricalUnlearning):
 
     def run_epoch(self, e, tally) -> None:
         for x, y in self.retain_batches.epoch():
-            loss, correct = self.descend(lambda: self.cross_entropy(x, y), tally, y.shape[0])
-            tally.retain(loss, correct, y.shape[0])
+            loss, correct = self.descend(lambda: self.cross_entropy(x, y), tally, y.shape[-1])
+            tally.retain(loss, correct, y.shape[-1])

@@ -52,8 +52,8 @@ class L1Sparse(EmpiricalUnlearning):
 
         def loss(x, y):
             ce, correct = self.cross_entropy(x, y)
-            return ce + coefficient * theta.abs().sum(), (ce.detach(), correct)
+            return ce + coefficient * theta.abs().sum(-1), (ce.detach(), correct)
 
         for x, y in self.retain_batches.epoch():
-            _, (ce, correct) = self.descend(lambda: loss(x, y), tally, y.shape[0])
-            tally.retain(ce, correct, y.shape[0])
+            _, (ce, correct) = self.descend(lambda: loss(x, y), tally, y.shape[-1])
+            tally.retain(ce, correct, y.shape[-1])

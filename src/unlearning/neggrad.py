@@ -20,4 +20,4 @@ class NegGrad(EmpiricalUnlearning):
 
     def run_epoch(self, e, tally) -> None:
         for x, y in self.forget_batches.epoch():
-            self.descend(lambda: ascent(self.cross_entropy(x, y)), tally, y.shape[0])
+            self.descend(lambda: ascent(self.cross_entropy(x, y)), tally, y.shape[-1])
