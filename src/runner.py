@@ -469,7 +469,8 @@ def member_entry(config: ExperimentConfig, i: int, member_run_id: str, result: d
 
 def vectorised_members(config: ExperimentConfig, data, device, console: Console, logger, run_dir: Path) -> list[dict]:
     """Every member's model fitted (sequentially: the auto cache holds one per seed), then
-    one noisy phase and fine-tuning of theta [N, d] (EnsembleTrainer); each member then
+    one unlearning phase of theta [N, d] (EnsembleTrainer: a noisy phase and fine-tuning, or
+    an empirical method's own epochs); each member then
     tested and evaluated as its single run would be. Its rows are the single run's
     evaluation rows (validation, forget, retain, test, forgetting metrics); the per-step
     batch rows of the single run are not written."""

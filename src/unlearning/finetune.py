@@ -8,6 +8,7 @@ from src.unlearning.empirical import EmpiricalUnlearning
 
 class FineTune(EmpiricalUnlearning):
     name = "ft"
+    vectorised = True  # members as one theta [N, d] (src/unlearning/empirical.py; tests/test_members.py)
 
     def run_epoch(self, e, tally) -> None:
         for x, y in self.retain_batches.epoch():

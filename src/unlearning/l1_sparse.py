@@ -33,6 +33,7 @@ def l1_coefficient(alpha: float, e: int, epochs: int, no_l1_epochs: int) -> floa
 
 class L1Sparse(EmpiricalUnlearning):
     name = "l1_sparse"
+    vectorised = True  # members as one theta [N, d] (src/unlearning/empirical.py; tests/test_members.py)
     section = L1SparseConfig
     section_default = L1SparseConfig()
 

@@ -14,6 +14,7 @@ def ascent(loss_and_correct):
 
 class NegGrad(EmpiricalUnlearning):
     name = "ga"
+    vectorised = True  # members as one theta [N, d] (src/unlearning/empirical.py; tests/test_members.py)
 
     def steps_per_epoch(self) -> int:
         return len(self.forget_batches)

@@ -30,6 +30,7 @@ def neggrad_plus_loss(method, alpha, xr, yr, xf, yf):
 
 class NegGradPlus(EmpiricalUnlearning):
     name = "neggrad_plus"
+    vectorised = True  # members as one theta [N, d] (src/unlearning/empirical.py; tests/test_members.py)
     section = NegGradPlusConfig
     section_default = NegGradPlusConfig()
 

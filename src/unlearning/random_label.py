@@ -113,5 +113,6 @@ class RandomLabelLoop(EmpiricalUnlearning):
 
 class RandomLabel(RandomLabelLoop):
     name = "random_label"
+    vectorised = True  # members as one theta [N, d] (src/unlearning/empirical.py; tests/test_members.py)
     section = RandomLabelConfig
     section_default = RandomLabelConfig()

@@ -46,6 +46,7 @@ def distillation_kl(student_logits, teacher_logits, temperature: float):
 
 class Scrub(EmpiricalUnlearning):
     name = "scrub"
+    vectorised = True  # members as one theta [N, d] (src/unlearning/empirical.py; tests/test_members.py)
     section = ScrubConfig
     section_default = ScrubConfig()
 

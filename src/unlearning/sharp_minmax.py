@@ -39,6 +39,7 @@ class SharpMinMaxConfig(Section):
 
 class SharpMinMax(EmpiricalUnlearning):
     name = "sharp_minmax"
+    vectorised = True  # members as one theta [N, d] (src/unlearning/empirical.py; tests/test_members.py)
     section = SharpMinMaxConfig
     section_default = SharpMinMaxConfig()
     accepts_sam = False  # its own SAM keys, one sign per half-step
