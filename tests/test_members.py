@@ -94,8 +94,6 @@ def close(a, b, path=""):
     ("mc", MC, "vectorised"),
     ("op", OP, "vectorised"),
     ("ft", {"unlearning.algorithm": "ft", **EMPIRICAL}, "vectorised"),
-    ("iu", {**EMPIRICAL, "unlearning.algorithm": "influence",
-            "unlearning.influence": {"alpha": 1.0, "n_fisher_samples": 20}}, "sequential"),
     ("dpsgd", DPSGD, "sequential"),
     ("stream", {"requests": {"num_requests": 2}}, "sequential"),
 ])
@@ -158,14 +156,21 @@ EMPIRICAL_METHODS = {  # each vectorised empirical method, with the variants tha
     "sharpmm": {"unlearning.algorithm": "sharp_minmax", "unlearning.max_lr": 0.001},
     "sharpmm-perturbed": {"unlearning.algorithm": "sharp_minmax", "unlearning.max_lr": 0.001,
                           "compat.sharp_minmax_mask": "perturbed_only"},
+    # influence unlearning, then an epoch of the trainer's fine-tuning
+    **{f"iu-{solver}": {"unlearning.algorithm": "influence", "unlearning.influence": {
+        "alpha": 1.0, "n_fisher_samples": 40, "solver": solver}} for solver in ("woodfisher_heuristic", "exact", "cg")},
+    "iu-chunks": {"unlearning.algorithm": "influence", "unlearning.influence": {"alpha": 1.0, "n_fisher_samples": 40}},
 }
 
 
 @pytest.mark.parametrize("name", sorted(EMPIRICAL_METHODS))
-def test_an_empirical_member_is_the_single_run_of_its_seed(make_config, tmp_path, name):
+def test_an_empirical_member_is_the_single_run_of_its_seed(make_config, tmp_path, monkeypatch, name):
     """`seeds: 3` of an empirical method runs as one ensemble of theta [3, d] (the plan says
     so), and each member's rows and results are its single run's to float rounding: its own
-    batch orders, random labels, saliency mask, SAM norm and teacher."""
+    batch orders, random labels, saliency mask, SAM norm, teacher and Fisher samples."""
+    if name == "iu-chunks":  # the members' Fisher samples in chunks of 2 members (2 + 1)
+        from src.unlearning import influence
+        monkeypatch.setattr(influence, "member_chunk", lambda members, m, d: 2)
     overrides = {**FAST, "unlearning.algorithm": "ft", **EMPIRICAL, "unlearning.epochs": 2,
                  **EMPIRICAL_METHODS[name]}
     ens_path, _ = make_config(name, {**overrides, "seeds": 3, "logs_dir": str(tmp_path / "ens")})
@@ -186,7 +191,8 @@ def test_an_empirical_member_is_the_single_run_of_its_seed(make_config, tmp_path
         close(single_result(member), single_result(one))
         mine = [{k: v for k, v in row.items() if k != "member"} for row in without_timings(ens_rows)
                 if row["member"] == i]
-        theirs = without_timings(one_rows)
+        # all but the per-step batch rows (IU's fine-tuning epoch)
+        theirs = [r for r in without_timings(one_rows) if not ("loss" in r and "state_step" in r)]
         assert [sorted(r) for r in mine] == [sorted(r) for r in theirs] and len(mine) > 8
         for got, expected in zip(mine, theirs):
             close(got, expected)
@@ -205,19 +211,18 @@ def losses_close(a, b, path=""):
         assert a == pytest.approx(b, rel=1e-5, abs=1e-5), path
 
 
-IU = {"unlearning.algorithm": "influence", "unlearning.influence": {"alpha": 1e30, "n_fisher_samples": 20},
-      "unlearning.iteration": None}
+SEQUENTIAL_FT = {"unlearning.algorithm": "ft", **EMPIRICAL, "unlearning.fine_grained_validation": True}
 
 
-@pytest.mark.parametrize("method", [{}, {"unlearning.algorithm": "ft", **EMPIRICAL}, IU])
+@pytest.mark.parametrize("method", [{}, {"unlearning.algorithm": "ft", **EMPIRICAL}, SEQUENTIAL_FT])
 def test_a_diverged_member_fails_the_run(make_config, tmp_path, capsys, method):
-    """Vectorised (Gradient Clipping, FT) and sequential (influence unlearning): the run fails
-    naming the member, and nothing of it is recorded as finished."""
+    """Vectorised (Gradient Clipping, FT) and sequential (FT with fine-grained validation):
+    the run fails naming the member, and nothing of it is recorded as finished."""
     path, _ = make_config("nan", {**FAST, **method, "seeds": 2, "post_unlearning.max_lr": 1e30,
                                   "unlearning.max_lr": 1e30 if method else 1e-4})
     from src.runner import make_plan, member_paths
     path_taken = member_paths(make_plan(load_config(path)))["unlearn"]
-    assert path_taken.startswith("sequential" if method is IU else "vectorised"), path_taken
+    assert path_taken.startswith("sequential" if method is SEQUENTIAL_FT else "vectorised"), path_taken
     assert run_main("--config", path, "--quiet") == 2
     err = capsys.readouterr().err
     assert "error: member 0 of 2 (global_seed 1234)" in err and "diverged" in err
@@ -332,4 +337,4 @@ def test_nothing_refuses_seeds(capsys):
         if "biacc" in path.name:
             assert plan["ensemble"]["fit"].startswith("sequential in-process"), plan["ensemble"]
     assert vectorised == {"iteration", "contractive_coefficients", "dp-baseline", "retrain", "ft", "ga", "neggrad_plus",
-                          "l1_sparse", "random_label", "scrub", "salun", "sharp_minmax"}
+                          "l1_sparse", "random_label", "scrub", "salun", "sharp_minmax", "influence"}

@@ -275,7 +275,9 @@ def mean_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def example_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-example CE: [b] for logits [b, C], [N, b] for an ensemble's [N, b, C]."""
+    """Per-example CE: [b] for logits [b, C], [N, b] for an ensemble's [N, b, C] (labels
+    [N, b], or [b] shared by the members)."""
     if logits.dim() == 2:
         return F.cross_entropy(logits, y, reduction="none")
+    y = y.expand(logits.shape[:-1])
     return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
