@@ -33,6 +33,7 @@ from src.certificates import PrivacyPlan, certificate_row
 from src.data.base_datamodule import Split
 from src.data.batches import make_generator, num_batches, shuffled_batches
 from src.seeds import derive_seed
+from src.training.ensemble import MemberBatches, member_batches
 from src.training.ensemble import evaluate as evaluate_members
 from src.training.evaluate import Evaluator
 from src.training.optim import ScheduledOptimizer, make_optimizer, make_schedule
@@ -86,28 +87,27 @@ class Batches:
 
 class EnsembleBatches(Batches):
     """Batches of one split for every member of an ensemble, each member's from its own
-    generator (the one its single run's Batches would have): x [N, b, ...], y [N, b].
-    The split's labels are shared [n] or one row per member [N, n] (random labels)."""
+    generator (the one its single run's Batches would have): x [N, b, ...], y [N, b]. The
+    split's labels are shared [n] or one row per member [N, n] (random labels). Drawn and
+    augmented as the ensemble engine's MemberBatches (one gather for all members)."""
 
     def __init__(self, split: Split, batch_size: int, augmentation, generators: list[torch.Generator]):
         super().__init__(split, batch_size, augmentation, None)
         self.generators = generators
+        self.members = MemberBatches(Split(split.x, split.y if split.y.dim() == 1 else split.y[0]), augmentation)
 
     def __len__(self) -> int:
         return num_batches(self.split.x.shape[0], self.batch_size)
 
     def take(self, idx):
-        x = self.split.x[idx]
-        y = self.split.y[idx] if self.split.y.dim() == 1 else self.split.y.gather(1, idx)
-        if self.augmentation is not None:
-            x = torch.stack([self.augmentation(rows, generator) for rows, generator in zip(x, self.generators)])
-        return x, y
+        batch, y = self.members.draw(idx, self.generators)
+        if self.split.y.dim() == 2:
+            y = self.split.y.gather(1, idx)
+        return batch.inputs(0, idx.shape[0]), y
 
     def orders(self) -> list[torch.Tensor]:
         """One permutation per member, cut into [N, b] batches."""
-        n, device = self.split.x.shape[0], self.split.x.device
-        per_member = [shuffled_batches(n, self.batch_size, generator, device) for generator in self.generators]
-        return [torch.stack(step) for step in zip(*per_member)]
+        return member_batches(self.split.x.shape[0], self.batch_size, self.generators, self.split.x.device)
 
 
 class Tally:
