@@ -94,6 +94,7 @@ class EnsembleBatches(Batches):
     def __init__(self, split: Split, batch_size: int, augmentation, generators: list[torch.Generator]):
         super().__init__(split, batch_size, augmentation, None)
         self.generators = generators
+        # the engine's draw reads shared labels; per-member labels are gathered in take
         self.members = MemberBatches(Split(split.x, split.y if split.y.dim() == 1 else split.y[0]), augmentation)
 
     def __len__(self) -> int:
