@@ -142,7 +142,8 @@ EMPIRICAL_METHODS = {  # each vectorised empirical method, with the variants tha
     "ga": {"unlearning.algorithm": "ga", "unlearning.max_lr": 0.001},
     "ngplus": {"unlearning.algorithm": "neggrad_plus", "unlearning.neggrad_plus": {"alpha": 0.97}},
     "ngplus-cached": {"unlearning.algorithm": "neggrad_plus", "compat.neggrad_plus_forget_order": "cached"},
-    "l1": {"unlearning.algorithm": "l1_sparse", "unlearning.l1_sparse": {"alpha": 0.5, "normalize_by_num_params": True}},
+    "l1": {"unlearning.algorithm": "l1_sparse",
+           "unlearning.l1_sparse": {"alpha": 0.5, "normalize_by_num_params": True}},
     "rl": {"unlearning.algorithm": "random_label"},
     "rl-sequential": {"unlearning.algorithm": "random_label", "unlearning.random_label": {
         "schedule": "sequential", "exclude_true_label": True, "resample_each_epoch": False}},
