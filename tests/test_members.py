@@ -172,6 +172,9 @@ def test_an_empirical_member_is_the_single_run_of_its_seed(make_config, tmp_path
     if name == "iu-chunks":  # the members' Fisher samples in chunks of 2 members (2 + 1)
         from src.unlearning import influence
         monkeypatch.setattr(influence, "member_chunk", lambda members, m, d: 2)
+    if name == "rl":  # the members' batches augmented one member at a time
+        from src.unlearning import empirical
+        monkeypatch.setattr(empirical, "GATHER_EXAMPLES", 128)
     overrides = {**FAST, "unlearning.algorithm": "ft", **EMPIRICAL, "unlearning.epochs": 2,
                  **EMPIRICAL_METHODS[name]}
     ens_path, _ = make_config(name, {**overrides, "seeds": 3, "logs_dir": str(tmp_path / "ens")})

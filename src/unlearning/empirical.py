@@ -41,6 +41,10 @@ from src.training.sam import sam_gradient
 from src.unlearning.base import EpochResult, UnlearningAlgorithm
 
 EMPIRICAL = "empirical method"
+# Examples of an ensemble's batches augmented at once: the gather stays in cache (measured
+# on 2 cores, 32 members' MNIST batches of 128: 0.24-0.30 s an epoch in chunks of 8
+# members, 0.42-0.50 s all at once).
+GATHER_EXAMPLES = 1024
 
 
 class Batches:
@@ -104,7 +108,8 @@ class EnsembleBatches(Batches):
         batch, y = self.members.draw(idx, self.generators)
         if self.split.y.dim() == 2:
             y = self.split.y.gather(1, idx)
-        return batch.inputs(0, idx.shape[0]), y
+        n, step = idx.shape[0], max(1, GATHER_EXAMPLES // max(idx.shape[1], 1))
+        return torch.cat([batch.inputs(start, min(start + step, n)) for start in range(0, n, step)]), y
 
     def orders(self) -> list[torch.Tensor]:
         """One permutation per member, cut into [N, b] batches."""
