@@ -5,7 +5,7 @@ against separate `python experiment.py` processes (a sample of them, one at a ti
 --workers). Every member's model comes from the `auto` cache, filled before timing; every
 path writes its run directories and evaluates its forgetting metrics, as a user's run does.
 
-    python benchmarks/bench_seeds.py [--family gc|mc|op|retrain|ft|dpsgd] [--members 16] [--processes 4]
+    python benchmarks/bench_seeds.py [--family gc|mc|op|retrain|ft|neggrad_plus|dpsgd] [--members 16] [--processes 4]
                                      [--config FILE] [--override key=value ...]
 
 `dpsgd` trains every member by DP-SGD in the run (`training.pretrained: false`), so that its
@@ -13,8 +13,10 @@ training, the part src/training/dp_sgd_ensemble.py vectorises, is timed too; e.g
 `--family dpsgd --override training.epochs=2 --override unlearning.epochs=1`.
 
 Prints the load average before and after (the machine may be shared), and last lines
-`members_per_second_<path>=<value>` (for `dpsgd` also `training_ensemble` and
-`training_in_process`: the DP-SGD training alone, without unlearning and evaluation).
+`members_per_second_<path>=<value>`; `..._unlearning` the same for the unlearning phase alone
+(the summaries' unlearn_seconds: the ensemble's time divided by its members); for `dpsgd` also
+`training_ensemble` and `training_in_process`: the DP-SGD training alone, without unlearning and
+evaluation.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ FAMILIES = {
     "ft": ["unlearning.algorithm=ft", *EMPIRICAL],
     "dpsgd": ["training.dp_sgd={l2_norm_clip: 1.0, target_epsilon: 50, target_delta: 1e-5, seed: 7}",
               "training.pretrained=false", "unlearning.algorithm=dp-sgd", "unlearning.iteration=null"],
+    "neggrad_plus": ["unlearning.algorithm=neggrad_plus", "unlearning.neggrad_plus={alpha: 0.97}", *EMPIRICAL],
 }
 
 
@@ -93,16 +96,21 @@ def measure(args, work: Path, budget) -> int:
                console)
 
     clock = time.perf_counter()
-    runner.run(config, args.config, "cpu", console)
+    summary = runner.run(config, args.config, "cpu", console)
     ensemble = time.perf_counter() - clock
+    unlearn = {"ensemble": sum(m["timings"]["unlearn_seconds"] for m in summary["members"])}
 
     clock = time.perf_counter()
+    unlearn["in_process"] = 0.0
     for i in range(args.members):
         single = member_config(config, i).model_copy(update={"logs_dir": str(work / "singles")})
-        runner.run(single, args.config, "cpu", console)
+        unlearn["in_process"] += runner.run(single, args.config, "cpu", console)["timings"]["unlearn_seconds"]
     in_process = time.perf_counter() - clock
 
-    rates = {"ensemble": args.members / ensemble, "in_process": args.members / in_process}
+    rates = {"ensemble": args.members / ensemble, "in_process": args.members / in_process,
+             **{f"{path}_unlearning": args.members / seconds for path, seconds in unlearn.items()}}
+    print(f"unlearning phase alone: {unlearn['ensemble']:.1f} s as one ensemble, {unlearn['in_process']:.1f} s "
+          "as single runs")
     print(f"seeds: {args.members} in one run: {ensemble:.1f} s")
     print(f"{args.members} single runs in this process: {in_process:.1f} s")
     if args.processes:
@@ -111,7 +119,8 @@ def measure(args, work: Path, budget) -> int:
             single = member_config(config, i)
             command = [sys.executable, str(ROOT / "experiment.py"), "--config", args.config, "--quiet",
                        *[a for o in overrides for a in ("--override", o)],
-                       "--override", f"global_seed={single.global_seed}", "--override", f"logs_dir={work / 'processes'}"]
+                       "--override", f"global_seed={single.global_seed}", "--override", "seeds=1",
+                       "--override", f"logs_dir={work / 'processes'}"]
             done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
             if done.returncode != 0:
                 raise SystemExit(f"experiment.py failed: {done.stderr.strip().splitlines()[-1:]}")

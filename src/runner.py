@@ -475,7 +475,8 @@ def member_entry(config: ExperimentConfig, i: int, member_run_id: str, result: d
 def vectorised_members(config: ExperimentConfig, data, device, console: Console, logger, run_dir: Path,
                        fitted: list) -> list[dict]:
     """Every member's model fitted (sequentially: the auto cache holds one per seed), then
-    one noisy phase and fine-tuning of theta [N, d] (EnsembleTrainer); each member then
+    one unlearning phase of theta [N, d] (EnsembleTrainer: a noisy phase and fine-tuning, or
+    an empirical method's own epochs); each member then
     tested and evaluated as its single run would be. Its rows are the single run's
     evaluation rows (validation, forget, retain, test, forgetting metrics); the per-step
     batch rows of the single run are not written."""
@@ -490,7 +491,7 @@ def vectorised_members(config: ExperimentConfig, data, device, console: Console,
     network = fits[0][0]
     ensemble = EnsembleModel(network, torch.stack([model.theta.detach() for model, _, _ in fits]),
                              default_chunk(device, config.dataset.batch_size))
-    algorithm = attach_ensemble(plans[0], device, seeds, fits[0][1], [meta for _, meta, _ in fits])
+    algorithm = attach_ensemble(plans[0], device, seeds, fits[0][1], [meta for _, meta, _ in fits], data)
     trainer = EnsembleTrainer(plans[0].config, data, ensemble, algorithm, seeds)
     console.line(f"unlearning {config.seeds} members as one ensemble (theta [{config.seeds}, "
                  f"{ensemble.num_parameters}])")
@@ -515,11 +516,9 @@ def vectorised_members(config: ExperimentConfig, data, device, console: Console,
             loggers[i].log({"Test_loss": test_loss, "Test_accuracy": test_acc})
             start = time.perf_counter()
             evaluation = evaluate_run(single, data, model, loggers[i].log, console)
-        # The retain set stepped over once per epoch, as the single run's plain loop.
         extra = {"certificate": certificate, "noisy_steps": trainer.noisy_steps, "test_accuracy": test_acc,
                  "test_loss": test_loss, "evaluation": evaluation,
-                 "compute": {"gradient_evaluations": config.unlearning.epochs * len(data.retain),
-                             "train_size": len(data.train)},
+                 "compute": {"gradient_evaluations": trainer.gradient_evaluations, "train_size": len(data.train)},
                  "timings": {**timings, "unlearn_seconds": unlearn_seconds,
                              "evaluation_seconds": time.perf_counter() - start}}
         extra.update(run_outcome(certificate, trainer.noisy_steps))

@@ -150,3 +150,16 @@ def test_the_launcher_runs_a_folder_with_an_outside_method(make_config, tmp_path
     summary = json.loads(summary.read_text())
     assert summary["finished"] and summary["certified_epsilon"] is None
     assert summary["plan"]["algorithm"].endswith("max_entropy.py:MaxEntropy")
+
+
+def test_an_outside_subclass_of_a_vectorised_method_runs_its_members_one_by_one(make_config, tmp_path, capsys):
+    """A subclass of FT may reduce over a batch in a way no member of theta [N, d] would: it
+    runs an ensemble's members one after another unless its own class says `vectorised`."""
+    (tmp_path / "exps" / "methods").mkdir(parents=True)
+    (tmp_path / "exps" / "methods" / "my_ft.py").write_text(
+        "from src.unlearning.finetune import FineTune\n\nclass Mine(FineTune):\n    name = 'my_ft'\n\n"
+        "class Declared(FineTune):\n    name = 'declared_ft'\n    vectorised = True\n")
+    for cls, path_taken in (("Mine", "sequential"), ("Declared", "vectorised")):
+        path = user_config(make_config, tmp_path, cls.lower(), f"methods/my_ft.py:{cls}", seeds=2,
+                           **{"unlearning.iteration": None})
+        assert dry_run(path, capsys)["ensemble"]["unlearn"].startswith(path_taken)

@@ -178,6 +178,19 @@ class EnsembleModel:
     def norm(self) -> torch.Tensor:
         return torch.linalg.vector_norm(self.theta.detach(), dim=-1)
 
+    def __call__(self, xs: torch.Tensor, theta: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [N, b, classes] of every member on its own inputs xs [N, b, ...], at theta
+        [N, d] (default: the live parameters, differentiable): what FlatModel's call is to a
+        single run, for the empirical methods (src/unlearning/empirical.py)."""
+        return self._logits(self.theta if theta is None else theta, xs)
+
+
+def member_total(loss: torch.Tensor) -> torch.Tensor:
+    """What to differentiate: a single run's loss, or the sum of an ensemble's member losses
+    [N]. Members do not share parameters, so row i of the gradient of the sum with respect
+    to theta [N, d] is member i's own gradient."""
+    return loss if loss.dim() == 0 else loss.sum()
+
 
 class EnsembleNoise:
     """The noise of each member from its own NoiseSource: row i of theta [N, d] gets
@@ -195,15 +208,18 @@ class EnsembleNoise:
             source.add_fresh_(row, sigma)
 
 
-def attach_ensemble(plan, device, seeds, pretrained_meta: dict | None = None, member_metas=()):
-    """Give the planned algorithm what an ensemble run has: one noise stream per member
-    (and each member's pretrained record, `member_metas`, member 0's as `pretrained_meta`)."""
+def attach_ensemble(plan, device, seeds, pretrained_meta: dict | None = None, member_metas=(),
+                    data: DataModule | None = None):
+    """Give the planned algorithm what an ensemble run has: one noise stream per member, each
+    member's pretrained record (`member_metas`, member 0's as `pretrained_meta`), the members'
+    seeds (the empirical methods' batch and label streams) and the data."""
     config = plan.config
     context = plan.algorithm.context
     context.device = device
     context.pretrained_meta = pretrained_meta or {}
     context.member_seeds = tuple(seeds)
     context.member_metas = tuple(member_metas)
+    context.data = data
     context.noise = EnsembleNoise([
         NoiseSource(randomness(config.secure_rng, derive_seed(seed, "unlearning-noise"), device), plan.num_parameters,
                     device, reuse=config.compat.reuse_noise)
@@ -329,6 +345,7 @@ class EnsembleTrainer:
         self.noisy_output = None
         self.certificate = None
         self.noisy_steps = 0
+        self.gradient_evaluations = 0  # per member: examples x loss gradients, as trainer.Trainer counts
 
     def log(self, row: dict) -> None:
         """Algorithms' rows (sigma, gamma, pabi_steps, ...) are the same for every member: kept
@@ -357,6 +374,10 @@ class EnsembleTrainer:
             if stop_after_noisy_phase:
                 return self.noisy_output
         for epoch in range(1, config.unlearning.epochs + 1):
+            if not algorithm.finished and self._own_epoch(epoch):
+                if stop_after_noisy_phase and algorithm.finished:
+                    return self.noisy_output
+                continue
             sum_loss = torch.zeros(self.model.members, device=self.device)
             sum_correct = torch.zeros(self.model.members, dtype=torch.long, device=self.device)
             seen = 0
@@ -375,13 +396,29 @@ class EnsembleTrainer:
                 sum_loss += loss * idx.shape[1]
                 sum_correct += correct
                 seen += idx.shape[1]
-            if self.evaluate_splits:
-                self.history.append({"retain_loss": (sum_loss.double() / seen).cpu().numpy(),
-                                     "retain_accuracy": (sum_correct.double() / seen).cpu().numpy(),
-                                     "unlearn_epoch": epoch})
-            self.validate(data.val, "Val (Unlearn)", unlearn_epoch=epoch)
-            self.validate(data.forget, "Forget (Unlearn)", unlearn_epoch=epoch)
+            self.gradient_evaluations += seen
+            self._end_epoch(epoch, (sum_loss.double() / seen).cpu().numpy(),
+                            (sum_correct.double() / seen).cpu().numpy())
         return self.model.theta.detach()
+
+    def _own_epoch(self, epoch: int) -> bool:
+        """An epoch the algorithm runs itself (an empirical method's unlearn_epoch, on theta
+        [N, d]; its loss and accuracy one per member), as trainer.Trainer._own_epoch."""
+        result = self.algorithm.unlearn_epoch(self.model, epoch, self.log)
+        if result is None:
+            return False
+        self.gradient_evaluations += result.examples
+        if self.algorithm.finished:
+            self._end_noisy_phase(epoch)
+        self._end_epoch(epoch, np.asarray(result.loss, dtype=np.float64), np.asarray(result.accuracy, dtype=np.float64))
+        return True
+
+    def _end_epoch(self, epoch: int, retain_loss: np.ndarray, retain_accuracy: np.ndarray) -> None:
+        if self.evaluate_splits:
+            self.history.append({"retain_loss": retain_loss, "retain_accuracy": retain_accuracy,
+                                 "unlearn_epoch": epoch})
+        self.validate(self.data.val, "Val (Unlearn)", unlearn_epoch=epoch)
+        self.validate(self.data.forget, "Forget (Unlearn)", unlearn_epoch=epoch)
 
     def test(self) -> np.ndarray:
         """Test accuracy of every member."""

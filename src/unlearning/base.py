@@ -91,8 +91,9 @@ class UnlearningAlgorithm:
     audited_as_chains: ClassVar[bool] = False
     # Whether the method runs on an ensemble's theta [N, d] (src/training/ensemble.py):
     # its prepare and noisy steps use only per-member operations (src/noise.py's norms and
-    # projections, the noise source's rows), and it takes the trainer's plain loop (no
-    # unlearn_epoch of its own). Other methods' members run one after another (`seeds: N`).
+    # projections, the noise source's rows), or, for an empirical method, its own epochs
+    # run on the members' stacked batches (src/unlearning/empirical.py). Other methods'
+    # members run one after another (`seeds: N`).
     vectorised: ClassVar[bool] = False
     # Whether `prepare` starts with the initial projection (initial_projection.py), so that
     # the noisy phase starts from the projected model, not the given one (the audit

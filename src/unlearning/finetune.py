@@ -8,8 +8,9 @@ from src.unlearning.empirical import EmpiricalUnlearning
 
 class FineTune(EmpiricalUnlearning):
     name = "ft"
+    vectorised = True  # members as one theta [N, d] (src/unlearning/empirical.py; tests/test_members.py)
 
     def run_epoch(self, e, tally) -> None:
         for x, y in self.retain_batches.epoch():
-            loss, correct = self.descend(lambda: self.cross_entropy(x, y), tally, y.shape[0])
-            tally.retain(loss, correct, y.shape[0])
+            loss, correct = self.descend(lambda: self.cross_entropy(x, y), tally, y.shape[-1])
+            tally.retain(loss, correct, y.shape[-1])

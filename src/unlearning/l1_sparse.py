@@ -33,6 +33,7 @@ def l1_coefficient(alpha: float, e: int, epochs: int, no_l1_epochs: int) -> floa
 
 class L1Sparse(EmpiricalUnlearning):
     name = "l1_sparse"
+    vectorised = True  # members as one theta [N, d] (src/unlearning/empirical.py; tests/test_members.py)
     section = L1SparseConfig
     section_default = L1SparseConfig()
 
@@ -52,8 +53,8 @@ class L1Sparse(EmpiricalUnlearning):
 
         def loss(x, y):
             ce, correct = self.cross_entropy(x, y)
-            return ce + coefficient * theta.abs().sum(), (ce.detach(), correct)
+            return ce + coefficient * theta.abs().sum(-1), (ce.detach(), correct)
 
         for x, y in self.retain_batches.epoch():
-            _, (ce, correct) = self.descend(lambda: loss(x, y), tally, y.shape[0])
-            tally.retain(ce, correct, y.shape[0])
+            _, (ce, correct) = self.descend(lambda: loss(x, y), tally, y.shape[-1])
+            tally.retain(ce, correct, y.shape[-1])

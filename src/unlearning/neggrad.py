@@ -14,10 +14,11 @@ def ascent(loss_and_correct):
 
 class NegGrad(EmpiricalUnlearning):
     name = "ga"
+    vectorised = True  # members as one theta [N, d] (src/unlearning/empirical.py; tests/test_members.py)
 
     def steps_per_epoch(self) -> int:
         return len(self.forget_batches)
 
     def run_epoch(self, e, tally) -> None:
         for x, y in self.forget_batches.epoch():
-            self.descend(lambda: ascent(self.cross_entropy(x, y)), tally, y.shape[0])
+            self.descend(lambda: ascent(self.cross_entropy(x, y)), tally, y.shape[-1])

@@ -30,6 +30,7 @@ def neggrad_plus_loss(method, alpha, xr, yr, xf, yf):
 
 class NegGradPlus(EmpiricalUnlearning):
     name = "neggrad_plus"
+    vectorised = True  # members as one theta [N, d] (src/unlearning/empirical.py; tests/test_members.py)
     section = NegGradPlusConfig
     section_default = NegGradPlusConfig()
 
@@ -40,5 +41,5 @@ class NegGradPlus(EmpiricalUnlearning):
         for xr, yr in self.retain_batches.epoch():
             xf, yf = next(self._forget)
             _, (retain_loss, correct) = self.descend(
-                lambda: neggrad_plus_loss(self, alpha, xr, yr, xf, yf), tally, yr.shape[0] + yf.shape[0])
-            tally.retain(retain_loss, correct, yr.shape[0])
+                lambda: neggrad_plus_loss(self, alpha, xr, yr, xf, yf), tally, yr.shape[-1] + yf.shape[-1])
+            tally.retain(retain_loss, correct, yr.shape[-1])

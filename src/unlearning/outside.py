@@ -33,6 +33,9 @@ def adopt(cls: type) -> type:
         outside = True
         # A stream of requests composes certificates: an outside method has none to compose.
         sequential_requests = False
+        # An ensemble's theta [N, d] only if the user's class itself says so: a subclass of a
+        # vectorised built-in (FT, ...) may reduce over a batch in a way no member would.
+        vectorised = cls.__dict__.get("vectorised", False)
 
         def plan(self) -> PrivacyPlan:
             try:

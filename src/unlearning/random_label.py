@@ -14,13 +14,11 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from torch.nn import functional as F
 
 from src.config import Section
 from src.data.base_datamodule import Split
-from src.data.batches import make_generator, num_batches, shuffled_batches
-from src.seeds import derive_seed
-from src.unlearning.empirical import EmpiricalUnlearning
+from src.data.batches import num_batches
+from src.unlearning.empirical import EmpiricalUnlearning, example_cross_entropy
 
 
 class RandomLabelConfig(Section):
@@ -63,14 +61,20 @@ class RandomLabelLoop(EmpiricalUnlearning):
         return num_batches(n_f, b) + num_batches(n_r, b)
 
     def _labels(self, e: int) -> torch.Tensor:
+        """The forget set's labels for epoch e: [n_f]; an ensemble's [N, n_f], each member's
+        row from its own label generator."""
         if e == 0 or self.options.resample_each_epoch:
             if not hasattr(self, "_label_generator"):
-                seed = derive_seed(self.config.global_seed, "unlearning-random-labels")
-                self._label_generator = make_generator(seed, self.data.forget.y.device)
-            self._forget_labels = random_labels(self.data.forget.y, self.data.num_classes,
-                                                self.options.exclude_true_label, self._label_generator)
+                self._label_generator = self.generator("random-labels", self.data.forget.y.device)
+            y = self.data.forget.y
+            draw = lambda generator: random_labels(y, self.data.num_classes,  # noqa: E731
+                                                   self.options.exclude_true_label, generator)
+            if self.ensemble:
+                self._forget_labels = torch.stack([draw(generator) for generator in self._label_generator])
+            else:
+                self._forget_labels = draw(self._label_generator)
             if not relabels(self.config):  # the upstream code's silent fall-through
-                self._forget_labels = self.data.forget.y.clone()
+                self._forget_labels = y.expand(self._forget_labels.shape).clone()
         return self._forget_labels
 
     def run_epoch(self, e, tally) -> None:
@@ -78,39 +82,37 @@ class RandomLabelLoop(EmpiricalUnlearning):
         if self.options.schedule == "sequential":
             relabelled = self.stream(Split(self.data.forget.x, labels), "forget-order")
             for x, y in relabelled.epoch():
-                self.descend(lambda: self.cross_entropy(x, y), tally, y.shape[0], mask=self.mask)
+                self.descend(lambda: self.cross_entropy(x, y), tally, y.shape[-1], mask=self.mask)
             for x, y in self.retain_batches.epoch():
-                loss, correct = self.descend(lambda: self.cross_entropy(x, y), tally, y.shape[0], mask=self.mask)
-                tally.retain(loss, correct, y.shape[0])
+                loss, correct = self.descend(lambda: self.cross_entropy(x, y), tally, y.shape[-1], mask=self.mask)
+                tally.retain(loss, correct, y.shape[-1])
             return
-        retain, augmentation = self.data.retain, self.data.augmentation
+        retain = self.data.retain
         n_r = len(retain)
         if not hasattr(self, "_mixed_x"):  # the inputs never change, only the forget labels
             self._mixed_x = torch.cat([retain.x, self.data.forget.x])
-            seed = derive_seed(self.config.global_seed, "unlearning-mixed-order")
-            self._mixed_generator = make_generator(seed, retain.y.device)
-        generator = self._mixed_generator
-        y_all = torch.cat([retain.y, labels])
-        for idx in shuffled_batches(len(y_all), self.config.dataset.batch_size, generator, y_all.device):
-            x = self._mixed_x[idx]
-            if augmentation is not None:
-                x = augmentation(x, generator)
-            y, from_retain = y_all[idx], idx < n_r
+            self._mixed_generator = self.generator("mixed-order", retain.y.device)
+        y_all = torch.cat([retain.y.expand(*labels.shape[:-1], n_r), labels], dim=-1)
+        mixed = self.batches(Split(self._mixed_x, y_all), self._mixed_generator)
+        for idx in mixed.orders():
+            x, y = mixed.take(idx)
+            from_retain = idx < n_r
 
             def loss_fn(x=x, y=y, from_retain=from_retain):
                 logits = self.model(x)
-                losses = F.cross_entropy(logits, y, reduction="none")
-                kept = from_retain.sum()
-                retain_loss = (losses.detach() * from_retain).sum() / kept.clamp(min=1)
-                correct = ((logits.detach().argmax(1) == y) & from_retain).sum()
-                return losses.mean(), (retain_loss, correct, int(kept))
+                losses = example_cross_entropy(logits, y)
+                kept = from_retain.sum(-1)
+                retain_loss = (losses.detach() * from_retain).sum(-1) / kept.clamp(min=1)
+                correct = ((logits.detach().argmax(-1) == y) & from_retain).sum(-1)
+                return losses.mean(-1), (retain_loss, correct, kept)
 
-            _, (retain_loss, correct, kept) = self.descend(loss_fn, tally, y.shape[0], mask=self.mask)
-            if kept:
+            _, (retain_loss, correct, kept) = self.descend(loss_fn, tally, y.shape[-1], mask=self.mask)
+            if kept.any():
                 tally.retain(retain_loss, correct, kept)
 
 
 class RandomLabel(RandomLabelLoop):
     name = "random_label"
+    vectorised = True  # members as one theta [N, d] (src/unlearning/empirical.py; tests/test_members.py)
     section = RandomLabelConfig
     section_default = RandomLabelConfig()

@@ -29,6 +29,7 @@ class SalUnConfig(RandomLabelConfig):
 
 class SalUn(RandomLabelLoop):
     name = "salun"
+    vectorised = True  # members as one theta [N, d] (src/unlearning/empirical.py; tests/test_members.py)
     section = SalUnConfig
     section_default = SalUnConfig()
 

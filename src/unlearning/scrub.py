@@ -18,7 +18,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from src.config import FiniteFloat, Section
-from src.unlearning.empirical import EmpiricalUnlearning
+from src.unlearning.empirical import EmpiricalUnlearning, mean_cross_entropy
 from torch.nn import functional as F
 
 
@@ -33,14 +33,20 @@ class ScrubConfig(Section):
 
 
 def distillation_kl(student_logits, teacher_logits, temperature: float):
-    """T^2 * batch-mean KL(teacher || student) of the temperature-scaled softmaxes."""
-    return F.kl_div(F.log_softmax(student_logits / temperature, dim=1),
-                    F.log_softmax(teacher_logits / temperature, dim=1),
-                    log_target=True, reduction="batchmean") * temperature ** 2
+    """T^2 * batch-mean KL(teacher || student) of the temperature-scaled softmaxes; of each
+    member's batch for an ensemble's logits [N, b, C] -> [N]."""
+    if student_logits.dim() == 2:
+        return F.kl_div(F.log_softmax(student_logits / temperature, dim=1),
+                        F.log_softmax(teacher_logits / temperature, dim=1),
+                        log_target=True, reduction="batchmean") * temperature ** 2
+    pointwise = F.kl_div(F.log_softmax(student_logits / temperature, dim=-1),
+                         F.log_softmax(teacher_logits / temperature, dim=-1), log_target=True, reduction="none")
+    return pointwise.sum((-2, -1)) / student_logits.shape[-2] * temperature ** 2
 
 
 class Scrub(EmpiricalUnlearning):
     name = "scrub"
+    vectorised = True  # members as one theta [N, d] (src/unlearning/empirical.py; tests/test_members.py)
     section = ScrubConfig
     section_default = ScrubConfig()
 
@@ -63,14 +69,14 @@ class Scrub(EmpiricalUnlearning):
             for x, y in self.forget_batches.epoch():
                 def max_loss(x=x):
                     return -distillation_kl(self.model(x), self.teacher(x), s.kd_T), None
-                self.descend(max_loss, tally, y.shape[0])
+                self.descend(max_loss, tally, y.shape[-1])
         for x, y in self.retain_batches.epoch():
             def min_loss(x=x, y=y):
                 logits = self.model(x)
-                ce = F.cross_entropy(logits, y)
+                ce = mean_cross_entropy(logits, y)
                 loss = s.gamma * ce
                 if s.beta:  # beta 0: no teacher forward at all
                     loss = loss + s.beta * distillation_kl(logits, self.teacher(x), s.kd_T)
-                return loss, (ce.detach(), (logits.detach().argmax(1) == y).sum())
-            _, (ce, correct) = self.descend(min_loss, tally, y.shape[0])
-            tally.retain(ce, correct, y.shape[0])
+                return loss, (ce.detach(), (logits.detach().argmax(-1) == y).sum(-1))
+            _, (ce, correct) = self.descend(min_loss, tally, y.shape[-1])
+            tally.retain(ce, correct, y.shape[-1])

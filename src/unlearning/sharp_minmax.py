@@ -39,6 +39,7 @@ class SharpMinMaxConfig(Section):
 
 class SharpMinMax(EmpiricalUnlearning):
     name = "sharp_minmax"
+    vectorised = True  # members as one theta [N, d] (src/unlearning/empirical.py; tests/test_members.py)
     section = SharpMinMaxConfig
     section_default = SharpMinMaxConfig()
     accepts_sam = False  # its own SAM keys, one sign per half-step
@@ -71,13 +72,13 @@ class SharpMinMax(EmpiricalUnlearning):
             if self.config.compat.sharp_minmax_mask == "perturbed_only":
                 # sharp-unlearn: only g_adv is masked, so a frozen coordinate takes (1 - s lamb) g:
                 # 2g in the max step (docs/differences.md#sharp-minmax-mask)
-                _, (loss, correct) = self.descend(retain_loss, tally, yr.shape[0], sam=retain_sam,
+                _, (loss, correct) = self.descend(retain_loss, tally, yr.shape[-1], sam=retain_sam,
                                                   adv_mask=retain_mask)
-                self.descend(forget_loss, tally, yf.shape[0], optimizer=self.forget_optimizer, sam=forget_sam,
+                self.descend(forget_loss, tally, yf.shape[-1], optimizer=self.forget_optimizer, sam=forget_sam,
                              adv_mask=forget_mask)
             else:
-                _, (loss, correct) = self.descend(retain_loss, tally, yr.shape[0], mask=retain_mask,
+                _, (loss, correct) = self.descend(retain_loss, tally, yr.shape[-1], mask=retain_mask,
                                                   sam=retain_sam)
-                self.descend(forget_loss, tally, yf.shape[0], optimizer=self.forget_optimizer, mask=forget_mask,
+                self.descend(forget_loss, tally, yf.shape[-1], optimizer=self.forget_optimizer, mask=forget_mask,
                              sam=forget_sam)
-            tally.retain(loss, correct, yr.shape[0])
+            tally.retain(loss, correct, yr.shape[-1])
