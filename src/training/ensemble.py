@@ -404,14 +404,9 @@ class EnsembleTrainer:
     def _own_epoch(self, epoch: int) -> bool:
         """An epoch the algorithm runs itself (an empirical method's unlearn_epoch, on theta
         [N, d]; its loss and accuracy one per member), as trainer.Trainer._own_epoch."""
-        result = self.algorithm.unlearn_epoch(self.model, epoch, self.log)
-        if result is None:
-            return False
-        self.gradient_evaluations += result.examples
-        if self.algorithm.finished:
-            self._end_noisy_phase(epoch)
-        self._end_epoch(epoch, np.asarray(result.loss, dtype=np.float64), np.asarray(result.accuracy, dtype=np.float64))
-        return True
+        from src.training.trainer import run_own_epoch
+
+        return run_own_epoch(self, epoch, lambda v: np.asarray(v, dtype=np.float64))
 
     def _end_epoch(self, epoch: int, retain_loss: np.ndarray, retain_accuracy: np.ndarray) -> None:
         if self.evaluate_splits:

@@ -201,14 +201,7 @@ class Trainer:
 
     def _own_epoch(self, epoch: int) -> bool:
         """An epoch the algorithm runs itself (UnlearningAlgorithm.unlearn_epoch), if it does."""
-        result = self.algorithm.unlearn_epoch(self.model, epoch, self.log)
-        if result is None:
-            return False
-        self.gradient_evaluations += result.examples
-        if self.algorithm.finished:
-            self._end_noisy_phase(epoch)
-        self._end_epoch(epoch, result.loss, result.accuracy)
-        return True
+        return run_own_epoch(self, epoch)
 
     def _end_epoch(self, epoch: int, retain_loss: float | None, retain_acc: float | None) -> None:
         """The epoch's rows: the retain loss of the steps that may be logged (none, in release
@@ -308,3 +301,17 @@ def pretrain(config, data: DataModule, model: FlatModel, log, console: Console, 
         raise ConfigError(f"training.algorithm: '{config.training.method}' training records no learning events "
                           "(its steps feed no outputs to them); cut the forget set's groups by another score")
     return algorithm.fit(data, model, log, console, ckpt_dir, events=events)
+
+
+def run_own_epoch(trainer, epoch: int, values=lambda v: v) -> bool:
+    """Epoch `epoch` of an algorithm that runs its own epochs (unlearn_epoch), for the single
+    trainer and the ensemble's alike (`values` turns the epoch's loss and accuracy into what
+    the trainer's rows hold); False when the algorithm runs none."""
+    result = trainer.algorithm.unlearn_epoch(trainer.model, epoch, trainer.log)
+    if result is None:
+        return False
+    trainer.gradient_evaluations += result.examples
+    if trainer.algorithm.finished:
+        trainer._end_noisy_phase(epoch)
+    trainer._end_epoch(epoch, values(result.loss), values(result.accuracy))
+    return True
