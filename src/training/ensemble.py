@@ -43,6 +43,7 @@ from src.noise import NoiseSource, project_l2_
 from src.seeds import derive_seed, member_seed
 from src.training.flat_model import FlatModel
 from src.training.optim import ScheduledOptimizer, make_optimizer, make_schedule
+from src.training.own_epoch import run_own_epoch
 
 EVAL_CHUNK = 2048
 # Examples of all members of one chunk gathered at once on a CPU (measured on 2 cores:
@@ -404,8 +405,6 @@ class EnsembleTrainer:
     def _own_epoch(self, epoch: int) -> bool:
         """An epoch the algorithm runs itself (an empirical method's unlearn_epoch, on theta
         [N, d]; its loss and accuracy one per member), as trainer.Trainer._own_epoch."""
-        from src.training.trainer import run_own_epoch
-
         return run_own_epoch(self, epoch, lambda v: np.asarray(v, dtype=np.float64))
 
     def _end_epoch(self, epoch: int, retain_loss: np.ndarray, retain_accuracy: np.ndarray) -> None:

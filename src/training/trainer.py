@@ -33,6 +33,7 @@ from src.training.evaluate import Evaluator
 from src.training.finite import require_finite
 from src.training.flat_model import FlatModel
 from src.training.optim import ScheduledOptimizer, make_optimizer, make_schedule
+from src.training.own_epoch import run_own_epoch
 from src.training.steps import StepResult, make_step
 
 def build_model(config, input_shape, device) -> FlatModel:
@@ -302,16 +303,3 @@ def pretrain(config, data: DataModule, model: FlatModel, log, console: Console, 
                           "(its steps feed no outputs to them); cut the forget set's groups by another score")
     return algorithm.fit(data, model, log, console, ckpt_dir, events=events)
 
-
-def run_own_epoch(trainer, epoch: int, values=lambda v: v) -> bool:
-    """Epoch `epoch` of an algorithm that runs its own epochs (unlearn_epoch), for the single
-    trainer and the ensemble's alike (`values` turns the epoch's loss and accuracy into what
-    the trainer's rows hold); False when the algorithm runs none."""
-    result = trainer.algorithm.unlearn_epoch(trainer.model, epoch, trainer.log)
-    if result is None:
-        return False
-    trainer.gradient_evaluations += result.examples
-    if trainer.algorithm.finished:
-        trainer._end_noisy_phase(epoch)
-    trainer._end_epoch(epoch, values(result.loss), values(result.accuracy))
-    return True
