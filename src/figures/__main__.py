@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from src.figures import aggregate
-from src.figures.cli import run_figure
+from src.figures.cli import add_log_arguments, add_output_arguments, run_figure
 from src.figures.runs import FigureInputError, load_runs
 from src.preflight import check_output_dir
 
@@ -35,10 +35,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m src.figures", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--figure", choices=("1", "2", "3", "4", "baselines"), required=True)
-    p.add_argument("--logs", default="logs", help="directory of run directories (default: logs)")
-    p.add_argument("--out", default="figures", help="output directory (default: figures)")
-    p.add_argument("--folder", help="only runs launched from configs under this folder "
-                                    "(summary.json's config_file)")
     p.add_argument("--min-runs", type=int, default=4,
                    help="smallest hyperparameter group plotted (default: 4, as the paper)")
     view = p.add_mutually_exclusive_group()
@@ -56,8 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="the error bars and CSV intervals: t, the Student-t 95%% interval over the runs "
                         "(default; the tables' interval); notebook, 1.96 * population std / sqrt(n), as the "
                         "reference's notebook drew them")
-    p.add_argument("--prefix", default="", help="prefix of the output file names")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_log_arguments(p)
+    add_output_arguments(p)
     args = p.parse_args(argv)
     if args.figure != "baselines":
         args.figure = int(args.figure)

@@ -21,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-from src.figures.cli import run_figure
+from src.figures.cli import add_output_arguments, run_figure
 from src.figures.runs import FigureInputError
 
 # What a row must hold (the audit's folder_record); None is allowed where it says "not measured".
@@ -46,9 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m src.figures.audit_table", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--table", required=True, help="tightness-<folder>.json written by python -m src.audit --folder")
-    p.add_argument("--out", default="figures", help="output directory (default: figures)")
-    p.add_argument("--prefix", default="", help="prefix of the output file names")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_output_arguments(p)
     return p.parse_args(argv)
 
 

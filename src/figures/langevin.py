@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from src.figures.cli import run_figure
+from src.figures.cli import add_log_arguments, add_output_arguments, run_figure
 from src.figures.runs import FigureInputError, is_number, load_runs
 
 FIGURES = ("fig3a", "fig3b", "fig3c")
@@ -413,14 +413,11 @@ def write_csv(groups: dict, path: Path, published: dict | None = None) -> None:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m src.figures.langevin", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--logs", default="logs", help="directory of run directories (default: logs)")
-    p.add_argument("--folder", help="only runs launched from configs under this folder")
-    p.add_argument("--out", default="figures", help="output directory (default: figures)")
-    p.add_argument("--prefix", default="", help="prefix of the output file names")
     p.add_argument("--published", default=str(PUBLISHED),
                    help="the paper's numbers to draw beside ours (default: the repository's "
                         "tests/data/langevin_published.json); 'none' leaves them out")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_log_arguments(p)
+    add_output_arguments(p)
     return p.parse_args(argv)
 
 

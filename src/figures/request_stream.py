@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from src.figures.aggregate import METHOD_NAMES, mean_t, seed_of
-from src.figures.cli import run_figure
+from src.figures.cli import add_log_arguments, add_output_arguments, run_figure
 from src.figures.runs import FigureInputError, Run, is_number, load_runs
 
 RETRAIN = "retrain"
@@ -351,11 +351,8 @@ def draw(groups: list[Group], out_base: Path, subtitle: str) -> list[Path]:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m src.figures.request_stream", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--logs", default="logs", help="directory of run directories (default: logs)")
-    p.add_argument("--out", default="figures", help="output directory (default: figures)")
-    p.add_argument("--folder", help="only runs launched from configs under this folder")
-    p.add_argument("--prefix", default="", help="prefix of the output file names")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_log_arguments(p)
+    add_output_arguments(p)
     return p.parse_args(argv)
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from src.config import ToWConfig
 from src.evaluation.pipeline import REFERENCE_ALGORITHM, tow_against
 from src.evaluation.tow import t_interval
-from src.figures.cli import run_figure
+from src.figures.cli import add_log_arguments, add_output_arguments, run_figure
 from src.figures.runs import FigureInputError, load_runs
 
 SEED_SUFFIX = re.compile(r"-d(\d+)-g(\d+)$")
@@ -239,13 +239,10 @@ def make(args) -> list[Path]:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m src.figures.rum", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--logs", default="logs", help="directory of run directories (default: logs)")
-    p.add_argument("--folder", default="baselines_runs/rum-mnist5k", help="the configs' folder")
-    p.add_argument("--out", default="figures", help="output directory (default: figures)")
-    p.add_argument("--prefix", default="", help="prefix of the output file names")
     p.add_argument("--proxies", action="store_true",
                    help="also the proxies' Spearman correlations (reads the cached models and scores)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_log_arguments(p, "baselines_runs/rum-mnist5k", "the configs' folder")
+    add_output_arguments(p)
     return p.parse_args(argv)
 
 
