@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from src.figures import aggregate
-from src.figures.cli import add_log_arguments, add_output_arguments, run_figure
+from src.figures.cli import add_log_arguments, add_output_arguments, report_left_out, run_figure
 from src.figures.runs import FigureInputError, load_runs
 from src.preflight import check_output_dir
 
@@ -64,9 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def _report_dropped(dropped, everything: bool = False) -> None:
     """Why runs were left out; runs of other figures only when nothing could be plotted."""
-    for reason, count in sorted(dropped.items()):
-        if count and (everything or "not in Figure" not in reason):
-            print(f"  left out {count} run(s): {reason}", file=sys.stderr)
+    report_left_out(dropped, lambda reason: everything or "not in Figure" not in reason)
 
 
 def make_figure(args) -> list:

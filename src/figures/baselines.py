@@ -27,6 +27,7 @@ from src.config import ToWConfig
 from src.evaluation.pipeline import REFERENCE_ALGORITHM, tow_against
 from src.evaluation.selection import select_settings, setting_means
 from src.evaluation.tow import t_interval
+from src.figures.cli import report_left_out
 from src.figures.runs import FigureInputError, Run
 
 NAMES = {
@@ -252,9 +253,7 @@ def make(runs: list[Run], out_base: Path, title: str) -> list[Path]:
     if not records:
         raise FigureInputError("none of the finished runs has forgetting metrics (summary.json 'evaluation'); "
                                "run them with this version of experiment.py")
-    for reason, count in dropped.items():
-        if count:
-            print(f"  {count} run(s): {reason}")
+    report_left_out(dropped)
     rows = table_rows(records)
     out_base.parent.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out_base.with_suffix(".csv"), out_base.with_suffix(".md")

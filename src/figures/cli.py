@@ -28,6 +28,13 @@ def add_output_arguments(parser) -> None:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
+def report_left_out(dropped: dict, shown=lambda reason: True) -> None:
+    """Why runs were left out of a figure, on stderr: {reason: count}, those `shown` keeps."""
+    for reason, count in sorted(dropped.items()):
+        if count and shown(reason):
+            print(f"  left out {count} run(s): {reason}", file=sys.stderr)
+
+
 def run_figure(make: Callable[[], Iterable[Path]], debug: bool) -> int:
     try:
         paths = list(make())

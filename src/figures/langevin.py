@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from src.figures.cli import add_log_arguments, add_output_arguments, run_figure
+from src.figures.cli import add_log_arguments, add_output_arguments, report_left_out, run_figure
 from src.figures.runs import FigureInputError, is_number, load_runs
 
 FIGURES = ("fig3a", "fig3b", "fig3c")
@@ -423,8 +423,7 @@ def parse_args(argv=None):
 
 def make_figure(args) -> list[Path]:
     runs, dropped = load_langevin_runs(args.logs, args.folder)
-    for reason, count in sorted(dropped.items()):
-        print(f"  left out {count} run(s): {reason}", file=sys.stderr)
+    report_left_out(dropped)
     if not runs:
         where = args.logs + (f" (folder {args.folder})" if args.folder else "")
         raise FigureInputError(f"no finished Langevin or D2D runs from fig3a/, fig3b/ or fig3c/ configs in {where}")

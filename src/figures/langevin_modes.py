@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from src.figures.cli import add_log_arguments, add_output_arguments, run_figure
+from src.figures.cli import add_log_arguments, add_output_arguments, report_left_out, run_figure
 from src.figures.langevin import (PUBLISHED, PUBLISHED_DATASET, PublishedSeries, Series, draw_published, label_panel,
                                   load_published, panel_grid, save_figure)
 from src.figures.runs import FigureInputError, load_runs
@@ -217,8 +217,7 @@ def parse_args(argv=None):
 
 def make_figure(args) -> list[Path]:
     groups, dropped = aggregate(args.logs, args.folder)
-    for reason, count in sorted(dropped.items()):
-        print(f"  left out {count} run(s): {reason}", file=sys.stderr)
+    report_left_out(dropped)
     if not groups:
         where = args.logs + (f" (folder {args.folder})" if args.folder else "")
         raise FigureInputError(f"no finished runs from utility/, noiseless/, sequence/, burnin/ or pnsgd/ configs in "
