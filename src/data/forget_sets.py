@@ -63,6 +63,18 @@ def class_forget_mask(labels: np.ndarray, classes, num_classes: int) -> np.ndarr
     return mask
 
 
+def rankings(scores, n: int, mid_rule: str) -> tuple[np.ndarray, np.ndarray]:
+    """RUM's two orders of the scores' positions: descending score with ties in index order,
+    and that list re-ranked by distance to 0.5 (true memorization) or to the median
+    (proxies); refuses a forget set of n examples the scores cannot give."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if not 0 < n <= scores.shape[0]:
+        raise ConfigError(f"dataset.forget_split: a forget set of {n} examples cannot be drawn from {scores.shape[0]}")
+    descending = np.argsort(-scores, kind="stable")
+    centre = 0.5 if mid_rule == "closest_to_half" else float(np.median(scores))
+    return descending, descending[np.argsort(np.abs(scores[descending] - centre), kind="stable")]
+
+
 def memorization_group(scores: np.ndarray, n: int, group: str, mid_rule: str = "closest_to_half") -> np.ndarray:
     """Positions (into `scores`) of the n examples of a memorization group.
 
@@ -70,12 +82,7 @@ def memorization_group(scores: np.ndarray, n: int, group: str, mid_rule: str = "
     by distance to 0.5 (true memorization) or to the median (proxies); `mix` takes the top
     n//3 of high, the first n//3 of mid not already taken, and the lowest of the rest.
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    if not 0 < n <= scores.shape[0]:
-        raise ConfigError(f"dataset.forget_split: a forget set of {n} examples cannot be drawn from {scores.shape[0]}")
-    descending = np.argsort(-scores, kind="stable")
-    centre = 0.5 if mid_rule == "closest_to_half" else float(np.median(scores))
-    mid = descending[np.argsort(np.abs(scores[descending] - centre), kind="stable")]
+    descending, mid = rankings(scores, n, mid_rule)
     if group == "high":
         return np.sort(descending[:n])
     if group == "low":
@@ -91,12 +98,7 @@ def mix_parts(scores: np.ndarray, n: int, mid_rule: str = "closest_to_half") -> 
     """RUM's `mix` forget set by part, positions into `scores` in selection order:
     `high` the top n//3, `mid` the first n//3 of the mid ranking not already taken, `low`
     the lowest n - 2 (n//3) of the rest (the reference's "last N/3 of low")."""
-    scores = np.asarray(scores, dtype=np.float64)
-    if not 0 < n <= scores.shape[0]:
-        raise ConfigError(f"dataset.forget_split: a forget set of {n} examples cannot be drawn from {scores.shape[0]}")
-    descending = np.argsort(-scores, kind="stable")
-    centre = 0.5 if mid_rule == "closest_to_half" else float(np.median(scores))
-    mid = descending[np.argsort(np.abs(scores[descending] - centre), kind="stable")]
+    descending, mid = rankings(scores, n, mid_rule)
     third = n // 3
     high = descending[:third]
     seen = set(high.tolist())
