@@ -65,18 +65,26 @@ def dumps(data, **kwargs) -> str:
     return json.dumps(json_safe(data), allow_nan=False, **kwargs)
 
 
-def write_json_atomic(path: Path, data) -> None:
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """`data` to `path` whole or not at all: written beside it, flushed to disk, then renamed
+    over it. A failed write (disk full) leaves nothing behind and its OSError names `path`."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with naming(path), open(tmp, "w") as f:
-            f.write(dumps(data, indent=2, sort_keys=True))
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
     finally:
-        if tmp.exists():  # a failed write (disk full) leaves nothing behind
+        if tmp.exists():
             tmp.unlink()
+
+
+def write_json_atomic(path: Path, data) -> None:
+    write_bytes_atomic(path, dumps(data, indent=2, sort_keys=True).encode())
 
 
 class RunDirectory:

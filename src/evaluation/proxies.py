@@ -138,27 +138,17 @@ def holdout_kl_scores(model, train, heldout, batch_size: int, seed: int) -> np.n
 
 def save_learning_events(entry, events: LearningEvents, train_indices: torch.Tensor) -> None:
     """Into the pretrained model's cache entry, before model.pt marks the entry complete;
-    serialised in memory and written by us, as checkpoints are, so that a full disk raises
-    OSError with the path and leaves no partial file."""
+    serialised in memory and written as checkpoints are (tracking.write_bytes_atomic), so
+    that a full disk raises OSError with the path and leaves no partial file."""
     import io
-    import os
     from pathlib import Path
 
+    from src.tracking import write_bytes_atomic
+
     path = Path(entry) / EVENTS_FILE
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     buffer = io.BytesIO()
     np.savez(buffer, train_indices=train_indices.cpu().numpy(), **events.means())
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(buffer.getbuffer())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        raise OSError(e.errno, e.strerror, str(path)) from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def load_learning_events(config, train_indices: torch.Tensor) -> dict[str, np.ndarray]:

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from src.errors import CheckpointError
+from src.tracking import write_bytes_atomic
 
 
 def checkpoint_name(epoch: int) -> str:
@@ -54,23 +55,12 @@ def save_checkpoint(path: str | Path, state_dict: dict, meta: dict) -> None:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     # Serialised in memory and written by us: torch.save into a full disk raises an opaque
     # RuntimeError ("unexpected pos"), a plain write raises OSError ENOSPC with the path.
     meta = {**meta, HASH_KEY: content_hash(state_dict, meta)}
     buffer = io.BytesIO()
     torch.save({"state_dict": state_dict, "meta": meta}, buffer)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(buffer.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        raise OSError(e.errno, e.strerror, str(path)) from None
-    finally:
-        if tmp.exists():  # a failed save (disk full) leaves nothing behind
-            tmp.unlink()
+    write_bytes_atomic(path, buffer.getvalue())  # a failed save (disk full) leaves nothing behind
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict, dict]:
