@@ -39,7 +39,7 @@ from src.request_stream.plan import plan_stream
 from src.request_stream.rum import run_rum
 from src.request_stream.run import run_requests
 from src.seeds import derive_seed
-from src.tracking import RunDirectory, RunLogger, Stopwatch, fmt, to_builtin
+from src.tracking import RunDirectory, RunLogger, Stopwatch, TaggedLogger, fmt, to_builtin
 from src.training.algorithm import records_learning_events
 from src.training.checkpoints import (PretrainedCache, load_checkpoint, require_finite_weights,
                                       resolve_pretrained_path, save_checkpoint)
@@ -383,20 +383,6 @@ def run_pass(plan: Plan, data, device, console: Console, logger, out_dir: Path, 
 # An ensemble: `seeds: N` members in one process and one run directory
 
 
-class MemberLogger:
-    """The run's logger, with the member's index added to every row."""
-
-    def __init__(self, logger, member: int):
-        self.logger = logger
-        self.member = member
-
-    def log(self, row: dict) -> None:
-        self.logger.log({**row, "member": self.member})
-
-    def flush(self) -> None:
-        self.logger.flush()
-
-
 def sequential_because(config: ExperimentConfig, input_shape) -> str | None:
     """Why the members' unlearning cannot run as one vectorised ensemble (None: it can)."""
     cls = UNLEARNING_ALGORITHMS.get(config.unlearning.algorithm)
@@ -458,7 +444,7 @@ def run_members(config: ExperimentConfig, config_file: str | None, device, conso
                 console.line(f"member {i}/{config.seeds}: global_seed {single.global_seed}")
                 member_plan = make_plan(single, data.sizes, data.forget.y)
                 with member_failure(config, i):
-                    result = run_pass(member_plan, data, device, console, MemberLogger(logger, i),
+                    result = run_pass(member_plan, data, device, console, TaggedLogger(logger, member=i),
                                       run_dir / f"member-{i}", fitted[i])
                 members.append(member_entry(config, i, member_plan.run_id, result))
         extra = {"config_file": config_file, "plan": plan.as_dict(), "seeds": config.seeds, "members": members,
@@ -481,7 +467,7 @@ def vectorised_members(config: ExperimentConfig, data, device, console: Console,
     evaluation rows (validation, forget, retain, test, forgetting metrics); the per-step
     batch rows of the single run are not written."""
     singles = [member_config(config, i) for i in range(config.seeds)]
-    loggers = [MemberLogger(logger, i) for i in range(config.seeds)]
+    loggers = [TaggedLogger(logger, member=i) for i in range(config.seeds)]
     fits = []
     for i, single in enumerate(singles):
         with member_failure(config, i):

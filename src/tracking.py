@@ -65,6 +65,21 @@ def dumps(data, **kwargs) -> str:
     return json.dumps(json_safe(data), allow_nan=False, **kwargs)
 
 
+class TaggedLogger:
+    """A run's logger that adds fixed keys to every row: an ensemble member's index
+    (`member`), a stream's request (`request`)."""
+
+    def __init__(self, logger, **tags):
+        self.logger = logger
+        self.tags = tags
+
+    def log(self, row: dict) -> None:
+        self.logger.log({**row, **self.tags})
+
+    def flush(self) -> None:
+        self.logger.flush()
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """`data` to `path` whole or not at all: written beside it, flushed to disk, then renamed
     over it. A failed write (disk full) leaves nothing behind and its OSError names `path`."""

@@ -20,7 +20,7 @@ import torch
 from src.data.base_datamodule import DataModule, Split, SplitIndices
 from src.request_stream.plan import StreamPlan
 from src.request_stream.schedule import RequestSchedule
-from src.tracking import fmt, fmt_up  # noqa: F401  (fmt_up: the stream and RUM print bounds with it)
+from src.tracking import TaggedLogger, fmt, fmt_up  # noqa: F401  (fmt_up: the stream and RUM print bounds with it)
 from src.training.checkpoints import save_checkpoint
 from src.training.evaluate import Evaluator
 from src.training.trainer import Trainer
@@ -55,20 +55,6 @@ def request_data(data: DataModule, schedule: RequestSchedule, r: int) -> DataMod
     return replace(data, retain=retain, forget=forget, indices=indices)
 
 
-class TaggedLogger:
-    """The run's logger, with the request's index added to every row."""
-
-    def __init__(self, logger, request: int):
-        self.logger = logger
-        self.request = request
-
-    def log(self, row: dict) -> None:
-        self.logger.log({**row, "request": self.request})
-
-    def flush(self) -> None:
-        self.logger.flush()
-
-
 def run_requests(stream: StreamPlan, data: DataModule, model, logger, console, device, pretrained_meta, run_dir,
                  attach_run) -> dict:
     """Process every request of `stream` in order; returns the summary's additions.
@@ -84,7 +70,7 @@ def run_requests(stream: StreamPlan, data: DataModule, model, logger, console, d
         console.line(f"request {r}/{k}: deleting {request.sizes.forget} examples ({request.deleted} deleted so far), "
                      f"{request.sizes.retain} remain")
         algorithm = attach_run(plan, device, pretrained_meta, seed_tag(r), data=view)
-        trainer = Trainer(plan.config, view, model, algorithm, TaggedLogger(logger, r), console, seed_tag(r))
+        trainer = Trainer(plan.config, view, model, algorithm, TaggedLogger(logger, request=r), console, seed_tag(r))
         start = time.perf_counter()
         trainer.unlearn()
         request_seconds = time.perf_counter() - start
