@@ -128,6 +128,7 @@ def test_a_config_without_requests_keeps_its_run_id():
 
 
 def final_theta(monkeypatch):
+    """The model's theta at every test pass of the runs that follow (one per run, or per request)."""
     seen = []
     test = Trainer.test
 

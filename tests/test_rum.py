@@ -16,9 +16,10 @@ from src.data.forget_groups import group_sizes, mix_groups, ranked_groups, shuff
 from src.data.forget_sets import memorization_group, mix_parts
 from src.errors import ConfigError
 from src.runner import make_plan, resolve_device, run
-from src.training.trainer import Console, Trainer
+from src.training.trainer import Console
 from src.unlearning.gradient_clipping import GradientClipping
 from tests.conftest import QUICKSTART, run_main
+from tests.test_request_stream import final_theta
 
 MIX = ["dataset.forget.strategy=memorization", "dataset.forget.memorization.group=mix",
        "dataset.forget.memorization.subsample.n_models=4", "dataset.forget.memorization.subsample.epochs=1"]
@@ -105,21 +106,9 @@ def test_a_rum_config_is_checked_before_anything_runs(overrides, message):
 # -- runs --------------------------------------------------------------------------------------
 
 
-def final_thetas(monkeypatch):
-    seen = []
-    test = Trainer.test
-
-    def recording_test(self):
-        seen.append(self.model.theta.detach().clone())
-        return test(self)
-
-    monkeypatch.setattr(Trainer, "test", recording_test)
-    return seen
-
-
 @pytest.mark.parametrize("method, extra", [("neggrad_plus", EMPIRICAL), ("iteration", [])])
 def test_rum_of_one_group_is_that_single_method(method, extra, tmp_path, session_checkpoints, monkeypatch):
-    thetas = final_thetas(monkeypatch)
+    thetas = final_theta(monkeypatch)
     single = config_of([f"unlearning.algorithm={method}"] + extra, tmp_path / "single", session_checkpoints)
     one = config_of(["unlearning.algorithm=rum", "unlearning.rum.order=[all]",
                      f"unlearning.rum.steps={{all: {{algorithm: {method}}}}}"] + extra,
