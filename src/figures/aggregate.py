@@ -558,7 +558,7 @@ CSV_COLUMNS = ("figure", "panel", "method", "epsilon_certified", "epsilon_publis
                "vs_retrain", "vs_retrain_ci95", "vs_retrain_pairs")
 
 
-def _blank(value):
+def blank_cell(value):
     """A CSV cell: empty where there is no number (an interval of one run)."""
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
@@ -572,8 +572,8 @@ def csv_rows(figure: int, series: list, interval: str = "notebook") -> list:
             paired = p.vs_retrain or (None, None, None)
             rows.append({"figure": figure, "panel": s.panel, "method": s.method,
                          "epsilon_certified": p.eps_certified, "epsilon_published": p.eps_published,
-                         "budget_epoch": p.epoch, "mean": p.mean, "ci95": _blank(p.ci95), "n_runs": p.n_runs,
-                         "group": p.group, "low": _blank(p.mean - p.ci95), "high": _blank(p.mean + p.ci95),
-                         "interval": interval, "vs_retrain": _blank(paired[0]),
-                         "vs_retrain_ci95": _blank(paired[1]), "vs_retrain_pairs": _blank(paired[2])})
+                         "budget_epoch": p.epoch, "mean": p.mean, "ci95": blank_cell(p.ci95), "n_runs": p.n_runs,
+                         "group": p.group, "low": blank_cell(p.mean - p.ci95), "high": blank_cell(p.mean + p.ci95),
+                         "interval": interval, "vs_retrain": blank_cell(paired[0]),
+                         "vs_retrain_ci95": blank_cell(paired[1]), "vs_retrain_pairs": blank_cell(paired[2])})
     return rows

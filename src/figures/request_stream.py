@@ -36,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from src.figures.aggregate import METHOD_NAMES, mean_t, seed_of
+from src.evaluation.paired import paired_difference
+from src.figures.aggregate import METHOD_NAMES, blank_cell, mean_t, seed_of
 from src.figures.cli import add_log_arguments, add_output_arguments, run_figure
 from src.figures.runs import FigureInputError, Run, is_number, load_runs
 
@@ -136,17 +137,12 @@ def csv_rows(groups: list[Group]) -> list[dict]:
             rows.append({
                 "method": METHOD_NAMES.get(g.algorithm, g.algorithm), "epsilon": g.epsilon,
                 "epochs_per_request": g.epochs, "request": i + 1, "n_runs": len(g.runs), "test_accuracy": mean,
-                "ci95": _blank(ci), "cumulative_epochs": float(g.per_request("cumulative_epochs")[:, i].mean()),
+                "ci95": blank_cell(ci), "cumulative_epochs": float(g.per_request("cumulative_epochs")[:, i].mean()),
                 "cumulative_steps": float(g.per_request("cumulative_steps")[:, i].mean()),
                 "cumulative_seconds": float(g.per_request("cumulative_seconds")[:, i].mean()),
                 "all_models_epsilon": max((c for c in composed if is_number(c)), default=None),
-                "low": _blank(mean - ci), "high": _blank(mean + ci)})
+                "low": blank_cell(mean - ci), "high": blank_cell(mean + ci)})
     return rows
-
-
-def _blank(value):
-    """A CSV cell: empty where there is no number (one seed gives no interval)."""
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
 def paired_with_retrain(g: Group, retrain: list[Group], per_run) -> tuple[float, float, int] | None:
@@ -156,8 +152,8 @@ def paired_with_retrain(g: Group, retrain: list[Group], per_run) -> tuple[float,
     if same is None:
         return None
     reference = dict(zip((seed_of(run) for run in same.runs), per_run(same)))
-    diffs = [value - reference[seed_of(run)] for run, value in zip(g.runs, per_run(g)) if seed_of(run) in reference]
-    return (*mean_t(diffs), len(diffs)) if diffs else None
+    d = paired_difference(dict(zip((seed_of(run) for run in g.runs), per_run(g))), reference)
+    return None if d is None else (d.mean, math.nan if d.ci95 is None else d.ci95, d.n)
 
 
 def retrain_steps_for(accuracy: float, retrain: list[Group], measure=Group.stream_accuracy) -> tuple[float | None, str]:
@@ -228,17 +224,17 @@ def savings_rows(groups: list[Group]) -> list[dict]:
                "compute_saved_final": None if needed_final is None else 1.0 - steps / needed_final}
         for name, (per_run, _, saved) in MEASURES.items():
             mean, ci = mean_t(per_run(g))
-            row[f"{name}_accuracy_ci95"] = _blank(ci)
-            row[f"{name}_accuracy_low"], row[f"{name}_accuracy_high"] = _blank(mean - ci), _blank(mean + ci)
+            row[f"{name}_accuracy_ci95"] = blank_cell(ci)
+            row[f"{name}_accuracy_low"], row[f"{name}_accuracy_high"] = blank_cell(mean - ci), blank_cell(mean + ci)
             _, low, high = saved_interval(g, retrain, name)
-            row[f"{saved}_low"], row[f"{saved}_high"] = _blank(low[0]), _blank(high[0])
+            row[f"{saved}_low"], row[f"{saved}_high"] = blank_cell(low[0]), blank_cell(high[0])
         stream = paired_with_retrain(g, retrain, Group.stream_accuracies)
         final = paired_with_retrain(g, retrain, Group.final_accuracies)
         row["vs_retrain_pairs"] = "" if stream is None else stream[2]
         row["stream_vs_retrain"], row["stream_vs_retrain_ci95"] = (("", "") if stream is None
-                                                                   else (stream[0], _blank(stream[1])))
+                                                                   else (stream[0], blank_cell(stream[1])))
         row["final_vs_retrain"], row["final_vs_retrain_ci95"] = (("", "") if final is None
-                                                                 else (final[0], _blank(final[1])))
+                                                                 else (final[0], blank_cell(final[1])))
         rows.append(row)
     return rows
 
@@ -269,8 +265,8 @@ def savings_markdown(groups: list[Group], rows: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for g in retrain:
         stream, final = mean_t(g.stream_accuracies()), mean_t(g.final_accuracies())
-        lines.append(f"| Retrain from scratch | {g.epochs} | {len(g.runs)} | {_pm(stream[0], _blank(stream[1]))} | "
-                     f"{_pm(final[0], _blank(final[1]))} | {g.total_steps():.0f} | (reference) | (reference) | – | – |")
+        lines.append(f"| Retrain from scratch | {g.epochs} | {len(g.runs)} | {_pm(stream[0], blank_cell(stream[1]))} | "
+                     f"{_pm(final[0], blank_cell(final[1]))} | {g.total_steps():.0f} | (reference) | (reference) | – | – |")
     certified = [g for g in groups if g.algorithm != RETRAIN]
     for row, g in zip(rows, certified):
         lines.append(
@@ -386,7 +382,7 @@ def make_figure(args) -> list[Path]:
     paths.append(markdown)
     for g in groups:
         mean, ci = mean_t(g.stream_accuracies())
-        print(f"  {g.label}: {len(g.runs)} runs, stream accuracy {_pm(mean, _blank(ci), 4)}, "
+        print(f"  {g.label}: {len(g.runs)} runs, stream accuracy {_pm(mean, blank_cell(ci), 4)}, "
               f"{g.total_steps():.0f} steps")
     bounds = {"=": "", ">": "at least ", "<": "at most "}
     for row in savings:
