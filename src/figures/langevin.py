@@ -181,18 +181,25 @@ def load_published(path) -> dict:
         raise FigureInputError(f"--published {path}: cannot read the paper's numbers ({err})") from None
 
 
-def published_groups(published: dict, datasets) -> dict:
-    """{(figure, dataset, panel): {label: PublishedSeries}} for our datasets that the paper ran."""
-    out: dict = defaultdict(dict)
+def papers_of(published: dict, datasets, out: dict):
+    """For each of our datasets that the paper ran: its published numbers and series(figure,
+    panel, label), the PublishedSeries of out[(figure, dataset, panel)][label], made once."""
     for dataset in datasets:
         paper = published.get(PUBLISHED_DATASET.get(dataset, ""))
         if not paper:
             continue
 
-        def series(figure, panel, label):
-            key = (figure, dataset, panel)
-            return out[key].setdefault(label, PublishedSeries(figure, dataset, f"published: {label}"))
+        def series(figure, panel, label, dataset=dataset):
+            return out[(figure, dataset, panel)].setdefault(label, PublishedSeries(figure, dataset,
+                                                                                   f"published: {label}"))
 
+        yield paper, series
+
+
+def published_groups(published: dict, datasets) -> dict:
+    """{(figure, dataset, panel): {label: PublishedSeries}} for our datasets that the paper ran."""
+    out: dict = defaultdict(dict)
+    for paper, series in papers_of(published, datasets, out):
         a = paper.get("fig3a", {})
         for eps, st in a.get("lmc_unlearn", {}).items():
             series("fig3a", "accuracy", "Langevin (K=1)").put(eps, st["mean"], st["std"], st["n"])

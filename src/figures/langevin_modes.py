@@ -35,7 +35,7 @@ import numpy as np
 
 from src.figures.cli import add_log_arguments, add_output_arguments, report_left_out, run_figure
 from src.figures.langevin import (PUBLISHED, PUBLISHED_DATASET, PublishedSeries, Series, draw_published, label_panel,
-                                  load_published, panel_grid, save_figure)
+                                  load_published, panel_grid, papers_of, save_figure)
 from src.figures.runs import FigureInputError, load_runs
 
 MODES = ("utility", "noiseless", "sequence", "burnin", "pnsgd")
@@ -131,14 +131,7 @@ def aggregate(logs, folder=None) -> tuple[dict, dict]:
 
 def published_groups(published: dict, datasets) -> dict:
     out: dict = defaultdict(dict)
-    for dataset in datasets:
-        paper = published.get(PUBLISHED_DATASET.get(dataset, ""))
-        if not paper:
-            continue
-
-        def series(mode, panel, label):
-            return out[(mode, dataset, panel)].setdefault(label, PublishedSeries(mode, dataset, f"published: {label}"))
-
+    for paper, series in papers_of(published, datasets, out):
         for eps, cells in paper.get("utility_s", {}).items():
             for S, st in cells["lmc_unlearn"].items():
                 series("utility", "S", f"Langevin, epsilon {eps}").put(S, st["mean"], st["std"], st["n"])
